@@ -1,0 +1,236 @@
+"""pytest wiring for the executable runbook: options, the target fixture, safety gates,
+tags, evidence, the runbook summary and the exit codes.
+
+Step modules are registered here, once; scenarios are bound in ``steps/test_runbook.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import allure
+import pytest
+from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+from runbook.config import Environment, Target, TargetChoice, choose_target
+from runbook.errors import CheckFailed, ConfigError, RunbookError
+from runbook.redact import Redactor
+from runbook.reporting.summary import ScenarioOutcome, exit_code, render, write_summary
+from runbook.results import ProbeResult
+from runbook.safety import KINDS, check_gate
+from runbook.timeouts import Timeouts
+
+pytest_plugins = ["steps.service"]
+
+CHOICE = pytest.StashKey[TargetChoice]()
+OUTCOMES = pytest.StashKey[dict[str, ScenarioOutcome]]()
+SCENARIO = pytest.StashKey[tuple[str, str]]()
+REDACTOR = pytest.StashKey[Redactor]()
+ATTACHED = pytest.StashKey[set[int]]()
+TIERS = ("critical", "warning", "info")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("runbook", "the executable runbook")
+    group.addoption("--target", default=None,
+                    help="sandbox, env, or a [targets.NAME] profile of runbook.toml")
+    group.addoption("--runbook-config", default=None, type=Path,
+                    help="the runbook.toml holding target profiles (default ./runbook.toml)")
+    group.addoption("--allow-drills", default=None, metavar="ENVIRONMENT",
+                    help="let destructive drills run against this environment (staging)")
+    group.addoption("--allow-operations", default=None, metavar="ENVIRONMENT",
+                    help="let state-changing operations run against this environment")
+    group.addoption("--runbook-reports", default=None, type=Path,
+                    help="where summary.json goes (default ./reports)")
+
+
+def _is_scenario(item: pytest.Item) -> bool:
+    return scenario_wrapper_template_registry.get(getattr(item, "obj", None)) is not None
+
+
+def _sections(item: pytest.Item) -> tuple[str, ...]:
+    """The ``@runbook:`` sections of a scenario, its own before its feature's."""
+    template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
+    if template is None:
+        return ()
+    own = sorted(t.split(":", 1)[1] for t in template.tags if t.startswith("runbook:"))
+    inherited = sorted(t.split(":", 1)[1] for t in template.feature.tags
+                       if t.startswith("runbook:"))
+    return tuple(dict.fromkeys(own + inherited))
+
+
+def _runs_scenarios(config: pytest.Config) -> bool:
+    return CHOICE in config.stash
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[OUTCOMES] = {}
+    config.stash[REDACTOR] = Redactor()
+
+
+def pytest_bdd_apply_tag(tag: str, function: Callable[..., object]) -> object:
+    """``@runbook:<section>`` becomes ``pytest.mark.runbook("<section>")``."""
+    if tag.startswith("runbook:"):
+        pytest.mark.runbook(tag.split(":", 1)[1])(function)
+        return True
+    return None
+
+
+def _environment_of(choice: TargetChoice) -> Environment:
+    if choice.kind == "sandbox":
+        return Environment.SANDBOX
+    return Environment(choice.variables.get("RUNBOOK_ENVIRONMENT", "production"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Choose and validate the target, then apply the safety gates: a misconfigured target
+    exits 2 and a refused drill exits 3, before any scenario runs, not half-way through."""
+    config = session.config
+    scenarios = [item for item in session.items if _is_scenario(item)]
+    if not scenarios:
+        return
+    try:
+        choice = choose_target(config.getoption("--target"),
+                               config_file=config.getoption("--runbook-config"))
+        if choice.kind != "sandbox":
+            Target.from_variables(choice.name, choice.variables, source=choice.source)
+    except ConfigError as exc:
+        pytest.exit(f"configuration error: {exc}", returncode=exc.exit_code)
+    config.stash[CHOICE] = choice
+    environment = _environment_of(choice)
+    for item in scenarios:
+        for kind in KINDS:
+            if item.get_closest_marker(kind) is None:
+                continue
+            try:
+                check_gate(kind, environment, target_name=choice.name,
+                           allow_drills=config.getoption("--allow-drills"),
+                           allow_operations=config.getoption("--allow-operations"))
+            except RunbookError as exc:
+                pytest.exit(f"{exc} [{item.name}]", returncode=exc.exit_code)
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def timeouts() -> Timeouts:
+    """Connect, read and per-probe deadlines (``RUNBOOK_*_TIMEOUT`` to change them)."""
+    return Timeouts.from_env()
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The LegacyVideo under test; the sandbox is started here when it is the target."""
+    config = request.config
+    choice = config.stash[CHOICE]
+    try:
+        if choice.kind == "sandbox":
+            from runbook.sandbox import Sandbox
+
+            home = Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
+            sandbox = Sandbox(home)
+            sandbox.up()
+            resolved = Target.from_variables("sandbox", sandbox.env(), source="sandbox",
+                                             environment="sandbox", platform="sandbox")
+        else:
+            resolved = Target.from_variables(choice.name, choice.variables, source=choice.source)
+    except RunbookError as exc:
+        pytest.exit(f"{type(exc).__name__}: {exc}", returncode=exc.exit_code)
+    config.stash[REDACTOR].add(resolved.secret_values())
+    yield resolved
+
+
+# -- evidence and outcomes -----------------------------------------------------------------
+
+
+def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: object,
+                               scenario: object) -> None:
+    request.node.stash[SCENARIO] = (getattr(feature, "name", ""), getattr(scenario, "name", ""))
+    request.node.stash[ATTACHED] = set()
+
+
+def _attach_probe_results(request: pytest.FixtureRequest, args: dict[str, object]) -> None:
+    redact = request.config.stash[REDACTOR]
+    seen = request.node.stash.setdefault(ATTACHED, set())
+    for value in args.values():
+        if isinstance(value, ProbeResult) and id(value) not in seen:
+            seen.add(id(value))
+            body = json.dumps(redact.data(value.evidence()), indent=2, default=str)
+            allure.attach(body, name=f"{value.component}: {value.check}",
+                          attachment_type=allure.attachment_type.JSON)
+
+
+def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: object, scenario: object,
+                          step: object, step_func: object, step_func_args: dict[str, object]
+                          ) -> None:
+    _attach_probe_results(request, step_func_args)
+
+
+def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: object, scenario: object,
+                          step: object, step_func: object, step_func_args: dict[str, object],
+                          exception: BaseException) -> None:
+    _attach_probe_results(request, step_func_args)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    report = yield
+    if not _is_scenario(item):
+        return report
+    outcomes = item.config.stash[OUTCOMES]
+    redact = item.config.stash[REDACTOR]
+    previous = outcomes.get(item.nodeid)
+    duration = report.duration + (previous.duration_s if previous else 0.0)
+    outcome = previous.outcome if previous else "passed"
+    message = previous.message if previous else ""
+    failure = call.excinfo.value if call.excinfo is not None else None
+    if report.failed and isinstance(failure, CheckFailed):
+        # The runbook's own words are the whole story: no traceback through the harness.
+        outcome = "failed" if report.when == "call" else "error"
+        report.longrepr = redact(str(failure))
+        message = redact(f"{failure.component} on {failure.target}: {failure.seen}")
+    elif report.failed:
+        outcome = "failed" if report.when == "call" else "error"
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = getattr(crash, "message", None) or str(report.longrepr)
+        message = redact(text.strip().splitlines()[0] if text.strip() else "")
+    elif report.skipped and outcome == "passed":
+        outcome = "skipped"
+        longrepr = report.longrepr
+        message = redact(str(longrepr[2]) if isinstance(longrepr, tuple) else "")
+    feature, name = item.stash.get(SCENARIO, ("", item.name))
+    tier = next((t for t in TIERS if item.get_closest_marker(t)), None)
+    sections = _sections(item)
+    outcomes[item.nodeid] = ScenarioOutcome(
+        nodeid=item.nodeid, name=name or item.name, feature=feature, sections=sections,
+        tier=tier, outcome=outcome, duration_s=duration, message=message,
+    )
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    outcomes = list(config.stash[OUTCOMES].values())
+    if not outcomes or not _runs_scenarios(config):
+        return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = exit_code(outcomes)
+    reports = config.getoption("--runbook-reports") or Path("reports")
+    write_summary(reports / "summary.json", outcomes, int(session.exitstatus),
+                  config.stash[CHOICE].name, os.environ.get("RUNBOOK_RUN_ID", ""))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    outcomes = list(config.stash[OUTCOMES].values())
+    if not outcomes or not _runs_scenarios(config):
+        return
+    terminalreporter.write_sep("=", "runbook summary")
+    for line in render(outcomes):
+        terminalreporter.write_line(line)

@@ -1,0 +1,315 @@
+"""The ``runbook`` command: the sandbox, synthetic checks, and (in time) drills and reports.
+
+Exit codes: 0 all passed; 1 a check failed; 2 usage or configuration error; 3 refused by a
+safety gate; 4 only warning-tier checks failed; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from runbook.config import Target, TargetChoice, choose_target
+from runbook.errors import ConfigError, RunbookError
+from runbook.redact import Redactor
+from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = PROJECT_ROOT / "steps" / "test_runbook.py"
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    help="The LegacyVideo operations runbook, executable: checks, drills, the sandbox.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="The embedded LegacyVideo on loopback.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"runbook: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
+
+
+def _sandbox():  # type: ignore[no-untyped-def]
+    from runbook.sandbox import Sandbox
+
+    return Sandbox(_home())
+
+
+# -- runbook sandbox ...  --------------------------------------------------------------------
+
+COMPONENTS = ("api", "web", "worker", "postgres", "redis", "s3", "mail")
+
+
+def _component(name: str) -> str:
+    if name not in COMPONENTS:
+        raise _fail(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}", EXIT_USAGE)
+    return name
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    timeout: Annotated[float, typer.Option(help="seconds to wait for all components")] = 60.0,
+) -> None:
+    """Start the sandbox (idempotent) and wait until all seven components run."""
+    started = time.monotonic()
+    try:
+        status = _sandbox().up(timeout=timeout)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    elapsed = time.monotonic() - started
+    for name, component in status.to_json()["components"].items():
+        out.print(f"  {name:<9} {component['state']:<9} pid {component.get('pid') or '-':<8}"
+                  f" {component.get('url') or ''}", markup=False)
+    out.print(f"sandbox up in {elapsed:.1f} s; state in {_home()}", markup=False)
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop every sandbox process (data is kept); a second call is a no-op."""
+    try:
+        stopped = _sandbox().down()
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    out.print("sandbox stopped" if stopped else "sandbox was not running", markup=False)
+
+
+@sandbox_app.command("status")
+def sandbox_status(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Each component's state, pid and URL."""
+    status = _sandbox().status()
+    document = status.to_json()
+    if as_json:
+        redact = Redactor(_secrets_of(document.get("env", {})))
+        out.print(redact(json.dumps(document, indent=2)), markup=False)
+        return
+    for name, component in document["components"].items():
+        out.print(f"{name:<9} {component['state']:<9} pid {component.get('pid') or '-':<8}"
+                  f" {component.get('url') or ''}", markup=False)
+
+
+def _secrets_of(env: dict[str, str]) -> list[str]:
+    try:
+        return Target.from_variables("sandbox", env, source="sandbox").secret_values()
+    except ConfigError:
+        return []
+
+
+@sandbox_app.command("env")
+def sandbox_env() -> None:
+    """``export NAME=value`` lines making the running sandbox a complete target.
+
+    These hold the sandbox's own secrets, by design: ``eval "$(runbook sandbox env)"``."""
+    import shlex
+
+    env = _sandbox().env()
+    if not env:
+        raise _fail("the sandbox is not running; start it with: runbook sandbox up", 1)
+    for name, value in env.items():
+        out.print(f"export {name}={shlex.quote(value)}", markup=False, soft_wrap=True)
+
+
+@sandbox_app.command("logs")
+def sandbox_logs(
+    component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))],
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 200,
+) -> None:
+    """The last lines of a component's log."""
+    sandbox = _sandbox()
+    text = sandbox.logs(_component(component), lines=lines)
+    out.print(Redactor(_secrets_of(sandbox.env()))(text), markup=False, end="")
+
+
+@sandbox_app.command("restart")
+def sandbox_restart(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))]
+                    ) -> None:
+    """Restart one component, as the platform's restart does."""
+    try:
+        _sandbox().restart(_component(component))
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    out.print(f"{component} restarted", markup=False)
+
+
+# -- runbook check ---------------------------------------------------------------------------
+
+
+def _resolve(target_name: str | None, config_file: Path | None) -> tuple[TargetChoice, Target]:
+    """Choose the target, start the sandbox when it is the one, validate the variables."""
+    choice = choose_target(target_name, config_file=config_file)
+    if choice.kind == "sandbox":
+        sandbox = _sandbox()
+        started = time.monotonic()
+        sandbox.up()
+        err.print(f"sandbox ready in {time.monotonic() - started:.1f} s ({_home()})",
+                  markup=False)
+        resolved = Target.from_variables("sandbox", sandbox.env(), source="sandbox",
+                                         environment="sandbox", platform="sandbox")
+    else:
+        resolved = Target.from_variables(choice.name, choice.variables, source=choice.source)
+    return choice, resolved
+
+
+def run_scenarios(
+    *,
+    marks: str,
+    target_name: str | None,
+    config_file: Path | None,
+    reports: Path,
+    extra: Sequence[str] = (),
+    allow_drills: str | None = None,
+) -> int:
+    """Run the bound scenarios selected by ``marks`` in a pytest subprocess.
+
+    Its output is streamed through the redactor; returns the runbook exit code.
+    """
+    config_file = config_file or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
+    try:
+        choice, target = _resolve(target_name, config_file)
+    except RunbookError as exc:
+        err.print(f"runbook: {exc}", markup=False)
+        return exc.exit_code
+    reports = reports.resolve()
+    reports.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex
+    command = [
+        sys.executable, "-m", "pytest", str(SCENARIOS),
+        "-m", marks,
+        "--target", choice.name,
+        "--alluredir", str(reports / "allure-results"),
+        "--junitxml", str(reports / "junit.xml"),
+        "--runbook-reports", str(reports),
+        "-o", "junit_family=xunit2",
+        "--color", "yes" if sys.stdout.isatty() else "no",
+        "-rN",
+        *extra,
+    ]
+    if config_file is not None:
+        command += ["--runbook-config", str(config_file.resolve())]
+    if allow_drills:
+        command += ["--allow-drills", allow_drills]
+    env = dict(os.environ, RUNBOOK_HOME=str(_home()), RUNBOOK_RUN_ID=run_id)
+    redact = Redactor(target.secret_values())
+    code = _stream(command, env, redact)
+    if code == EXIT_INTERRUPTED:
+        return code
+    return _runbook_exit(code, reports / "summary.json", run_id, marks)
+
+
+def _stream(command: list[str], env: dict[str, str], redact: Redactor) -> int:
+    process = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace", bufsize=1,
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            sys.stdout.write(redact(line))
+            sys.stdout.flush()
+        return process.wait()
+    except KeyboardInterrupt:
+        # The child got the same SIGINT (same process group); let it finish its teardown.
+        process.send_signal(signal.SIGINT)
+        for line in process.stdout:
+            sys.stdout.write(redact(line))
+        process.wait()
+        err.print("runbook: interrupted", markup=False)
+        return EXIT_INTERRUPTED
+
+
+def _runbook_exit(code: int, summary: Path, run_id: str, marks: str) -> int:
+    """Map pytest's exit code onto the runbook's, trusting only this run's summary."""
+    recorded: int | None = None
+    try:
+        document = json.loads(summary.read_text(encoding="utf-8"))
+        if document.get("run_id") == run_id:
+            recorded = int(document["exit_code"])
+    except (OSError, ValueError, KeyError):
+        recorded = None
+    if recorded is not None:
+        return recorded
+    if code == 5:
+        err.print(f"runbook: no scenario matches {marks!r}; check --tags", markup=False)
+        return EXIT_USAGE
+    if code in (2, 3):  # pytest.exit from the configuration check or a safety gate
+        return code
+    if code == 4 or code == EXIT_WARNINGS:
+        return EXIT_USAGE  # pytest's usage error (a warnings-only run writes its summary)
+    return EXIT_FAILED if code else 0
+
+
+def _marks(base: str, tags: str | None, cadence: str | None) -> str:
+    parts = [base]
+    if tags:
+        parts.append(f"({tags})")
+    if cadence:
+        parts.append(cadence)
+    return " and ".join(parts)
+
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option("--target", help="sandbox, env, or a [targets.NAME] profile of runbook.toml"),
+]
+ReportsOption = Annotated[Path, typer.Option("--reports", help="where reports are written")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="runbook.toml with target profiles")
+]
+
+
+@app.command()
+def check(
+    target: TargetOption = None,
+    tags: Annotated[str | None, typer.Option(help="a tag expression, e.g. 'critical'")] = None,
+    cadence: Annotated[
+        str | None, typer.Option(help="daily, weekly, monthly or quarterly")
+    ] = None,
+    reports: ReportsOption = Path("reports"),
+    config: ConfigOption = None,
+) -> None:
+    """Run the @synthetic scenarios (read-only, bounded) against the target."""
+    if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
+        raise _fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
+                    EXIT_USAGE)
+    code = run_scenarios(marks=_marks("synthetic", tags, cadence), target_name=target,
+                         config_file=config, reports=reports)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point of the ``runbook`` console script."""
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"runbook: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("runbook: interrupted", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

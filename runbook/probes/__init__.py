@@ -1,0 +1,74 @@
+"""Read-only checks, one module per component. Each returns a ``ProbeResult``; none raises
+for a failing check, and none runs longer than its deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from runbook.config import Target
+from runbook.results import ProbeResult, Timing, utcnow
+from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a probe body concludes: ok or the one-line problem, plus evidence."""
+
+    ok: bool
+    expected: str
+    problem: str = ""
+    observed: Mapping[str, Any] = field(default_factory=dict)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, secret-free description of a network failure."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "connected, but no answer before the read timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{type(exc).__name__}: {exc}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_probe(
+    component: str,
+    check: str,
+    target: Target,
+    timeouts: Timeouts,
+    body: Callable[[], Verdict],
+    *,
+    expected: str,
+) -> ProbeResult:
+    """Time ``body`` under the probe deadline and turn whatever happens into a result."""
+    started_at = utcnow()
+    started = time.monotonic()
+    try:
+        verdict = call_with_deadline(body, timeouts.deadline)
+    except DeadlineExceeded:
+        verdict = Verdict(
+            False, expected,
+            f"no answer within the {timeouts.deadline:g} s deadline (timeout)",
+            {"timeout": True},
+        )
+    except Exception as exc:
+        verdict = Verdict(False, expected, describe_error(exc), {"error": type(exc).__name__})
+    elapsed = time.monotonic() - started
+    return ProbeResult(
+        component=component,
+        check=check,
+        target=target.describe(),
+        ok=verdict.ok,
+        timing=Timing(started_at, utcnow(), elapsed),
+        problem=verdict.problem,
+        expected=verdict.expected or expected,
+        observed=dict(verdict.observed),
+    )

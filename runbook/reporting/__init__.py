@@ -1,0 +1,1 @@
+"""What a run writes: summaries, exit codes, evidence (redacted before it leaves)."""

@@ -1,0 +1,67 @@
+"""Frozen records of what a probe or an action observed, with timestamps.
+
+Recovery figures (RTO, RPO, time to detect) are derived from these records, never from
+clocks read elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A start and an end, wall-clock UTC, plus the monotonic duration between them."""
+
+    started_at: datetime
+    finished_at: datetime
+    elapsed_s: float
+
+    @property
+    def elapsed_ms(self) -> float:
+        return self.elapsed_s * 1000.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one read-only check of one component saw.
+
+    ``ok`` is the verdict; ``problem`` says in one line what was wrong when it is false;
+    ``observed`` holds the figures and facts worth keeping as evidence (never secrets).
+    """
+
+    component: str
+    check: str
+    target: str
+    ok: bool
+    timing: Timing
+    problem: str = ""
+    expected: str = ""
+    observed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.timing.elapsed_s
+
+    def evidence(self) -> dict[str, Any]:
+        """A JSON-ready summary of this result, for reports and drill records."""
+        return {
+            "component": self.component,
+            "check": self.check,
+            "target": self.target,
+            "ok": self.ok,
+            "problem": self.problem,
+            "expected": self.expected,
+            "started_at": self.timing.started_at.isoformat(),
+            "elapsed_ms": round(self.timing.elapsed_ms, 1),
+            "observed": dict(self.observed),
+        }

@@ -1,0 +1,118 @@
+"""The runbook's sections, their tags, and what the runbook says to do when a check fails.
+
+Scenarios carry ``@runbook:<slug>`` where the slug is the section heading made lower-case with
+runs of non-alphanumerics turned into one hyphen (``Monitoring & Alerts`` ->
+``monitoring-alerts``). The same function maps any runbook's headings, for coverage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+def slugify(heading: str) -> str:
+    """``"Database Connection Errors"`` -> ``"database-connection-errors"``."""
+    text = heading.strip().lower().replace("'", "").replace('"', "")
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A runbook subsection and the steps in it the on-call engineer takes next."""
+
+    section: str
+    steps: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        return [f"{self.section}: {step}" for step in self.steps]
+
+
+SERVICE_DOWN = Advice(
+    "Incident Response > Service Down",
+    (
+        "1. check service status (railway status)",
+        "2. check logs (railway logs --service api --tail)",
+        "3-4. check the database and Redis",
+        "5. restart the service (railway restart --service api)",
+        "6. if it persists, check the platform dashboard for platform issues",
+    ),
+)
+DATABASE_ERRORS = Advice(
+    "Incident Response > Database Connection Errors",
+    (
+        "1. verify DATABASE_URL (railway variables --service api)",
+        "2. check the database service (railway status)",
+        "4. check connection limits (max_connections)",
+        "5. restart the API (railway restart --service api)",
+    ),
+)
+WORKER_NOT_PROCESSING = Advice(
+    "Troubleshooting > Worker Not Processing Jobs",
+    (
+        "check the worker is running (railway status --service worker)",
+        "check its logs (railway logs --service worker --tail)",
+        "check the Redis connection (redis-cli -u $REDIS_URL ping)",
+        "restart the worker (railway restart --service worker)",
+    ),
+)
+UPLOAD_FAILURES = Advice(
+    "Incident Response > Upload Failures",
+    (
+        "1. verify the S3 credentials (railway variables --service api)",
+        "2. check the bucket permissions",
+        "3. test S3 access (aws s3 ls s3://$S3_BUCKET --region $S3_REGION)",
+        "4. check the CORS configuration",
+        "5. review API logs for presigned URL generation errors",
+    ),
+)
+EMAIL_NOT_SENDING = Advice(
+    "Incident Response > Email Not Sending",
+    (
+        "1. check the Resend dashboard for errors",
+        "2. verify RESEND_API_KEY (railway variables --service worker)",
+        "3. check FROM_EMAIL is verified",
+        "4. check the email queue's failed jobs",
+        "5. review worker logs (railway logs --service worker)",
+    ),
+)
+API_500 = Advice(
+    "Troubleshooting > API Returns 500 Error",
+    (
+        "check recent logs (railway logs --service api --tail)",
+        "common causes: database connection lost, missing environment variable",
+        "quick fix: railway restart --service api",
+    ),
+)
+HIGH_USAGE = Advice(
+    "Incident Response > High Memory/CPU Usage",
+    (
+        "1. check the platform's metrics dashboard",
+        "2. identify resource-hungry queries in logs",
+        "3. check for stuck jobs in queues",
+        "4-5. scale vertically or horizontally",
+    ),
+)
+
+#: What to do next when a component's check fails, in the runbook's own order.
+NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
+    "api": (SERVICE_DOWN, API_500),
+    "web": (
+        Advice(
+            "Common Operations > Restart Services",
+            ("Web: trigger a redeploy (vercel --prod); check vercel logs",),
+        ),
+    ),
+    "database": (DATABASE_ERRORS, SERVICE_DOWN),
+    "redis": (WORKER_NOT_PROCESSING, SERVICE_DOWN),
+    "worker": (WORKER_NOT_PROCESSING,),
+    "queues": (WORKER_NOT_PROCESSING, EMAIL_NOT_SENDING),
+    "s3": (UPLOAD_FAILURES,),
+    "email": (EMAIL_NOT_SENDING,),
+    "metrics": (HIGH_USAGE,),
+}
+
+
+def next_steps(component: str) -> list[str]:
+    """The runbook's next steps for a failed check of ``component``, as lines."""
+    return [line for advice in NEXT_STEPS.get(component, ()) for line in advice.lines()]

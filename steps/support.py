@@ -1,0 +1,14 @@
+"""What several step modules share: skipping, with the reason, when a target lacks a variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook.config import Target
+
+
+def require_variables(target: Target, *variables: str) -> None:
+    """Skip the scenario, naming what is missing, when the target leaves a variable unset."""
+    missing = target.has(*variables)
+    if missing:
+        pytest.skip(f"target {target.name!r} sets no {', '.join(missing)}")
