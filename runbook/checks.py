@@ -17,7 +17,7 @@ def require_ok(result: ProbeResult) -> ProbeResult:
             target=result.target,
             seen=result.problem,
             expected=result.expected,
-            next_steps=next_steps(result.component),
+            next_steps=next_steps(result.advice or result.component),
         )
     return result
 
@@ -34,6 +34,6 @@ def require_at_most(result: ProbeResult, figure: str, limit: float, unit: str) -
             target=result.target,
             seen=f"{figure.replace('_', ' ')} {shown}",
             expected=f"{figure.replace('_', ' ')} at most {limit:g} {unit}",
-            next_steps=next_steps(result.component),
+            next_steps=next_steps(result.advice or result.component),
         )
     return float(value)

@@ -203,25 +203,24 @@ class Target(BaseModel):
     # -- views ---------------------------------------------------------------------------
 
     def secret_values(self) -> list[str]:
-        """Every secret this target holds, for redaction (passwords inside DSNs included)."""
+        """Every secret this target holds, for redaction: keys and tokens whole, and the
+        passwords inside DSNs (a DSN without a password is not a secret)."""
         found: list[str] = []
+        for url in (self.database_url, self.redis_url):
+            if url is not None:
+                password = urlsplit(url.get_secret_value()).password
+                if password:
+                    found.append(password)
         for value in (
-            self.database_url,
-            self.redis_url,
             self.aws_access_key_id,
             self.aws_secret_access_key,
             self.resend_api_key,
             self.admin_token,
             self.api_secret,
         ):
-            if value is None:
-                continue
-            raw = value.get_secret_value()
-            found.append(raw)
-            password = urlsplit(raw).password if "://" in raw else None
-            if password:
-                found.append(password)
-        return [s for s in found if s]
+            if value is not None and value.get_secret_value():
+                found.append(value.get_secret_value())
+        return found
 
     def describe(self) -> str:
         """One line naming the target, safe to print."""

@@ -47,6 +47,8 @@ class ProbeResult:
     problem: str = ""
     expected: str = ""
     observed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: The key of the runbook advice that fits a failure (``runbook.sections.NEXT_STEPS``).
+    advice: str = ""
 
     @property
     def elapsed_s(self) -> float:

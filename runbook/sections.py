@@ -104,6 +104,15 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
         ),
     ),
     "database": (DATABASE_ERRORS, SERVICE_DOWN),
+    "database-schema": (
+        Advice(
+            "Common Operations > Database Operations",
+            (
+                "Run Migration: railway run --service api pnpm db:migrate:deploy",
+                "check DATABASE_URL points at LegacyVideo's database (railway variables)",
+            ),
+        ),
+    ),
     "redis": (WORKER_NOT_PROCESSING, SERVICE_DOWN),
     "worker": (WORKER_NOT_PROCESSING,),
     "queues": (WORKER_NOT_PROCESSING, EMAIL_NOT_SENDING),

@@ -23,6 +23,8 @@ class Verdict:
     expected: str
     problem: str = ""
     observed: Mapping[str, Any] = field(default_factory=dict)
+    #: Which runbook advice fits this failure, when it is narrower than the component's.
+    advice: str = ""
 
 
 def describe_error(exc: BaseException) -> str:
@@ -71,4 +73,5 @@ def run_probe(
         problem=verdict.problem,
         expected=verdict.expected or expected,
         observed=dict(verdict.observed),
+        advice=verdict.advice or component,
     )
