@@ -23,7 +23,7 @@ from runbook.results import ProbeResult
 from runbook.safety import KINDS, check_gate
 from runbook.timeouts import Timeouts
 
-pytest_plugins = ["steps.service", "steps.database", "steps.queue"]
+pytest_plugins = ["pytester", "steps.service", "steps.database", "steps.queue"]
 
 CHOICE = pytest.StashKey[TargetChoice]()
 OUTCOMES = pytest.StashKey[dict[str, ScenarioOutcome]]()

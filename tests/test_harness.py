@@ -1,0 +1,211 @@
+"""The pytest wiring, run as a user runs it: exit codes, tiers, gates, summary, evidence.
+
+Each test lays out a small project (our conftest.py, steps/ and pyproject.toml, plus the
+features it needs) and runs pytest on it in a subprocess against a real HTTP server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HEALTH_SCENARIO = """
+  @synthetic @{tier} @runbook:quick-health-check
+  Scenario: {name}
+    Given the target has an API
+    When the on-call engineer checks the API health
+    Then the API reports status ok
+"""
+
+DRILL_SCENARIO = """
+  @drill @runbook:service-down
+  Scenario: A destructive drill
+    Given the drill touches the target
+"""
+
+RECORDING_STEP = '''
+
+from pathlib import Path
+
+from pytest_bdd import given
+
+
+@given("the drill touches the target")
+def _() -> None:
+    Path("touched").write_text("the drill ran")
+'''
+
+
+class Health:
+    """A real HTTP server whose /health answers what the test says."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.body = b'{"status":"ok","timestamp":"2099-01-01T00:00:00Z"}'
+        health = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                from datetime import UTC, datetime
+
+                body = health.body.replace(
+                    b"2099-01-01T00:00:00Z", datetime.now(UTC).isoformat().encode()
+                )
+                self.send_response(health.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def health() -> Iterator[Health]:
+    server = Health()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A copy of the harness with no features yet, and no runbook variables inherited."""
+    shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
+    shutil.copy(ROOT / "pyproject.toml", pytester.path / "pyproject.toml")
+    shutil.copytree(ROOT / "steps", pytester.path / "steps",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (pytester.path / "features").mkdir()
+    for variable in ("API_URL", "WEB_URL", "DATABASE_URL", "REDIS_URL", "S3_BUCKET",
+                     "RESEND_API_KEY", "ADMIN_TOKEN", "API_SECRET", "RUNBOOK_ENVIRONMENT",
+                     "PLATFORM", "RUNBOOK_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    return pytester
+
+
+def feature(project: pytest.Pytester, *scenarios: str) -> None:
+    text = "Feature: Service Health Checks\n" + "".join(scenarios)
+    (project.path / "features" / "checks.feature").write_text(text)
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return project.runpytest_subprocess(
+        "steps/test_runbook.py", "-p", "no:cacheprovider", "--runbook-reports",
+        str(project.path / "reports"), *args,
+    )
+
+
+def summary(project: pytest.Pytester) -> dict[str, object]:
+    return json.loads((project.path / "reports" / "summary.json").read_text())
+
+
+def test_all_passing_exits_0_and_writes_the_summary(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    result = run(project)
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*runbook summary*", "runbook: quick-health-check",
+                                 "*ok*API is healthy [[]critical[]]"])
+    [scenario] = summary(project)["scenarios"]  # type: ignore[misc]
+    assert scenario["outcome"] == "passed"
+    assert scenario["sections"] == ["quick-health-check"]
+
+
+def test_a_critical_failure_exits_1_with_the_runbook_steps(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health.status = 503
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    result = run(project)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "api check failed on env (production, http://127.0.0.1:*)",
+        "  Actual:   HTTP 503",
+        "*Incident Response > Service Down: 5. restart the service*",
+    ])
+    # The on-call engineer reads the runbook's words, not a traceback through the harness.
+    assert "call_fixture_func" not in result.stdout.str()
+
+
+def test_only_warning_failures_exit_4(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health.status = 500
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="warning", name="A warning check"))
+    assert run(project).ret == 4
+    assert summary(project)["exit_code"] == 4
+
+
+def test_a_warning_and_a_critical_failure_exit_1(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health.status = 500
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="warning", name="A warning check"),
+            HEALTH_SCENARIO.format(tier="critical", name="A critical check"))
+    assert run(project).ret == 1
+
+
+def test_a_missing_variable_skips_with_the_reason(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    result = run(project, "-rs")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*target 'env' sets no API_URL*"])
+
+
+def test_a_malformed_variable_exits_2_in_one_line_before_running(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_URL", "not-a-url")
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    result = run(project)
+    assert result.ret == 2
+    result.stdout.fnmatch_lines(["*configuration error: API_URL: 'not-a-url' is not an http*"])
+    assert not (project.path / "reports" / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("environment", "flag", "expected"),
+    [
+        ("production", None, 3),
+        ("production", "production", 3),
+        ("staging", None, 3),
+        ("staging", "production", 3),
+        ("staging", "staging", 0),
+    ],
+)
+def test_drill_gates_refuse_before_anything_is_touched(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch,
+    environment: str, flag: str | None, expected: int,
+) -> None:
+    monkeypatch.setenv("API_URL", health.url)
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENT", environment)
+    feature(project, DRILL_SCENARIO)
+    with (project.path / "steps" / "test_runbook.py").open("a") as module:
+        module.write(RECORDING_STEP)
+    args = ("--allow-drills", flag) if flag else ()
+    result = run(project, *args)
+    assert result.ret == expected, result.stdout.str()
+    assert (project.path / "touched").exists() == (expected == 0)
+    if expected == 3:
+        result.stdout.fnmatch_lines(["*refused: drills*"])

@@ -1,0 +1,58 @@
+"""Redaction: known secrets in every encoding we emit, and credential-shaped text."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import quote
+
+import pytest
+
+from runbook.redact import MASK, Redactor, redact_url
+
+SECRET = "pa$$w0rd/with:odd&chars"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        SECRET,
+        quote(SECRET, safe=""),
+        json.dumps(SECRET)[1:-1],
+        base64.b64encode(SECRET.encode()).decode(),
+    ],
+)
+def test_a_known_secret_is_masked_in_every_form(form: str) -> None:
+    redact = Redactor([SECRET])
+    assert form not in redact(f"before {form} after")
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("postgresql://lv:s3cretpw@db:5432/lv", "s3cretpw"),
+        ("Authorization: Bearer abcdefghijklmnop", "abcdefghijklmnop"),
+        ("token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX2hlcmU", "c2lnbmF0dXJl"),
+        ("RESEND_API_KEY=re_1234567890abcdef", "re_1234567890abcdef"),
+        ('{"api_secret": "zzzzyyyyxxxx"}', "zzzzyyyyxxxx"),
+    ],
+)
+def test_credential_shaped_text_is_masked_whoever_it_belongs_to(text: str, leak: str) -> None:
+    out = Redactor()(text)
+    assert leak not in out
+    assert MASK in out
+
+
+def test_redaction_can_be_turned_off_and_then_leaks() -> None:
+    assert SECRET in Redactor([SECRET], enabled=False)(SECRET)
+
+
+def test_structures_are_redacted_throughout() -> None:
+    redact = Redactor([SECRET])
+    data = redact.data({"a": [SECRET, {"b": f"x{SECRET}y"}], SECRET: 1})
+    assert SECRET not in json.dumps(data)
+
+
+def test_redact_url_keeps_what_helps_diagnosis() -> None:
+    assert redact_url("redis://:pw@127.0.0.1:6379/0") == f"redis://:{MASK}@127.0.0.1:6379/0"
+    assert redact_url("https://api.test/health") == "https://api.test/health"
