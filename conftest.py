@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import allure
 import pytest
+from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from runbook.config import Environment, Target, TargetChoice, choose_target
@@ -47,13 +48,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where summary.json goes (default ./reports)")
 
 
+def _template(item: pytest.Item) -> ScenarioTemplate | None:
+    function = getattr(item, "obj", None)
+    return scenario_wrapper_template_registry.get(function) if callable(function) else None
+
+
 def _is_scenario(item: pytest.Item) -> bool:
-    return scenario_wrapper_template_registry.get(getattr(item, "obj", None)) is not None
+    return _template(item) is not None
 
 
 def _sections(item: pytest.Item) -> tuple[str, ...]:
     """The ``@runbook:`` sections of a scenario, its own before its feature's."""
-    template = scenario_wrapper_template_registry.get(getattr(item, "obj", None))
+    template = _template(item)
     if template is None:
         return ()
     own = sorted(t.split(":", 1)[1] for t in template.tags if t.startswith("runbook:"))
@@ -178,8 +184,8 @@ def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: object, scena
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[None]:
-    report = yield
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
     if not _is_scenario(item):
         return report
     outcomes = item.config.stash[OUTCOMES]

@@ -229,6 +229,15 @@ class Target(BaseModel):
         )
         return f"{self.name} ({self.environment.value}, {where})"
 
+    def require(self, variable: str) -> str:
+        """The value of ``variable`` (secrets revealed: for building clients only).
+
+        Raises ``ConfigError`` when the target leaves it unset."""
+        value = getattr(self, variable.lower(), None)
+        if value is None or value == "":
+            raise ConfigError(f"target {self.name!r} sets no {variable}")
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
     def has(self, *variables: str) -> list[str]:
         """The variables among ``variables`` this target leaves unset."""
         return [v for v in variables if getattr(self, v.lower(), None) in (None, "")]

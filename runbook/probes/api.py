@@ -30,10 +30,12 @@ def health(target: Target, timeouts: Timeouts, *, max_skew_s: float | None = Non
     if max_skew_s is not None:
         expected += f" within {max_skew_s:g} s of our clock"
 
+    api_url = target.require("API_URL")
+
     def body() -> Verdict:
         with http_client(timeouts) as client:
             started = time.monotonic()
-            response = client.get(f"{target.api_url}/health")
+            response = client.get(f"{api_url}/health")
             latency_ms = (time.monotonic() - started) * 1000
         observed: dict[str, object] = {
             "status_code": response.status_code,
@@ -64,6 +66,4 @@ def health(target: Target, timeouts: Timeouts, *, max_skew_s: float | None = Non
             return Verdict(False, expected, f"timestamp is {skew:.0f} s off our clock", observed)
         return Verdict(True, expected, observed=observed)
 
-    if not target.api_url:
-        raise ValueError("the target sets no API_URL")
     return run_probe("api", "health", target, timeouts, body, expected=expected)

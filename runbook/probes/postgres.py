@@ -36,11 +36,11 @@ def connect(dsn: str, timeouts: Timeouts, *, read_only: bool = True) -> psycopg.
 def answers(target: Target, timeouts: Timeouts) -> ProbeResult:
     """Connect and run a query; records server version, round-trip time and connections."""
     expected = "a connection and an answer to a query"
-    assert target.database_url is not None
+    dsn = target.require("DATABASE_URL")
 
     def body() -> Verdict:
         started = time.monotonic()
-        with connect(target.database_url.get_secret_value(), timeouts) as conn:
+        with connect(dsn, timeouts) as conn:
             connected_ms = (time.monotonic() - started) * 1000
             row = conn.execute(
                 "select current_setting('server_version'), current_database(),"
@@ -64,10 +64,10 @@ def schema(target: Target, timeouts: Timeouts,
            tables: Sequence[str] = LEGACYVIDEO_TABLES) -> ProbeResult:
     """Introspect, read-only, that ``tables`` exist; records every table the schema has."""
     expected = f"tables {', '.join(tables)}"
-    assert target.database_url is not None
+    dsn = target.require("DATABASE_URL")
 
     def body() -> Verdict:
-        with connect(target.database_url.get_secret_value(), timeouts) as conn:
+        with connect(dsn, timeouts) as conn:
             found = [
                 name for (name,) in conn.execute(
                     "select table_name from information_schema.tables"

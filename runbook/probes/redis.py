@@ -23,10 +23,10 @@ def client(url: str, timeouts: Timeouts) -> redis.Redis:
 def ping(target: Target, timeouts: Timeouts) -> ProbeResult:
     """``PING`` -> ``PONG``; records the round trip, server version, memory and clients."""
     expected = "PONG"
-    assert target.redis_url is not None
+    url = target.require("REDIS_URL")
 
     def body() -> Verdict:
-        conn = client(target.redis_url.get_secret_value(), timeouts)
+        conn = client(url, timeouts)
         try:
             started = time.monotonic()
             answer = conn.execute_command("PING")

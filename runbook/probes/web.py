@@ -23,10 +23,12 @@ def front_page(target: Target, timeouts: Timeouts, *, application: str = "Legacy
     """GET the web root: 200, HTML, and a title naming the application without error words."""
     expected = f"HTTP 200 with an HTML page titled {application!r}"
 
+    web_url = target.require("WEB_URL")
+
     def body() -> Verdict:
         with http_client(timeouts) as client:
             started = time.monotonic()
-            response = client.get(f"{target.web_url}/")
+            response = client.get(f"{web_url}/")
             latency_ms = (time.monotonic() - started) * 1000
         match = _TITLE.search(response.text[:65536])
         title = " ".join(match.group(1).split()) if match else None
