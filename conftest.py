@@ -191,9 +191,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     outcomes = item.config.stash[OUTCOMES]
     redact = item.config.stash[REDACTOR]
     previous = outcomes.get(item.nodeid)
-    duration = report.duration + (previous.duration_s if previous else 0.0)
+    attempts = previous.attempts if previous else 1
     outcome = previous.outcome if previous else "passed"
     message = previous.message if previous else ""
+    duration = report.duration + (previous.duration_s if previous else 0.0)
+    if previous is not None and report.when == "setup":
+        # A retry (--reruns): a pass from here on is flaky, never silently green.
+        attempts += 1
+        outcome = "retrying" if previous.failed else outcome
     failure = call.excinfo.value if call.excinfo is not None else None
     if report.failed and isinstance(failure, CheckFailed):
         # The runbook's own words are the whole story: no traceback through the harness.
@@ -209,12 +214,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         outcome = "skipped"
         longrepr = report.longrepr
         message = redact(str(longrepr[2]) if isinstance(longrepr, tuple) else "")
+    elif report.when == "teardown" and outcome == "retrying":
+        outcome = "flaky"
     feature, name = item.stash.get(SCENARIO, ("", item.name))
     tier = next((t for t in TIERS if item.get_closest_marker(t)), None)
     sections = _sections(item)
     outcomes[item.nodeid] = ScenarioOutcome(
         nodeid=item.nodeid, name=name or item.name, feature=feature, sections=sections,
-        tier=tier, outcome=outcome, duration_s=duration, message=message,
+        tier=tier, outcome=outcome, duration_s=duration, message=message, attempts=attempts,
     )
     return report
 

@@ -289,13 +289,18 @@ def check(
     ] = None,
     reports: ReportsOption = Path("reports"),
     config: ConfigOption = None,
+    retries: Annotated[int, typer.Option(
+        min=0, max=10,
+        help="re-run a failing scenario up to N times; it counts as failed only if every"
+             " attempt fails, and a pass on retry is reported as flaky")] = 0,
 ) -> None:
     """Run the @synthetic scenarios (read-only, bounded) against the target."""
     if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
         raise _fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
                     EXIT_USAGE)
+    extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
     code = run_scenarios(marks=_marks("synthetic", tags, cadence), target_name=target,
-                         config_file=config, reports=reports)
+                         config_file=config, reports=reports, extra=extra)
     raise typer.Exit(code)
 
 

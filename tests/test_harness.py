@@ -49,6 +49,7 @@ class Health:
 
     def __init__(self) -> None:
         self.status = 200
+        self.failures_first = 0
         self.body = b'{"status":"ok","timestamp":"2099-01-01T00:00:00Z"}'
         health = self
 
@@ -59,7 +60,11 @@ class Health:
                 body = health.body.replace(
                     b"2099-01-01T00:00:00Z", datetime.now(UTC).isoformat().encode()
                 )
-                self.send_response(health.status)
+                status = health.status
+                if health.failures_first > 0:
+                    health.failures_first -= 1
+                    status = 503
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -209,3 +214,27 @@ def test_drill_gates_refuse_before_anything_is_touched(
     assert (project.path / "touched").exists() == (expected == 0)
     if expected == 3:
         result.stdout.fnmatch_lines(["*refused: drills*"])
+
+
+def test_a_pass_on_retry_is_flaky_never_silently_green(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health.failures_first = 1
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    result = run(project, "--reruns", "2")
+    assert result.ret == 0
+    [scenario] = summary(project)["scenarios"]  # type: ignore[misc]
+    assert (scenario["outcome"], scenario["attempts"]) == ("flaky", 2)
+    result.stdout.fnmatch_lines(["*FLKY*API is healthy*", "*passed on attempt 2; first:*503*"])
+
+
+def test_failing_every_attempt_is_a_failure(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    health.status = 503
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    assert run(project, "--reruns", "2").ret == 1
+    [scenario] = summary(project)["scenarios"]  # type: ignore[misc]
+    assert (scenario["outcome"], scenario["attempts"]) == ("failed", 3)

@@ -27,9 +27,11 @@ class ScenarioOutcome:
     feature: str
     sections: tuple[str, ...]
     tier: str | None
-    outcome: str  # passed | failed | skipped | error
+    outcome: str  # passed | flaky | failed | skipped | error
     duration_s: float
     message: str = ""
+    #: How many times it ran: more than one when retries were allowed and it failed first.
+    attempts: int = 1
 
     @property
     def failed(self) -> bool:
@@ -46,7 +48,8 @@ def exit_code(outcomes: Iterable[ScenarioOutcome]) -> int:
     return EXIT_FAILED
 
 
-_MARK = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "skipped": "skip"}
+_MARK = {"passed": "ok  ", "flaky": "FLKY", "failed": "FAIL", "error": "ERR ",
+         "skipped": "skip"}
 
 
 def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
@@ -62,8 +65,9 @@ def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
             tier = f" [{o.tier}]" if o.tier else ""
             mark = _MARK.get(o.outcome, o.outcome)
             lines.append(f"  {mark} {o.duration_s:6.2f}s  {o.name}{tier}")
-            if o.failed and o.message:
-                lines.append(f"         {o.message}")
+            if (o.failed or o.outcome == "flaky") and o.message:
+                prefix = f"passed on attempt {o.attempts}; first: " if o.outcome == "flaky" else ""
+                lines.append(f"         {prefix}{o.message}")
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.outcome] = counts.get(o.outcome, 0) + 1
