@@ -16,6 +16,7 @@ import pytest
 from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
+from runbook import targets
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.errors import CheckFailed, ConfigError, RunbookError
 from runbook.redact import Redactor
@@ -24,7 +25,16 @@ from runbook.results import ProbeResult
 from runbook.safety import KINDS, check_gate
 from runbook.timeouts import Timeouts
 
-pytest_plugins = ["pytester", "steps.service", "steps.database", "steps.queue"]
+pytest_plugins = [
+    "pytester",
+    "steps.target",
+    "steps.service",
+    "steps.database",
+    "steps.queue",
+    "steps.storage",
+    "steps.email",
+    "steps.metrics",
+]
 
 CHOICE = pytest.StashKey[TargetChoice]()
 OUTCOMES = pytest.StashKey[dict[str, ScenarioOutcome]]()
@@ -133,17 +143,9 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     """The LegacyVideo under test; the sandbox is started here when it is the target."""
     config = request.config
     choice = config.stash[CHOICE]
+    home = Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
     try:
-        if choice.kind == "sandbox":
-            from runbook.sandbox import Sandbox
-
-            home = Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
-            sandbox = Sandbox(home)
-            sandbox.up()
-            resolved = Target.from_variables("sandbox", sandbox.env(), source="sandbox",
-                                             environment="sandbox", platform="sandbox")
-        else:
-            resolved = Target.from_variables(choice.name, choice.variables, source=choice.source)
+        resolved = targets.resolve(choice, home)
     except RunbookError as exc:
         pytest.exit(f"{type(exc).__name__}: {exc}", returncode=exc.exit_code)
     config.stash[REDACTOR].add(resolved.secret_values())

@@ -37,3 +37,19 @@ def require_at_most(result: ProbeResult, figure: str, limit: float, unit: str) -
             next_steps=next_steps(result.advice or result.component),
         )
     return float(value)
+
+
+def require_figures(result: ProbeResult, figures: tuple[str, ...]) -> ProbeResult:
+    """Raise ``CheckFailed`` unless the probe passed and recorded every one of ``figures``."""
+    __tracebackhide__ = True
+    require_ok(result)
+    missing = [f for f in figures if not isinstance(result.observed.get(f), int | float)]
+    if missing:
+        raise CheckFailed(
+            component=result.component,
+            target=result.target,
+            seen=f"no figure for {', '.join(missing)}",
+            expected=f"figures for {', '.join(figures)}",
+            next_steps=next_steps(result.advice or result.component),
+        )
+    return result

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from runbook import targets
 from runbook.config import Target, TargetChoice, choose_target
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
@@ -158,19 +159,15 @@ def sandbox_restart(component: Annotated[str, typer.Argument(help=", ".join(COMP
 
 
 def _resolve(target_name: str | None, config_file: Path | None) -> tuple[TargetChoice, Target]:
-    """Choose the target, start the sandbox when it is the one, validate the variables."""
+    """Choose the target, start the sandbox when it is the one and is down, validate."""
     choice = choose_target(target_name, config_file=config_file)
-    if choice.kind == "sandbox":
-        sandbox = _sandbox()
-        started = time.monotonic()
-        sandbox.up()
-        err.print(f"sandbox ready in {time.monotonic() - started:.1f} s ({_home()})",
+    started = time.monotonic()
+
+    def said(_: float) -> None:
+        err.print(f"sandbox started in {time.monotonic() - started:.1f} s ({_home()})",
                   markup=False)
-        resolved = Target.from_variables("sandbox", sandbox.env(), source="sandbox",
-                                         environment="sandbox", platform="sandbox")
-    else:
-        resolved = Target.from_variables(choice.name, choice.variables, source=choice.source)
-    return choice, resolved
+
+    return choice, targets.resolve(choice, _home(), on_start=said)
 
 
 def run_scenarios(
@@ -284,6 +281,8 @@ ConfigOption = Annotated[
 def check(
     target: TargetOption = None,
     tags: Annotated[str | None, typer.Option(help="a tag expression, e.g. 'critical'")] = None,
+    match: Annotated[str | None, typer.Option(
+        "--match", "-k", help="only scenarios whose name matches (pytest -k syntax)")] = None,
     cadence: Annotated[
         str | None, typer.Option(help="daily, weekly, monthly or quarterly")
     ] = None,
@@ -299,6 +298,8 @@ def check(
         raise _fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
                     EXIT_USAGE)
     extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
+    if match:
+        extra += ["-k", match]
     code = run_scenarios(marks=_marks("synthetic", tags, cadence), target_name=target,
                          config_file=config, reports=reports, extra=extra)
     raise typer.Exit(code)

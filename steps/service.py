@@ -1,20 +1,14 @@
-"""Steps about the services' health: the API, the web front end."""
+"""Steps about the services' health: the API, the web front end, the Component Status table."""
 
 from __future__ import annotations
 
-from pytest_bdd import given, parsers, then, when
+from pytest_bdd import parsers, then, when
 
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
-from runbook.probes import api, web
+from runbook.probes import api, status, web
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
-from steps.support import require_variables
-
-
-@given("the target has an API")
-def _(target: Target) -> None:
-    require_variables(target, "API_URL")
 
 
 @when("the on-call engineer checks the API health", target_fixture="api_health")
@@ -32,11 +26,6 @@ def _(api_health: ProbeResult, seconds: float) -> None:
     require_at_most(api_health, "clock_skew_s", seconds, "s")
 
 
-@given("the target has a web front end")
-def _(target: Target) -> None:
-    require_variables(target, "WEB_URL")
-
-
 @when("the on-call engineer opens the web front end", target_fixture="web_page")
 def _(target: Target, timeouts: Timeouts) -> ProbeResult:
     return web.front_page(target, timeouts)
@@ -45,3 +34,14 @@ def _(target: Target, timeouts: Timeouts) -> ProbeResult:
 @then("the front end answers HTTP 200 with the application's page")
 def _(web_page: ProbeResult) -> None:
     require_ok(web_page)
+
+
+@when(parsers.parse("the on-call engineer checks the {component} as the Component Status table"
+                    " says"), target_fixture="component_status")
+def _(target: Target, timeouts: Timeouts, component: str) -> ProbeResult:
+    return status.check(component, target, timeouts)
+
+
+@then(parsers.parse("the {component} gives the expected response"))
+def _(component_status: ProbeResult) -> None:
+    require_ok(component_status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runbook.config import Target
+from runbook.results import ProbeResult
 
 
 def require_variables(target: Target, *variables: str) -> None:
@@ -12,3 +13,10 @@ def require_variables(target: Target, *variables: str) -> None:
     missing = target.has(*variables)
     if missing:
         pytest.skip(f"target {target.name!r} sets no {', '.join(missing)}")
+
+
+def skip_if_unavailable(result: ProbeResult) -> ProbeResult:
+    """Skip, with the probe's reason, when the target does not expose what it reads."""
+    if result.observed.get("unavailable"):
+        pytest.skip(result.problem)
+    return result

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HEALTH_SCENARIO = """
   @synthetic @{tier} @runbook:quick-health-check
   Scenario: {name}
-    Given the target has an API
+    Given the target has the API
     When the on-call engineer checks the API health
     Then the API reports status ok
 """

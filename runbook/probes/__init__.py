@@ -75,3 +75,20 @@ def run_probe(
         observed=dict(verdict.observed),
         advice=verdict.advice or component,
     )
+
+
+def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResult:
+    """One result standing for several: ok when all are, problems joined, evidence kept."""
+    problems = [f"{r.check}: {r.problem}" for r in results if not r.ok]
+    first, last = results[0].timing, results[-1].timing
+    return ProbeResult(
+        component=component,
+        check=check,
+        target=results[0].target,
+        ok=not problems,
+        timing=Timing(first.started_at, last.finished_at, sum(r.elapsed_s for r in results)),
+        problem="; ".join(problems),
+        expected="; ".join(dict.fromkeys(r.expected for r in results)),
+        observed={r.check: dict(r.observed) for r in results},
+        advice=next((r.advice for r in results if not r.ok), results[0].advice),
+    )

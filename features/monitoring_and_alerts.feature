@@ -1,0 +1,78 @@
+@runbook:monitoring-alerts
+Feature: Monitoring & Alerts
+  The runbook's key metrics, measured; its recommended alerts, as thresholds. A failed
+  critical check pages (exit 1); a failed warning check notifies (exit 4 when nothing worse
+  failed). Figures are measured by the suite itself and, where the target exposes them, read
+  from its own metrics.
+
+  @synthetic @info @runbook:key-metrics
+  Scenario: The application's key metrics are measured from outside
+    Given the target has the API
+    When the on-call engineer measures the API over 20 requests
+    Then the request rate, error rate and response time percentiles are recorded
+
+  @synthetic @info @runbook:key-metrics
+  Scenario: The application's key metrics are read from its metrics endpoint
+    Given the target has the API
+    When the on-call engineer reads the API's metrics endpoint
+    Then the request count, error rate and response time percentiles are recorded
+
+  @synthetic @runbook:recommended-alerts
+  Scenario Outline: The error rate stays under the <tier> threshold of <limit> percent
+    Given the target has the API
+    When the on-call engineer measures the API over 50 requests
+    Then the error rate is at most <limit> percent
+
+    @critical
+    Examples: page immediately
+      | tier     | limit |
+      | critical | 5     |
+
+    @warning
+    Examples: notify during business hours
+      | tier    | limit |
+      | warning | 1     |
+
+  @synthetic @warning @runbook:recommended-alerts
+  Scenario: The p99 response time stays under 2 seconds
+    Given the target has the API
+    When the on-call engineer measures the API over 50 requests
+    Then the p99 response time is at most 2 seconds
+
+  @synthetic @warning @runbook:recommended-alerts
+  Scenario: Failed email delivery stays under 10 percent
+    Given the target has the Redis
+    When the on-call engineer counts the email queue's jobs
+    Then at most 10 percent of finished email jobs failed
+
+  @synthetic @runbook:recommended-alerts
+  Scenario Outline: <resource> usage stays under the <tier> threshold of <limit> percent
+    Given the target's platform exposes <resource> usage
+    When the on-call engineer reads the platform's resource usage
+    Then <resource> usage is at most <limit> percent
+
+    @critical
+    Examples: page immediately
+      | resource | tier     | limit |
+      | disk     | critical | 90    |
+
+    @warning
+    Examples: notify during business hours
+      | resource | tier    | limit |
+      | memory   | warning | 80    |
+
+  @synthetic @info @runbook:recommended-alerts
+  Scenario Outline: Failed jobs on the <queue> queue are counted the way BullMQ counts them
+    The runbook counts failed jobs with LLEN, but BullMQ keeps them in a sorted set, where
+    LLEN fails with WRONGTYPE. The count comes from BullMQ's own API, checked against
+    type-aware commands.
+
+    Given the target has the Redis
+    When the on-call engineer counts the <queue> queue's jobs
+    Then the counts agree with the type-aware commands
+    And at most 1000 jobs are waiting
+
+    Examples:
+      | queue           |
+      | email           |
+      | release-process |

@@ -1,0 +1,31 @@
+"""Steps about e-mail through Resend (read-only: no mail is sent)."""
+
+from __future__ import annotations
+
+from pytest_bdd import then, when
+
+from runbook.checks import require_ok
+from runbook.config import Target
+from runbook.probes import email
+from runbook.results import ProbeResult
+from runbook.timeouts import Timeouts
+
+
+@when("the on-call engineer checks the Resend API key", target_fixture="resend_key")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return email.api_key(target, timeouts)
+
+
+@then("Resend accepts the key")
+def _(resend_key: ProbeResult) -> None:
+    require_ok(resend_key)
+
+
+@when("the on-call engineer checks the sender's domain", target_fixture="sender_domain")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return email.sender_domain(target, timeouts)
+
+
+@then("FROM_EMAIL's domain is verified")
+def _(sender_domain: ProbeResult) -> None:
+    require_ok(sender_domain)

@@ -1,0 +1,53 @@
+"""Steps about S3: access, canary objects, CORS, presigned uploads."""
+
+from __future__ import annotations
+
+from pytest_bdd import then, when
+
+from runbook.checks import require_ok
+from runbook.config import Target
+from runbook.probes import storage
+from runbook.results import ProbeResult
+from runbook.timeouts import Timeouts
+
+
+@when("the on-call engineer tests S3 access", target_fixture="s3_bucket")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return storage.bucket(target, timeouts)
+
+
+@then("the bucket answers with the configured credentials")
+def _(s3_bucket: ProbeResult) -> None:
+    require_ok(s3_bucket)
+
+
+@when("the on-call engineer writes, reads and deletes a canary object",
+      target_fixture="s3_canary")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return storage.canary_object(target, timeouts)
+
+
+@then("the canary object comes back intact and leaves nothing behind")
+def _(s3_canary: ProbeResult) -> None:
+    require_ok(s3_canary)
+
+
+@when("the on-call engineer checks the bucket's CORS configuration", target_fixture="s3_cors")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return storage.cors(target, timeouts)
+
+
+@then("browsers on the web front end may upload to the bucket")
+def _(s3_cors: ProbeResult) -> None:
+    require_ok(s3_cors)
+
+
+@when("the on-call engineer uploads a canary through a presigned URL",
+      target_fixture="s3_presigned")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return storage.presigned_upload(target, timeouts)
+
+
+@then("the presigned upload is stored and cleaned up")
+def _(s3_presigned: ProbeResult) -> None:
+    require_ok(s3_presigned)

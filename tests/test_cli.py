@@ -1,0 +1,185 @@
+"""The ``runbook`` command run as a user runs it, against the real sandbox and real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runbook.config import TARGET_VARIABLES
+from runbook.sandbox.services import migrate
+from tests.conftest import RunningSandbox
+
+CLEAN = {k: v for k, v in os.environ.items()
+         if k not in (*TARGET_VARIABLES, "PLATFORM", "RUNBOOK_ENVIRONMENT", "RUNBOOK_HOME")}
+
+
+def runbook(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runbook.cli", *args], cwd=cwd, env={**CLEAN, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def outcomes(reports: Path) -> dict[str, str]:
+    document = json.loads((reports / "summary.json").read_text())
+    return {s["name"]: s["outcome"] for s in document["scenarios"]}
+
+
+def test_check_on_the_sandbox_passes_and_writes_allure_results(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    result = runbook("check", "--target", "sandbox", cwd=tmp_path,
+                     env={"RUNBOOK_HOME": str(sandbox.home)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runbook summary" in result.stdout
+    results = [json.loads(p.read_text())
+               for p in (tmp_path / "reports" / "allure-results").glob("*-result.json")]
+    health = [r for r in results
+              if r["name"].startswith("The API reports status ok with a current timestamp")]
+    assert health and health[0]["status"] == "passed"
+    assert (tmp_path / "reports" / "junit.xml").exists()
+    assert all(outcome == "passed" for outcome in outcomes(tmp_path / "reports").values())
+
+
+def test_a_malformed_variable_exits_2_in_one_line(tmp_path: Path) -> None:
+    result = runbook("check", cwd=tmp_path, env={"API_URL": "not-a-url"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "runbook: API_URL: 'not-a-url' is not an http or https URL; set it like"
+        " https://api.example.com (target 'env', from environment variables)"
+    ]
+    assert not (tmp_path / ".runbook").exists(), "no sandbox may start for an env target"
+
+
+def test_an_unknown_profile_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "runbook.toml").write_text(
+        '[targets.staging]\nenvironment = "staging"\nAPI_URL = "https://a.test"\n')
+    result = runbook("check", "--target", "prod", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "target 'prod' is not defined" in result.stderr
+
+
+@pytest.fixture
+def machine_database() -> Iterator[str]:
+    """A scratch LegacyVideo database on this machine's own PostgreSQL (not the sandbox's)."""
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"lv_external_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'create database "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"this machine runs no PostgreSQL on 5432 to use as a target ({exc})")
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    migrate.deploy(dsn)
+    yield dsn
+    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'drop database "{name}" with (force)')
+
+
+def test_an_external_target_is_checked_without_starting_a_sandbox(
+    machine_database: str, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 6379)) != 0:
+            pytest.skip("this machine runs no Redis on 6379 to use as a target")
+    result = runbook(
+        "check", "-k", "database or redis", cwd=tmp_path,
+        env={"DATABASE_URL": machine_database, "REDIS_URL": "redis://127.0.0.1:6379/15",
+             "RUNBOOK_ENVIRONMENT": "staging"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = outcomes(tmp_path / "reports")
+    assert seen["The database answers"] == "passed"
+    assert seen["Redis answers PONG"] == "passed"
+    assert seen["The Database gives the Component Status table's expected response"] == "passed"
+    assert not (tmp_path / ".runbook").exists()
+    assert "sandbox" not in result.stderr
+
+
+def test_stopping_redis_fails_the_redis_checks_and_names_the_runbook_steps(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    redis_pid = healthy_sandbox.sandbox.status().components["redis"].pid
+    assert redis_pid
+    os.kill(redis_pid, signal.SIGKILL)
+    result = runbook("check", "--target", "sandbox", "-k", "redis or worker or api or database",
+                     cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    seen = outcomes(tmp_path / "reports")
+    assert seen["Redis answers PONG"] == "failed"
+    assert seen["The Worker gives the Component Status table's expected response"] == "failed"
+    assert seen["The worker completes a canary job on the email queue"] == "failed"
+    assert seen["The API reports status ok with a current timestamp"] == "passed"
+    assert seen["The database answers"] == "passed"
+    assert "redis check failed on sandbox" in result.stdout
+    assert "Troubleshooting > Worker Not Processing Jobs" in result.stdout
+
+
+class BlackHole:
+    """A listener that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "scenario"),
+    [
+        ("API_URL", "http://127.0.0.1:{port}",
+         "The API reports status ok with a current timestamp"),
+        ("REDIS_URL", "redis://127.0.0.1:{port}/0", "Redis answers PONG"),
+        ("DATABASE_URL", "postgresql://u:p@127.0.0.1:{port}/db", "The database answers"),
+    ],
+)
+def test_a_black_holed_service_fails_within_its_deadline(
+    tmp_path: Path, variable: str, url: str, scenario: str
+) -> None:
+    """Bounded: the probe deadline is 4 s; the whole run, start-up included, ends well
+    within the subprocess timeout instead of hanging."""
+    hole = BlackHole()
+    try:
+        started = time.monotonic()
+        result = runbook(
+            "check", "-k", "_".join(scenario.lower().split()[:3]), cwd=tmp_path,
+            env={variable: url.format(port=hole.port), "RUNBOOK_ENVIRONMENT": "staging",
+                 "RUNBOOK_PROBE_DEADLINE": "4", "RUNBOOK_READ_TIMEOUT": "2"},
+            timeout=120,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        hole.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert outcomes(tmp_path / "reports")[scenario] == "failed"
+    assert "timeout" in result.stdout.lower() or "timed out" in result.stdout.lower()
+    print(f"{variable} black hole: run ended in {elapsed:.1f} s")
