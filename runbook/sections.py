@@ -119,6 +119,70 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
     "s3": (UPLOAD_FAILURES,),
     "email": (EMAIL_NOT_SENDING,),
     "metrics": (HIGH_USAGE,),
+    # Narrower advice that probes name in ``Verdict.advice``.
+    "s3-credentials": (
+        Advice(
+            "Incident Response > Upload Failures",
+            (
+                "1. verify the S3 credentials (railway variables --service api)",
+                "2. check the bucket permissions (the runbook's canary needs PutObject,"
+                " GetObject, DeleteObject, DeleteObjectVersion, ListBucketVersions on"
+                " runbook-canary/)",
+                "3. test S3 access (aws s3 ls s3://$S3_BUCKET --region $S3_REGION)",
+            ),
+        ),
+    ),
+    "s3-bucket": (
+        Advice(
+            "Incident Response > Upload Failures",
+            (
+                "1. verify S3_BUCKET and S3_REGION (railway variables --service api)",
+                "3. test S3 access (aws s3 ls s3://$S3_BUCKET --region $S3_REGION)",
+            ),
+        ),
+        Advice(
+            "Disaster Recovery > S3 Data Loss",
+            ("2. check S3 versioning if enabled",),
+        ),
+    ),
+    "s3-cors": (
+        Advice(
+            "Incident Response > Upload Failures",
+            (
+                "4. check the CORS configuration (aws s3api get-bucket-cors --bucket"
+                " $S3_BUCKET): allow PUT from the web front end's origin",
+            ),
+        ),
+    ),
+    "s3-presign": (
+        Advice(
+            "Incident Response > Upload Failures",
+            (
+                "1. verify the S3 credentials (railway variables --service api)",
+                "4. check the CORS configuration",
+                "5. review API logs for presigned URL generation errors",
+            ),
+        ),
+    ),
+    "email-api-key": (
+        Advice(
+            "Incident Response > Email Not Sending",
+            (
+                "2. verify RESEND_API_KEY (railway variables --service worker)",
+                "1. check the Resend dashboard for errors (is the key revoked?)",
+            ),
+        ),
+    ),
+    "email-sender-domain": (
+        Advice(
+            "Incident Response > Email Not Sending",
+            (
+                "3. check FROM_EMAIL is verified (Resend dashboard > Domains: the DNS"
+                " records of FROM_EMAIL's domain)",
+                "6. test email manually via the Resend dashboard",
+            ),
+        ),
+    ),
 }
 
 

@@ -1,0 +1,414 @@
+"""The BullMQ queues ``email`` and ``release-process``: job counts, workers, a canary job.
+
+BullMQ keeps ``wait``, ``active`` and ``paused`` as lists but ``failed``, ``completed``,
+``delayed`` and ``prioritized`` as sorted sets, so the runbook's ``LLEN bull:email:failed``
+fails with WRONGTYPE. Counts come from BullMQ's own ``getJobCounts`` and are checked against
+type-aware commands (``LLEN`` on lists, ``ZCARD`` on sorted sets).
+
+Every probe runs BullMQ's asyncio API under ``asyncio.run`` inside the probe body, on a
+``redis.asyncio`` client built here with bounded timeouts and no retries: BullMQ given a URL
+builds its own client with 20 exponential retries, which can hang for minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from bullmq import Queue
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from runbook.config import Target
+from runbook.probes import Verdict, describe_error, run_probe
+from runbook.results import ProbeResult
+from runbook.timeouts import Timeouts
+
+T = TypeVar("T")
+
+#: LegacyVideo's queues.
+QUEUES: tuple[str, ...] = ("email", "release-process")
+#: BullMQ's key prefix.
+PREFIX = "bull"
+#: States BullMQ keeps in lists, and in sorted sets.
+LIST_STATES: tuple[str, ...] = ("wait", "active", "paused")
+SET_STATES: tuple[str, ...] = ("failed", "completed", "delayed", "prioritized")
+STATES: tuple[str, ...] = (*LIST_STATES, *SET_STATES)
+#: The name of the job the worker completes as a no-op (``{"pong": true, ...}``).
+CANARY_JOB = "canary"
+#: Canary job ids start with this, so a left-behind canary is recognisable.
+CANARY_ID_PREFIX = "runbook-canary-"
+#: How often the canary's state is read while waiting for it.
+POLL_INTERVAL_S = 0.02
+#: The Redis client name of the runbook's own connections (never mistaken for a worker).
+CLIENT_NAME = "legacyvideo-runbook"
+
+# BullMQ's getJobCounts names the wait list "waiting" in its answer.
+_BULLMQ_NAMES: dict[str, str] = {"wait": "waiting"}
+_EXPECTED_TYPE: dict[str, str] = {
+    **{state: "list" for state in LIST_STATES},
+    **{state: "zset" for state in SET_STATES},
+}
+
+
+def async_client(url: str, timeouts: Timeouts) -> Redis:
+    """A ``redis.asyncio`` client with bounded connect and command times and no retries.
+
+    ``decode_responses`` is on, as BullMQ's own clients have it."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=timeouts.connect,
+        socket_timeout=timeouts.read,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        decode_responses=True,
+        client_name=CLIENT_NAME,
+    )
+
+
+def open_queue(name: str, connection: Redis) -> Queue:
+    """A BullMQ ``Queue`` on ``connection`` (closing the queue closes the connection)."""
+    return Queue(name, {"connection": connection, "prefix": PREFIX})
+
+
+def key(queue: str, state: str) -> str:
+    """The Redis key BullMQ keeps ``state`` of ``queue`` in (``bull:email:failed``)."""
+    return f"{PREFIX}:{queue}:{state}"
+
+
+def _run_async(
+    url: str, timeouts: Timeouts, queue: str,
+    work: Callable[[Queue, Redis], Awaitable[T]],
+) -> T:
+    """Run ``work(queue, client)`` in a fresh event loop; close the queue and client after."""
+
+    async def main() -> T:
+        connection = async_client(url, timeouts)
+        bull = open_queue(queue, connection)
+        try:
+            return await work(bull, connection)
+        finally:
+            try:
+                async with asyncio.timeout(timeouts.connect + timeouts.read):
+                    await bull.close()
+            except Exception:
+                await connection.connection_pool.disconnect()
+
+    return asyncio.run(main())
+
+
+# -- counts ------------------------------------------------------------------------------
+
+
+async def _bullmq_counts(bull: Queue) -> dict[str, int]:
+    answer = await bull.getJobCounts(*(_BULLMQ_NAMES.get(s, s) for s in STATES))
+    return {state: int(answer.get(_BULLMQ_NAMES.get(state, state), 0)) for state in STATES}
+
+
+async def _raw_counts(connection: Redis, queue: str) -> tuple[dict[str, int], dict[str, str]]:
+    """``TYPE`` of each state's key, then ``LLEN``/``ZCARD`` as the type says (0 if absent)."""
+    async with connection.pipeline(transaction=False) as pipe:
+        for state in STATES:
+            pipe.type(key(queue, state))
+        types = [str(t) for t in await pipe.execute()]
+    kinds = dict(zip(STATES, types, strict=True))
+    counts: dict[str, int] = {}
+    async with connection.pipeline(transaction=True) as pipe:
+        counted = []
+        for state, kind in kinds.items():
+            if kind == "list":
+                pipe.llen(key(queue, state))
+            elif kind == "zset":
+                pipe.zcard(key(queue, state))
+            else:
+                counts[state] = 0
+                continue
+            counted.append(state)
+        if counted:
+            for state, value in zip(counted, await pipe.execute(), strict=True):
+                counts[state] = int(value)
+    return {s: counts[s] for s in STATES}, kinds
+
+
+def counts(target: Target, timeouts: Timeouts, queue: str, *, attempts: int = 3
+           ) -> ProbeResult:
+    """Job counts of ``queue`` by state from BullMQ's ``getJobCounts``, cross-checked with
+    ``TYPE`` + ``LLEN``/``ZCARD``. Records both, each key's type, the failed percentage of
+    finished jobs (``failed_percent``) and Redis's eviction policy. Fails when a key has a type
+    BullMQ does not use or the two counts still differ after ``attempts`` reads (jobs move
+    between the reads of a busy queue, so a difference is read again)."""
+    expected = (f"BullMQ's counts of {queue} equal LLEN on {', '.join(LIST_STATES)} and ZCARD"
+                f" on {', '.join(SET_STATES)}")
+    url = target.require("REDIS_URL")
+
+    async def work(bull: Queue, connection: Redis) -> Verdict:
+        bullmq: dict[str, int] = {}
+        raw: dict[str, int] = {}
+        kinds: dict[str, str] = {}
+        tries = 0
+        for tries in range(1, max(1, attempts) + 1):  # noqa: B007 - recorded below
+            raw, kinds = await _raw_counts(connection, queue)
+            wrong = [
+                f"{key(queue, s)} is a {kinds[s]}, BullMQ keeps a {_EXPECTED_TYPE[s]}"
+                for s in STATES if kinds[s] not in ("none", _EXPECTED_TYPE[s])
+            ]
+            if wrong:  # BullMQ's own script would fail on it with WRONGTYPE
+                return Verdict(False, expected, "; ".join(wrong) + " (not a BullMQ queue?)",
+                               {"queue": queue, "raw_counts": raw, "key_types": kinds},
+                               advice="queues")
+            bullmq = await _bullmq_counts(bull)
+            if bullmq == raw:
+                break
+        try:
+            memory = await connection.info("memory")
+        except ResponseError:  # INFO disabled on some managed Redis
+            memory = {}
+        finished = bullmq["failed"] + bullmq["completed"]
+        observed: dict[str, Any] = {
+            "queue": queue,
+            **bullmq,
+            "finished": finished,
+            "failed_percent": round(100.0 * bullmq["failed"] / finished, 2) if finished else 0.0,
+            "bullmq_counts": bullmq,
+            "raw_counts": raw,
+            "key_types": kinds,
+            "reads": tries,
+            "maxmemory_policy": memory.get("maxmemory_policy"),
+        }
+        differ = [f"{s} {bullmq[s]} vs {raw[s]}" for s in STATES if bullmq[s] != raw[s]]
+        if differ:
+            return Verdict(False, expected, "BullMQ's counts differ from the type-aware"
+                           f" commands after {tries} reads: {', '.join(differ)}", observed,
+                           advice="queues")
+        return Verdict(True, expected, observed=observed)
+
+    return run_probe("queues", f"{queue} counts", target, timeouts,
+                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+
+
+def runbook_llen_failed(target: Target, timeouts: Timeouts, queue: str = "email"
+                        ) -> ProbeResult:
+    """Run the runbook's ``LLEN bull:<queue>:failed`` as typed and record its reply.
+
+    On a queue with failed jobs the key is a sorted set and Redis answers WRONGTYPE. Passes
+    when the reply is what BullMQ's layout predicts: WRONGTYPE on a sorted set, 0 when the key
+    is absent. Records ``wrongtype`` (the runbook defect shown), the key's type and BullMQ's
+    own failed count (``ZCARD``)."""
+    failed_key = key(queue, "failed")
+    expected = (f"LLEN {failed_key}: WRONGTYPE when failed jobs exist (a sorted set),"
+                " 0 when there are none")
+    url = target.require("REDIS_URL")
+
+    async def work(bull: Queue, connection: Redis) -> Verdict:
+        kind = str(await connection.type(failed_key))
+        observed: dict[str, Any] = {"queue": queue, "command": f"LLEN {failed_key}",
+                                    "key_type": kind}
+        try:
+            reply: Any = await connection.llen(failed_key)
+            observed.update(reply=int(reply), wrongtype=False)
+        except ResponseError as exc:
+            observed.update(reply=str(exc), wrongtype=str(exc).startswith("WRONGTYPE"),
+                            error=str(exc))
+        observed["bullmq_failed"] = int((await bull.getJobCounts("failed")).get("failed", 0))
+        if kind == "zset":
+            if observed["wrongtype"]:
+                return Verdict(True, expected, observed=observed)
+            return Verdict(False, expected, f"LLEN answered {observed['reply']!r} on a sorted"
+                           " set", observed, advice="queues")
+        if kind == "none":
+            if observed["reply"] == 0:
+                return Verdict(True, expected, observed=observed)
+            return Verdict(False, expected, f"LLEN answered {observed['reply']!r} on a missing"
+                           " key", observed, advice="queues")
+        return Verdict(False, expected, f"{failed_key} is a {kind}; BullMQ keeps a sorted set"
+                       " (not a BullMQ queue?)", observed, advice="queues")
+
+    return run_probe("queues", f"runbook LLEN {queue} failed", target, timeouts,
+                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+
+
+# -- workers -----------------------------------------------------------------------------
+
+
+def workers(target: Target, timeouts: Timeouts, queue: str) -> ProbeResult:
+    """Workers registered on ``queue``: BullMQ's ``getWorkers`` (``CLIENT LIST``, connections
+    named ``bull:<queue>...``), keeping only connections on the target's database (BullMQ
+    matches names alone). Records the count (a Python BullMQ worker holds two named
+    connections), their names, ages and idle times. Fails with none; a Redis without
+    ``CLIENT LIST`` gives ``unavailable``."""
+    expected = f"at least one worker registered on {queue}"
+    url = target.require("REDIS_URL")
+
+    async def work(bull: Queue, connection: Redis) -> Verdict:
+        named = await bull.get_workers()
+        if len(named) == 1 and named[0].get("name") == "CLIENT LIST not supported":
+            return Verdict(False, expected, "this Redis does not allow CLIENT LIST: cannot"
+                           " see the workers", {"queue": queue, "unavailable": True},
+                           advice="worker")
+        # BullMQ matches names only; a worker on another database serves another queue.
+        db = str(connection.connection_pool.connection_kwargs.get("db", 0))
+        found = [c for c in named if str(c.get("db", db)) == db]
+        connections = [
+            {
+                "name": str(c.get("rawname", "")),
+                "age_s": _int(c.get("age")),
+                "idle_s": _int(c.get("idle")),
+                "last_command": str(c.get("cmd", "")),
+            }
+            for c in found
+        ]
+        observed = {
+            "queue": queue,
+            "db": int(db),
+            "count": len(found),
+            "names": sorted({str(c["name"]) for c in connections}),
+            "connections": connections,
+            "on_other_dbs": len(named) - len(found),
+        }
+        if not found:
+            elsewhere = (f"; {len(named) - len(found)} named for it use another Redis database"
+                         if len(named) > len(found) else "")
+            return Verdict(False, expected, f"no worker is registered on the {queue} queue"
+                           f" (no Redis connection on db {db} named for it{elsewhere})",
+                           observed, advice="worker")
+        return Verdict(True, expected, observed=observed)
+
+    return run_probe("worker", f"{queue} workers", target, timeouts,
+                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+# -- canary ------------------------------------------------------------------------------
+
+_STUCK: dict[str, str] = {
+    "waiting": "still waiting: no worker took it",
+    "wait": "still waiting: no worker took it",
+    "prioritized": "still waiting (prioritized): no worker took it",
+    "paused": "still waiting in 'paused': the queue is paused",
+    "delayed": "delayed: the worker deferred it (retry backoff?)",
+    "active": "still active: a worker took it but did not complete it",
+    "waiting-children": "waiting for children it should not have",
+    "unknown": "gone: another client removed it",
+}
+
+
+def canary_deadline(timeouts: Timeouts, within_s: float) -> float:
+    """The canary's overall deadline: the wait, plus enqueueing and cleaning up."""
+    return max(timeouts.deadline, within_s + 2 * (timeouts.connect + timeouts.read) + 1.0)
+
+
+def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: float = 10.0
+                      ) -> ProbeResult:
+    """Add a ``canary`` job to ``queue`` and wait, at most ``within_s``, for a worker to
+    complete it with ``{"pong": true}``; then remove it whatever happened.
+
+    Records the round trip as we saw it (``round_trip_ms``), BullMQ's own timestamps
+    (``enqueue_to_finish_ms``, ``queued_ms``, ``processing_ms``), the return value, the final
+    state and whether the job was removed. Fails naming the state the canary was stuck in.
+    The deadline is ``canary_deadline(timeouts, within_s)``."""
+    expected = f"a worker completes a {CANARY_JOB} job on {queue} within {within_s:g} s"
+    url = target.require("REDIS_URL")
+    job_id = f"{CANARY_ID_PREFIX}{uuid.uuid4().hex}"
+    cleanup_budget = timeouts.connect + 2 * timeouts.read
+
+    async def cleanup(bull: Queue, connection: Redis, observed: dict[str, Any]) -> None:
+        """Remove the job; an active one is locked, so retry until it finishes or time ends."""
+        job_key = f"{PREFIX}:{queue}:{job_id}"
+        try:
+            async with asyncio.timeout(cleanup_budget):
+                while True:
+                    removed = await bull.remove(job_id)
+                    if removed == 1 and not await connection.exists(job_key):
+                        observed["removed"] = True
+                        return
+                    await asyncio.sleep(0.1)
+        except Exception as exc:
+            observed["removed"] = False
+            observed["cleanup_error"] = type(exc).__name__
+
+    async def work(bull: Queue, connection: Redis) -> Verdict:
+        observed: dict[str, Any] = {"queue": queue, "job_id": job_id, "added": False,
+                                    "removed": False}
+        try:
+            verdict = await _canary(bull, observed)
+        except Exception as exc:  # recorded with the cleanup's outcome, not lost
+            verdict = Verdict(False, expected, describe_error(exc),
+                              {**observed, "error": type(exc).__name__}, advice="redis")
+        finally:
+            await cleanup(bull, connection, observed)
+        observed = {**verdict.observed, **observed}
+        if not observed["removed"] and observed["added"] == "unknown":
+            observed["cleanup_unverified"] = True
+        if not observed["removed"] and observed["added"] is True:
+            observed["left_behind"] = f"{PREFIX}:{queue}:{job_id}"
+            problem = f"the canary job could not be removed ({observed.get('cleanup_error')})"
+            return Verdict(False, expected, "; ".join(p for p in (verdict.problem, problem) if p),
+                           observed, advice=verdict.advice or "queues")
+        return replace(verdict, observed=observed)
+
+    async def _canary(bull: Queue, observed: dict[str, Any]) -> Verdict:
+        started = time.monotonic()
+        try:
+            await bull.add(CANARY_JOB, {"by": CLIENT_NAME}, {"jobId": job_id, "attempts": 1})
+        except RedisTimeoutError:
+            observed["added"] = "unknown"  # the command went out; its reply did not come
+            raise
+        observed["added"] = True
+        observed["enqueue_ms"] = round((time.monotonic() - started) * 1000, 1)
+        state = "unknown"
+        polls = 0
+        while True:
+            polls += 1
+            state = str(await bull.getJobState(job_id))
+            elapsed = time.monotonic() - started
+            if state in ("completed", "failed") or elapsed >= within_s:
+                break
+            await asyncio.sleep(min(POLL_INTERVAL_S, max(0.0, within_s - elapsed)))
+        observed.update(state=state, polls=polls, waited_ms=round(elapsed * 1000, 1))
+        if state == "completed":
+            observed["round_trip_ms"] = round(elapsed * 1000, 1)
+        job = await bull.getJob(job_id)
+        if job is not None:
+            if job.processedOn and job.timestamp:
+                observed["queued_ms"] = job.processedOn - job.timestamp
+            if job.finishedOn and job.processedOn:
+                observed["processing_ms"] = job.finishedOn - job.processedOn
+            if job.finishedOn and job.timestamp:
+                observed["enqueue_to_finish_ms"] = job.finishedOn - job.timestamp
+            observed["returnvalue"] = job.returnvalue
+            observed["attempts_made"] = job.attemptsMade
+            if state == "failed":
+                observed["failed_reason"] = str(getattr(job, "failedReason", "") or "")
+        if state == "failed":
+            return Verdict(False, expected, f"the worker failed the canary job:"
+                           f" {observed.get('failed_reason') or 'no reason given'}", observed,
+                           advice="queues")
+        if state != "completed":
+            what = _STUCK.get(state, f"in state {state!r}")
+            return Verdict(False, expected, f"the canary job is {what} after"
+                           f" {elapsed:.1f} s", observed, advice="worker")
+        if elapsed > within_s:
+            return Verdict(False, expected, f"the canary job completed after {elapsed:.1f} s,"
+                           f" over the {within_s:g} s allowed", observed, advice="worker")
+        value = observed.get("returnvalue")
+        if not (isinstance(value, Mapping) and value.get("pong") is True):
+            return Verdict(False, expected, f"the canary job completed but returned {value!r},"
+                           ' not {"pong": true}', observed, advice="queues")
+        return Verdict(True, expected, observed=observed)
+
+    budget = replace(timeouts, deadline=canary_deadline(timeouts, within_s))
+    return run_probe("queues", f"{queue} canary", target, budget,
+                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
