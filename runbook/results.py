@@ -67,3 +67,35 @@ class ProbeResult:
             "elapsed_ms": round(self.timing.elapsed_ms, 1),
             "observed": dict(self.observed),
         }
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One state-changing (or platform) call: what ran, when, how long, how it ended.
+
+    ``command`` and ``output`` are redacted before they are stored here.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    timing: Timing
+    ok: bool
+    output: str = ""
+    error: str = ""
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.timing.elapsed_s
+
+    def evidence(self) -> dict[str, Any]:
+        """A JSON-ready summary of this activity, for reports and drill records."""
+        return {
+            "name": self.name,
+            "command": list(self.command),
+            "started_at": self.timing.started_at.isoformat(),
+            "finished_at": self.timing.finished_at.isoformat(),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "ok": self.ok,
+            "output": self.output[-4000:],
+            "error": self.error,
+        }
