@@ -1,0 +1,61 @@
+"""Fixtures for the library's own tests.
+
+``sandbox``: ONE real sandbox for the whole test session, in a temporary ``RUNBOOK_HOME``,
+destroyed (processes stopped, state deleted) at the end. Tests that disturb it (kill, stop,
+restart with overrides) use ``healthy_sandbox``, which brings every component back before
+the next test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from runbook.sandbox import Sandbox, SandboxStatus
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    """The session's sandbox: the library object and its status right after ``up``.
+
+    ``env`` is read afresh on each access (a test may re-mint ``ADMIN_TOKEN``)."""
+
+    sandbox: Sandbox
+    status: SandboxStatus
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return MappingProxyType(self.sandbox.env())
+
+    @property
+    def home(self) -> Path:
+        return self.sandbox.home
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """A running sandbox shared by the session (started once, destroyed at the end)."""
+    home = tmp_path_factory.mktemp("runbook-home")
+    box = Sandbox(home)
+    try:
+        status = box.up(timeout=90)
+        yield RunningSandbox(box, status)
+    finally:
+        box.destroy()
+
+
+@pytest.fixture
+def healthy_sandbox(sandbox: RunningSandbox) -> Iterator[RunningSandbox]:
+    """The session's sandbox, with every component running again after the test (a plain
+    restart of anything left with environment overrides)."""
+    yield sandbox
+    box = sandbox.sandbox
+    status = box.status()
+    for name, component in status.components.items():
+        if component.env_overrides:
+            box.restart(name)
+    box.up(timeout=60)
