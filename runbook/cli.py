@@ -127,8 +127,6 @@ def sandbox_env() -> None:
     import shlex
 
     env = _sandbox().env()
-    if not env:
-        raise _fail("the sandbox is not running; start it with: runbook sandbox up", 1)
     for name, value in env.items():
         out.print(f"export {name}={shlex.quote(value)}", markup=False, soft_wrap=True)
 
@@ -309,7 +307,7 @@ def main() -> None:
     """Entry point of the ``runbook`` console script."""
     try:
         app()
-    except ConfigError as exc:
+    except RunbookError as exc:
         err.print(f"runbook: {exc}", markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

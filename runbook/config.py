@@ -222,6 +222,11 @@ class Target(BaseModel):
                 found.append(value.get_secret_value())
         return found
 
+    def __repr__(self) -> str:
+        return f"Target({self.describe()})"
+
+    __str__ = __repr__
+
     def describe(self) -> str:
         """One line naming the target, safe to print."""
         where = self.api_url or (

@@ -54,6 +54,10 @@ class ProbeResult:
     def elapsed_s(self) -> float:
         return self.timing.elapsed_s
 
+    def __repr__(self) -> str:
+        verdict = "ok" if self.ok else f"FAILED: {self.problem}"
+        return f"<{self.component} {self.check}: {verdict} in {self.timing.elapsed_ms:.0f} ms>"
+
     def evidence(self) -> dict[str, Any]:
         """A JSON-ready summary of this result, for reports and drill records."""
         return {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from runbook.config import Target
 from runbook.probes import Verdict, run_probe
@@ -13,10 +15,12 @@ from runbook.timeouts import Timeouts
 
 
 def client(url: str, timeouts: Timeouts) -> redis.Redis:
-    """A Redis client with bounded connect and socket timeouts (redis-py has none by default)."""
+    """A Redis client with bounded connect and socket timeouts and no retries (redis-py
+    has no timeout by default, and redis-py 8 retries three times with backoff)."""
     return redis.Redis.from_url(
         url, socket_connect_timeout=timeouts.connect, socket_timeout=timeouts.read,
-        retry_on_timeout=False, decode_responses=True, client_name="legacyvideo-runbook",
+        retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=True,
+        client_name="legacyvideo-runbook",
     )
 
 
