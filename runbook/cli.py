@@ -200,6 +200,8 @@ def run_scenarios(
         "-o", "junit_family=xunit2",
         "--color", "yes" if sys.stdout.isatty() else "no",
         "-rN",
+        # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
+        "--timeout", os.environ.get("RUNBOOK_SCENARIO_DEADLINE", "120"),
         *extra,
     ]
     if config_file is not None:
