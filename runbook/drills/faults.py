@@ -1,0 +1,75 @@
+"""Faults as inject/revert pairs, registered by name.
+
+A fault's parameters are plain JSON values (never secrets), so the restoration guard, a
+separate process, can revert it from its ledger alone. ``inject`` and ``revert`` return
+``Activity`` records; ``revert`` must be idempotent (it may run twice: once in-process and
+once from the guard after a crash in between).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runbook.config import Target
+from runbook.errors import ConfigError
+from runbook.platforms import PlatformAdapter
+from runbook.results import Activity
+from runbook.timeouts import Timeouts
+
+
+@dataclass(frozen=True)
+class DrillContext:
+    """What a fault needs to act on the target: set up once per drill."""
+
+    target: Target
+    timeouts: Timeouts
+    platform: PlatformAdapter
+    home: Path
+
+
+Params = Mapping[str, Any]
+Action = Callable[[DrillContext, Params], Activity]
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A named fault: how to inject it, how to revert it, where it can be done."""
+
+    name: str
+    description: str
+    inject: Action
+    revert: Action
+    platforms: tuple[str, ...]
+
+
+REGISTRY: dict[str, FaultSpec] = {}
+
+
+def fault(name: str, description: str, *, platforms: tuple[str, ...] = ("sandbox",)
+          ) -> Callable[[type], type]:
+    """Class decorator registering ``inject``/``revert`` static methods under ``name``."""
+
+    def register(cls: type) -> type:
+        REGISTRY[name] = FaultSpec(name, description, cls.inject, cls.revert,  # type: ignore[attr-defined]
+                                   platforms)
+        return cls
+
+    return register
+
+
+def get(name: str, platform: str) -> FaultSpec:
+    """The fault ``name``; ``ConfigError`` when unknown or not possible on ``platform``."""
+    import runbook.drills.catalog  # noqa: F401  (registers every fault)
+
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise ConfigError(f"unknown fault {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    if platform not in spec.platforms:
+        raise ConfigError(
+            f"fault {name!r} cannot be injected on platform {platform!r} (only on"
+            f" {', '.join(spec.platforms)})"
+        )
+    return spec

@@ -1,0 +1,215 @@
+"""The restoration guard: a fault injected is a fault reverted, whatever happens to the drill.
+
+Before a drill injects anything it arms a ``Guard``: a detached process that watches the
+drill's process. Every injected fault is written to the guard's ledger (name and JSON
+parameters, no secrets) and struck off once its revert is verified. If the drill's process
+dies with faults still on the ledger (SIGKILL, a crash, a timeout method that skips
+teardown), the guard reverts them itself, newest first, and writes what it did to its log.
+
+In the drill's own process SIGTERM is turned into ``DrillInterrupted`` so ``finally`` blocks
+run for it as they do for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+POLL_S = 0.2
+
+
+class DrillInterrupted(BaseException):
+    """SIGTERM arrived during a drill; raised so restoration runs (like KeyboardInterrupt)."""
+
+
+def _write_json(path: Path, document: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is dead for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class Guard:
+    """The drill-side handle of a guard process; use as a context manager.
+
+    ``target`` names how the guard rebuilds the target to revert on (``kind``, ``name``,
+    ``config_file``); the guard inherits this process's environment for the rest.
+    """
+
+    ledger: Path
+    target: Mapping[str, str | None]
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def arm(cls, directory: Path, target: Mapping[str, str | None]) -> Guard:
+        """Write an empty ledger and start the guard process watching this one."""
+        directory.mkdir(parents=True, exist_ok=True)
+        ledger = directory / f"guard-{os.getpid()}-{time.time_ns()}.json"
+        guard = cls(ledger, dict(target))
+        guard._save([])
+        log = open(ledger.with_suffix(".log"), "ab")  # noqa: SIM115  (the child keeps it)
+        guard.process = subprocess.Popen(
+            [sys.executable, "-m", "runbook.drills.guard", "--ledger", str(ledger)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True, env=dict(os.environ),
+        )
+        log.close()
+        return guard
+
+    def _load(self) -> list[dict[str, Any]]:
+        document = json.loads(self.ledger.read_text(encoding="utf-8"))
+        return list(document["faults"])
+
+    def _save(self, faults: list[dict[str, Any]], *, disarmed: bool = False) -> None:
+        _write_json(self.ledger, {
+            "owner_pid": os.getpid(),
+            "target": dict(self.target),
+            "faults": faults,
+            "disarmed": disarmed,
+        })
+
+    def record(self, name: str, params: Mapping[str, Any]) -> None:
+        """Put a fault on the ledger: call BEFORE injecting, so a crash mid-inject is covered."""
+        faults = self._load()
+        faults.append({"name": name, "params": dict(params),
+                       "at": datetime.now(UTC).isoformat()})
+        self._save(faults)
+
+    def strike(self, name: str) -> None:
+        """Take a fault off the ledger once its revert has been verified."""
+        faults = self._load()
+        for index in range(len(faults) - 1, -1, -1):
+            if faults[index]["name"] == name:
+                del faults[index]
+                break
+        self._save(faults)
+
+    def pending(self) -> list[str]:
+        return [f["name"] for f in self._load()]
+
+    def disarm(self, timeout: float = 5.0) -> None:
+        """Tell the guard the drill ended cleanly; it exits without acting."""
+        faults = self._load()
+        self._save(faults, disarmed=True)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disarm()
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM raises ``DrillInterrupted`` in the main thread."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise DrillInterrupted(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- the guard process ---------------------------------------------------------------------
+
+
+def _log(message: str) -> None:
+    print(f"{datetime.now(UTC).isoformat()} guard: {message}", flush=True)
+
+
+def restore(ledger_path: Path, revert: Callable[[str, Mapping[str, Any],
+                                                  Mapping[str, str | None]], str]) -> int:
+    """Revert every fault left on the ledger, newest first; returns how many failed."""
+    document = json.loads(ledger_path.read_text(encoding="utf-8"))
+    failures = 0
+    for entry in reversed(document["faults"]):
+        try:
+            outcome = revert(entry["name"], entry["params"], document["target"])
+            _log(f"reverted {entry['name']}: {outcome}")
+        except Exception as exc:  # keep going: revert everything we can
+            failures += 1
+            _log(f"FAILED to revert {entry['name']}: {type(exc).__name__}: {exc}")
+    return failures
+
+
+def _revert_for_real(name: str, params: Mapping[str, Any],
+                     target: Mapping[str, str | None]) -> str:
+    from runbook.drills import faults
+    from runbook.drills.context import context_for
+
+    context = context_for(target)
+    spec = faults.get(name, context.platform.name)
+    activity = spec.revert(context, params)
+    return "ok" if activity.ok else f"not ok: {activity.error}"
+
+
+def watch(ledger_path: Path) -> int:
+    """Poll the owner; when it dies with faults pending, restore them. Exit code: failures."""
+    while True:
+        try:
+            document = json.loads(ledger_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            _log("ledger gone; nothing to guard")
+            return 0
+        if document.get("disarmed"):
+            ledger_path.unlink(missing_ok=True)
+            return 0
+        if not _alive(int(document["owner_pid"])):
+            if not document["faults"]:
+                ledger_path.unlink(missing_ok=True)
+                return 0
+            _log(f"drill process {document['owner_pid']} died with faults pending:"
+                 f" {', '.join(f['name'] for f in document['faults'])}")
+            failures = restore(ledger_path, _revert_for_real)
+            if failures == 0:
+                ledger_path.unlink(missing_ok=True)
+            return failures
+        time.sleep(POLL_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="restore a drill's faults if it dies")
+    parser.add_argument("--ledger", type=Path, required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the drill, not its guard
+    return watch(args.ledger)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""What a drill measured: phases with timestamps, RTO and RPO against the runbook's targets,
+the verdict, and the record a reviewer signs (JSON and Markdown)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runbook.redact import Redactor
+from runbook.results import ProbeResult, utcnow
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of a drill: steady state, inject, detect, recover, verify, restore."""
+
+    name: str
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    detail: str = ""
+    evidence: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The runbook's targets for this scenario (``None``: not measured by this drill)."""
+
+    rto_s: float | None = None
+    rpo_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What repeated checks saw while waiting for a change of state."""
+
+    ok: bool
+    at: datetime | None          # first failure (detect) or first of N greens (recover)
+    checks: int
+    elapsed_s: float
+    observations: tuple[str, ...]
+
+
+def watch_until(check: Callable[[], ProbeResult], *, want_ok: bool, consecutive: int = 1,
+                timeout: float, interval: float = 0.25) -> Watch:
+    """Run ``check`` until it gives ``want_ok`` ``consecutive`` times in a row.
+
+    ``at`` is when the first check of that run started: for recovery, the first of N
+    consecutive green checks (not when a process started). Every distinct problem seen is
+    kept, so a timeout says what happened.
+    """
+    started = time.monotonic()
+    streak_started: datetime | None = None
+    streak = 0
+    checks = 0
+    observations: list[str] = []
+    while True:
+        checks += 1
+        result = check()
+        if result.ok == want_ok:
+            if streak == 0:
+                streak_started = result.timing.started_at
+            streak += 1
+            if streak >= consecutive:
+                return Watch(True, streak_started, checks, time.monotonic() - started,
+                             tuple(observations))
+        else:
+            streak = 0
+        seen = "ok" if result.ok else result.problem
+        if seen not in observations:
+            observations.append(seen)
+        if time.monotonic() - started >= timeout:
+            return Watch(False, None, checks, time.monotonic() - started, tuple(observations))
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class DrillRecord:
+    """The sign-off record of one drill run."""
+
+    drill: str
+    runbook_section: str
+    target: str
+    environment: str
+    operator: str
+    host: str
+    started_at: datetime
+    finished_at: datetime
+    objective: Objective
+    phases: tuple[Phase, ...]
+    fault_at: datetime | None = None
+    detected_at: datetime | None = None
+    recovered_at: datetime | None = None
+    rpo_s: float | None = None
+    lost_canaries: int | None = None
+    notes: tuple[str, ...] = ()
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def rto_s(self) -> float | None:
+        """Fault to the first of N consecutive green end-to-end checks."""
+        if self.fault_at is None or self.recovered_at is None:
+            return None
+        return (self.recovered_at - self.fault_at).total_seconds()
+
+    @property
+    def time_to_detect_s(self) -> float | None:
+        if self.fault_at is None or self.detected_at is None:
+            return None
+        return (self.detected_at - self.fault_at).total_seconds()
+
+    @property
+    def verdict(self) -> str:
+        """``pass`` when every phase passed and the measured figures meet the objective."""
+        if not all(p.ok for p in self.phases):
+            return "fail"
+        if self.objective.rto_s is not None and (self.rto_s is None
+                                                 or self.rto_s > self.objective.rto_s):
+            return "fail"
+        if self.objective.rpo_s is not None and (self.rpo_s is None
+                                                 or self.rpo_s > self.objective.rpo_s):
+            return "fail"
+        return "pass"
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document.update(rto_s=self.rto_s, time_to_detect_s=self.time_to_detect_s,
+                        verdict=self.verdict)
+        return json.loads(json.dumps(document, default=str))
+
+
+class DrillRun:
+    """Collects a drill's phases as they happen; ``finish`` freezes them into a record."""
+
+    def __init__(self, drill: str, runbook_section: str, target: str, environment: str,
+                 objective: Objective | None = None) -> None:
+        self.drill = drill
+        self.runbook_section = runbook_section
+        self.target = target
+        self.environment = environment
+        self.objective = objective or Objective()
+        self.started_at = utcnow()
+        self.phases: list[Phase] = []
+        self.fault_at: datetime | None = None
+        self.detected_at: datetime | None = None
+        self.recovered_at: datetime | None = None
+        self.rpo_s: float | None = None
+        self.lost_canaries: int | None = None
+        self.notes: list[str] = []
+        self.evidence: dict[str, Any] = {}
+
+    def phase(self, name: str, started_at: datetime, ok: bool, detail: str = "",
+              evidence: Sequence[Mapping[str, Any]] = ()) -> Phase:
+        recorded = Phase(name, started_at, utcnow(), ok, detail, tuple(evidence))
+        self.phases.append(recorded)
+        return recorded
+
+    def finish(self) -> DrillRecord:
+        return DrillRecord(
+            drill=self.drill, runbook_section=self.runbook_section, target=self.target,
+            environment=self.environment, operator=_operator(), host=socket.gethostname(),
+            started_at=self.started_at, finished_at=utcnow(), objective=self.objective,
+            phases=tuple(self.phases), fault_at=self.fault_at, detected_at=self.detected_at,
+            recovered_at=self.recovered_at, rpo_s=self.rpo_s,
+            lost_canaries=self.lost_canaries, notes=tuple(self.notes),
+            evidence=dict(self.evidence),
+        )
+
+
+def _operator() -> str:
+    import os
+
+    explicit = os.environ.get("RUNBOOK_OPERATOR")
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def render_markdown(record: DrillRecord) -> str:
+    """The record as a reviewer reads it."""
+    lines = [
+        f"# Drill: {record.drill}",
+        "",
+        f"- Runbook section: {record.runbook_section}",
+        f"- Target: {record.target} ({record.environment})",
+        f"- Operator: {record.operator} on {record.host}",
+        f"- Started: {record.started_at.isoformat()}  Finished: {record.finished_at.isoformat()}",
+        f"- **Verdict: {record.verdict.upper()}**",
+        "",
+        "| measure | measured | target |",
+        "|---|---|---|",
+        f"| time to detect | {_seconds(record.time_to_detect_s)} | |",
+        f"| RTO | {_seconds(record.rto_s)} | {_seconds(record.objective.rto_s)} |",
+        f"| RPO | {_seconds(record.rpo_s)} | {_seconds(record.objective.rpo_s)} |",
+    ]
+    if record.lost_canaries is not None:
+        lines.append(f"| canaries lost | {record.lost_canaries} | |")
+    lines += ["", "## Phases", "", "| phase | started | seconds | ok | detail |",
+              "|---|---|---|---|---|"]
+    for phase in record.phases:
+        detail = phase.detail.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {phase.name} | {phase.started_at.isoformat()} |"
+                     f" {phase.elapsed_s:.3f} | {'yes' if phase.ok else 'NO'} | {detail} |")
+    if record.notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in record.notes]
+    lines += ["", "Signed off by: ____________________  Date: __________", ""]
+    return "\n".join(lines)
+
+
+def write_record(record: DrillRecord, directory: Path, redact: Redactor) -> tuple[Path, Path]:
+    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
+    json_path = directory / f"{stem}.json"
+    md_path = directory / f"{stem}.md"
+    json_path.write_text(redact(json.dumps(redact.data(record.to_json()), indent=2)),
+                         encoding="utf-8")
+    md_path.write_text(redact(render_markdown(record)), encoding="utf-8")
+    return json_path, md_path
