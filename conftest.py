@@ -19,6 +19,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 from runbook import targets
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.errors import CheckFailed, ConfigError, RunbookError
+from runbook.platforms import PlatformAdapter, platform_for
 from runbook.redact import Redactor
 from runbook.reporting.summary import ScenarioOutcome, exit_code, render, write_summary
 from runbook.results import ProbeResult
@@ -34,6 +35,8 @@ pytest_plugins = [
     "steps.storage",
     "steps.email",
     "steps.metrics",
+    "steps.platform",
+    "steps.users",
 ]
 
 CHOICE = pytest.StashKey[TargetChoice]()
@@ -41,6 +44,7 @@ OUTCOMES = pytest.StashKey[dict[str, ScenarioOutcome]]()
 SCENARIO = pytest.StashKey[tuple[str, str]]()
 REDACTOR = pytest.StashKey[Redactor]()
 ATTACHED = pytest.StashKey[set[int]]()
+TARGET_NAME = pytest.StashKey[str]()
 TIERS = ("critical", "warning", "info")
 
 
@@ -149,7 +153,19 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     except RunbookError as exc:
         pytest.exit(f"{type(exc).__name__}: {exc}", returncode=exc.exit_code)
     config.stash[REDACTOR].add(resolved.secret_values())
+    config.stash[TARGET_NAME] = resolved.describe()
     yield resolved
+
+
+@pytest.fixture
+def platform(request: pytest.FixtureRequest, target: Target) -> PlatformAdapter:
+    """The target's platform adapter. It may change state only in scenarios tagged
+    @operation or @drill, which passed the safety gates before the run began."""
+    changes = any(request.node.get_closest_marker(kind) for kind in ("operation", "drill"))
+    try:
+        return platform_for(target, allow_changes=changes)
+    except ConfigError as exc:
+        pytest.skip(str(exc))
 
 
 # -- evidence and outcomes -----------------------------------------------------------------
@@ -161,27 +177,31 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: object,
     request.node.stash[ATTACHED] = set()
 
 
-def _attach_probe_results(request: pytest.FixtureRequest, args: dict[str, object]) -> None:
+def _attach_evidence(request: pytest.FixtureRequest, args: dict[str, object]) -> None:
+    """Attach, once per scenario, the evidence of every record a step received."""
     redact = request.config.stash[REDACTOR]
     seen = request.node.stash.setdefault(ATTACHED, set())
-    for value in args.values():
-        if isinstance(value, ProbeResult) and id(value) not in seen:
-            seen.add(id(value))
-            body = json.dumps(redact.data(value.evidence()), indent=2, default=str)
-            allure.attach(body, name=f"{value.component}: {value.check}",
-                          attachment_type=allure.attachment_type.JSON)
+    for name, value in args.items():
+        evidence = getattr(value, "evidence", None)
+        if not callable(evidence) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        body = json.dumps(redact.data(evidence()), indent=2, default=str)
+        title = (f"{value.component}: {value.check}" if isinstance(value, ProbeResult)
+                 else name.replace("_", " "))
+        allure.attach(body, name=title, attachment_type=allure.attachment_type.JSON)
 
 
 def pytest_bdd_after_step(request: pytest.FixtureRequest, feature: object, scenario: object,
                           step: object, step_func: object, step_func_args: dict[str, object]
                           ) -> None:
-    _attach_probe_results(request, step_func_args)
+    _attach_evidence(request, step_func_args)
 
 
 def pytest_bdd_step_error(request: pytest.FixtureRequest, feature: object, scenario: object,
                           step: object, step_func: object, step_func_args: dict[str, object],
                           exception: BaseException) -> None:
-    _attach_probe_results(request, step_func_args)
+    _attach_evidence(request, step_func_args)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -204,8 +224,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     failure = call.excinfo.value if call.excinfo is not None else None
     if report.failed and isinstance(failure, CheckFailed):
         # The runbook's own words are the whole story: no traceback through the harness.
+        if not failure.target:
+            failure.target = item.config.stash.get(TARGET_NAME, "the target")
         outcome = "failed" if report.when == "call" else "error"
-        report.longrepr = redact(str(failure))
+        report.longrepr = redact(failure.render())
         message = redact(f"{failure.component} on {failure.target}: {failure.seen}")
     elif report.failed:
         outcome = "failed" if report.when == "call" else "error"

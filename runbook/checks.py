@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from runbook.errors import CheckFailed, ProbeTimeout
 from runbook.results import ProbeResult
 from runbook.sections import next_steps
@@ -39,6 +42,33 @@ def require_at_most(result: ProbeResult, figure: str, limit: float, unit: str) -
     return float(value)
 
 
+def require_at_least(result: ProbeResult, figure: str, limit: float, unit: str) -> float:
+    """Raise ``CheckFailed`` unless the recorded ``figure`` is present and ``>= limit``."""
+    __tracebackhide__ = True
+    value = result.observed.get(figure)
+    if not isinstance(value, int | float) or value < limit:
+        shown = "not recorded" if value is None else f"{value:g} {unit}"
+        raise CheckFailed(
+            component=result.component, target=result.target,
+            seen=f"{figure.replace('_', ' ')} {shown}",
+            expected=f"{figure.replace('_', ' ')} at least {limit:g} {unit}",
+            next_steps=next_steps(result.advice or result.component),
+        )
+    return float(value)
+
+
+def require_flag(result: ProbeResult, flag: str) -> None:
+    """Raise ``CheckFailed`` unless the probe recorded ``flag`` as true."""
+    __tracebackhide__ = True
+    if result.observed.get(flag) is not True:
+        raise CheckFailed(
+            component=result.component, target=result.target,
+            seen=f"{flag.replace('_', ' ')}: {result.observed.get(flag)!r}",
+            expected=f"{flag.replace('_', ' ')}: true",
+            next_steps=next_steps(result.advice or result.component),
+        )
+
+
 def require_figures(result: ProbeResult, figures: tuple[str, ...]) -> ProbeResult:
     """Raise ``CheckFailed`` unless the probe passed and recorded every one of ``figures``."""
     __tracebackhide__ = True
@@ -53,3 +83,50 @@ def require_figures(result: ProbeResult, figures: tuple[str, ...]) -> ProbeResul
             next_steps=next_steps(result.advice or result.component),
         )
     return result
+
+
+def _problems_of(record: object) -> str:
+    problems = getattr(record, "problems", ())
+    if problems:
+        return "; ".join(str(p) for p in problems)
+    summary = getattr(record, "summary", None)
+    if callable(summary):
+        return str(summary())
+    activity = getattr(record, "activity", None)
+    error = getattr(activity, "error", "")
+    return str(error) or "the operation did not succeed"
+
+
+def require_record(
+    record: Any,
+    component: str,
+    expected: str,
+    *,
+    within: tuple[str, float] | None = None,
+    figures: tuple[str, ...] = (),
+    check: Callable[[Any], bool] | None = None,
+) -> Any:
+    """Raise ``CheckFailed`` unless an operation's record (anything with ``ok`` and
+    ``problems`` or ``summary()``) succeeded, recorded ``figures`` as numbers, kept
+    ``within=(figure, limit)`` and satisfies ``check``. The target is filled in by the
+    harness when the record does not name one."""
+    __tracebackhide__ = True
+    target = str(getattr(record, "target", ""))
+    seen: str | None = None
+    if not getattr(record, "ok", True):
+        seen = _problems_of(record)
+    elif within is not None:
+        value = getattr(record, within[0], None)
+        if not isinstance(value, int | float) or value > within[1]:
+            shown = "not measured" if value is None else f"{value:.3f}"
+            seen = f"{within[0].replace('_', ' ')} {shown} (limit {within[1]:g})"
+    if seen is None:
+        missing = [f for f in figures if not isinstance(getattr(record, f, None), int | float)]
+        if missing:
+            seen = f"no figure for {', '.join(missing)}"
+    if seen is None and check is not None and not check(record):
+        seen = f"the record does not show it: {getattr(record, 'evidence', dict)()}"
+    if seen is not None:
+        raise CheckFailed(component=component, target=target, seen=seen, expected=expected,
+                          next_steps=next_steps(component))
+    return record

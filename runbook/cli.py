@@ -258,13 +258,10 @@ def _runbook_exit(code: int, summary: Path, run_id: str, marks: str) -> int:
     return EXIT_FAILED if code else 0
 
 
-def _marks(base: str, tags: str | None, cadence: str | None) -> str:
-    parts = [base]
-    if tags:
-        parts.append(f"({tags})")
-    if cadence:
-        parts.append(cadence)
-    return " and ".join(parts)
+def _marks(tags: str | None, cadence: str | None) -> str:
+    """The scenarios a check runs: ``tags`` (default: the @synthetic ones), at a cadence."""
+    selected = f"({tags})" if tags else "synthetic"
+    return f"{selected} and {cadence}" if cadence else selected
 
 
 TargetOption = Annotated[
@@ -280,7 +277,9 @@ ConfigOption = Annotated[
 @app.command()
 def check(
     target: TargetOption = None,
-    tags: Annotated[str | None, typer.Option(help="a tag expression, e.g. 'critical'")] = None,
+    tags: Annotated[str | None, typer.Option(
+        help="a tag expression selecting scenarios instead of @synthetic, e.g."
+             " 'synthetic and critical' or 'operation'")] = None,
     match: Annotated[str | None, typer.Option(
         "--match", "-k", help="only scenarios whose name matches (pytest -k syntax)")] = None,
     cadence: Annotated[
@@ -288,19 +287,26 @@ def check(
     ] = None,
     reports: ReportsOption = Path("reports"),
     config: ConfigOption = None,
+    allow_operations: Annotated[str | None, typer.Option(
+        metavar="ENVIRONMENT",
+        help="let @operation scenarios change state on this environment (needed only for"
+             " production; staging and the sandbox allow them)")] = None,
     retries: Annotated[int, typer.Option(
         min=0, max=10,
         help="re-run a failing scenario up to N times; it counts as failed only if every"
              " attempt fails, and a pass on retry is reported as flaky")] = 0,
 ) -> None:
-    """Run the @synthetic scenarios (read-only, bounded) against the target."""
+    """Run the @synthetic scenarios (read-only, bounded) against the target, or those
+    --tags selects (@operation ones pass the safety gates first)."""
     if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
         raise _fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
                     EXIT_USAGE)
     extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
     if match:
         extra += ["-k", match]
-    code = run_scenarios(marks=_marks("synthetic", tags, cadence), target_name=target,
+    if allow_operations:
+        extra += ["--allow-operations", allow_operations]
+    code = run_scenarios(marks=_marks(tags, cadence), target_name=target,
                          config_file=config, reports=reports, extra=extra)
     raise typer.Exit(code)
 

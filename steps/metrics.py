@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from runbook.checks import require_at_most, require_figures, require_ok
+from runbook.checks import require_at_most, require_figures
 from runbook.config import Target
 from runbook.probes import metrics, resources
 from runbook.results import ProbeResult

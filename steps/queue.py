@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from pytest_bdd import parsers, then, when
+from collections.abc import Iterator
 
-from runbook.checks import require_at_most, require_ok
+from pytest_bdd import given, parsers, then, when
+
+from runbook.actions import queues as queue_actions
+from runbook.actions.queues import (
+    Cleared,
+    DelDemonstration,
+    FailedJobs,
+    RestartLeavesFailed,
+    Retried,
+)
+from runbook.checks import (
+    require_at_least,
+    require_at_most,
+    require_flag,
+    require_ok,
+    require_record,
+)
 from runbook.config import Target
+from runbook.platforms import PlatformAdapter
 from runbook.probes import queues, redis
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
@@ -51,3 +68,79 @@ def _(queue_counts: ProbeResult, limit: int) -> None:
 @then(parsers.parse("at most {limit:g} percent of finished email jobs failed"))
 def _(queue_counts: ProbeResult, limit: float) -> None:
     require_at_most(queue_counts, "failed_percent", limit, "%")
+
+
+@given(parsers.parse("{count:d} failed canary jobs on the {queue} queue"),
+       target_fixture="failed_jobs")
+def _(target: Target, timeouts: Timeouts, count: int, queue: str) -> Iterator[FailedJobs]:
+    with queue_actions.failed_canary_jobs(target, timeouts, queue, count) as failed:
+        yield failed
+
+
+@when("the on-call engineer counts the failed jobs with the runbook's LLEN",
+      target_fixture="runbook_llen")
+def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs) -> ProbeResult:
+    return queues.runbook_llen_failed(target, timeouts, failed_jobs.queue)
+
+
+@then("Redis answers WRONGTYPE while BullMQ counts the failed jobs")
+def _(runbook_llen: ProbeResult) -> None:
+    require_ok(runbook_llen)
+    require_at_least(runbook_llen, "bullmq_failed", 1, "jobs")
+    require_flag(runbook_llen, "wrongtype")
+
+
+@when(parsers.parse("the on-call engineer runs the runbook's DEL on a canary queue with"
+                    " {count:d} failed jobs"), target_fixture="del_demo")
+def _(target: Target, timeouts: Timeouts, count: int) -> DelDemonstration:
+    return queue_actions.runbook_del_failed(target, timeouts, "email", jobs=count)
+
+
+@then(parsers.parse("BullMQ counts no failed jobs but {count:d} job hashes are left behind"))
+def _(del_demo: DelDemonstration, count: int) -> None:
+    require_record(del_demo, "queues", f"{count} orphaned job hashes after the DEL",
+                   check=lambda d: d.failed_after_del == 0 and d.orphans == count)
+
+
+@then("once cleaned the canary queue leaves nothing behind")
+def _(del_demo: DelDemonstration) -> None:
+    require_record(del_demo, "queues", "no key of the canary queue left",
+                   check=lambda d: not d.keys_left)
+
+
+@when("the on-call engineer clears them the BullMQ way", target_fixture="cleared")
+def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs) -> Cleared:
+    return queue_actions.clear_failed(target, timeouts, failed_jobs.queue,
+                                      only_ids=failed_jobs.ids)
+
+
+@then("they are gone and no key names them")
+def _(cleared: Cleared) -> None:
+    require_record(cleared, "queues", "the failed canary jobs removed, no key left",
+                   check=lambda c: not c.keys_left)
+
+
+@when("the on-call engineer retries them the BullMQ way", target_fixture="retried")
+def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs) -> Retried:
+    return queue_actions.retry_failed(target, timeouts, failed_jobs.queue, failed_jobs.ids)
+
+
+@then("they leave the failed set")
+def _(retried: Retried) -> None:
+    require_record(retried, "queues", "every retried job out of the failed set",
+                   check=lambda r: set(r.left_failed) == set(r.ids))
+
+
+@when("the on-call engineer restarts the worker as the runbook says to retry them",
+      target_fixture="restart_leaves")
+def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, failed_jobs: FailedJobs
+      ) -> RestartLeavesFailed:
+    return queue_actions.restart_does_not_retry(
+        target, timeouts, failed_jobs.queue, failed_jobs.ids, lambda: platform.restart("worker"))
+
+
+@then("the restarted worker processes new jobs but the failed jobs stay failed")
+def _(restart_leaves: RestartLeavesFailed) -> None:
+    require_record(restart_leaves, "worker", "failed jobs still failed after the restart",
+                   check=lambda r: not r.runbook_claim_holds
+                   and set(r.still_failed) == set(r.ids))

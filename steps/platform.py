@@ -1,0 +1,45 @@
+"""Steps about the platform: restarting services, reading their logs."""
+
+from __future__ import annotations
+
+from pytest_bdd import parsers, then, when
+
+from runbook.actions import logs, restart
+from runbook.actions.logs import LogSummary
+from runbook.actions.restart import RestartRecord
+from runbook.checks import require_record
+from runbook.config import Target
+from runbook.platforms import PlatformAdapter
+from runbook.timeouts import Timeouts
+
+
+@when(parsers.parse("the on-call engineer restarts the {service} as the runbook says"),
+      target_fixture="restart_record")
+def _(platform: PlatformAdapter, target: Target, timeouts: Timeouts, service: str
+      ) -> RestartRecord:
+    return restart.restart_and_measure(platform, service, target, timeouts, within_s=60)
+
+
+@then(parsers.parse("the {service} is healthy again within {seconds:g} seconds"))
+def _(restart_record: RestartRecord, seconds: float) -> None:
+    require_record(restart_record, restart_record.service,
+                   f"healthy again within {seconds:g} s of the restart",
+                   within=("time_to_healthy_s", seconds))
+
+
+@then("the restart's downtime is recorded")
+def _(restart_record: RestartRecord) -> None:
+    require_record(restart_record, restart_record.service, "a measured downtime",
+                   figures=("downtime_s",))
+
+
+@when(parsers.parse("the on-call engineer reads the {service}'s logs since {since}"),
+      target_fixture="log_summary")
+def _(platform: PlatformAdapter, service: str, since: str) -> LogSummary:
+    return logs.recent_logs(platform, service, since=since)
+
+
+@then("the logs are retrieved and their error lines counted")
+def _(log_summary: LogSummary) -> None:
+    require_record(log_summary, log_summary.service, "the service's recent logs, read",
+                   figures=("error_lines", "lines"))
