@@ -106,6 +106,8 @@ class DrillRecord:
     lost_canaries: int | None = None
     notes: tuple[str, ...] = ()
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    #: False when the drill ended before its last phase (interrupted, timed out, refused).
+    completed: bool = True
 
     @property
     def rto_s(self) -> float | None:
@@ -122,7 +124,10 @@ class DrillRecord:
 
     @property
     def verdict(self) -> str:
-        """``pass`` when every phase passed and the measured figures meet the objective."""
+        """``pass`` when the drill ran to its end, every phase passed and the measured
+        figures meet the objective; ``aborted`` when it ended early."""
+        if not self.completed:
+            return "aborted"
         if not all(p.ok for p in self.phases):
             return "fail"
         if self.objective.rto_s is not None and (self.rto_s is None
@@ -159,6 +164,7 @@ class DrillRun:
         self.lost_canaries: int | None = None
         self.notes: list[str] = []
         self.evidence: dict[str, Any] = {}
+        self.completed = False
 
     def phase(self, name: str, started_at: datetime, ok: bool, detail: str = "",
               evidence: Sequence[Mapping[str, Any]] = ()) -> Phase:
@@ -174,7 +180,7 @@ class DrillRun:
             phases=tuple(self.phases), fault_at=self.fault_at, detected_at=self.detected_at,
             recovered_at=self.recovered_at, rpo_s=self.rpo_s,
             lost_canaries=self.lost_canaries, notes=tuple(self.notes),
-            evidence=dict(self.evidence),
+            evidence=dict(self.evidence), completed=self.completed,
         )
 
 
