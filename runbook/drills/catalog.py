@@ -1,3 +1,8 @@
-"""Importing this registers every fault the runbook knows."""
+"""Importing this registers every fault the runbook knows; ``GAMEDAYS`` lists every game day."""
 
-from runbook.drills import sandbox_faults  # noqa: F401
+from __future__ import annotations
+
+from runbook.drills import incidents_edges, incidents_services, sandbox_faults  # noqa: F401
+from runbook.drills.gameday import GameDay
+
+GAMEDAYS: dict[str, GameDay] = {**incidents_services.GAMEDAYS, **incidents_edges.GAMEDAYS}
