@@ -18,6 +18,9 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from runbook import targets
 from runbook.config import Environment, Target, TargetChoice, choose_target
+from runbook.drills.faults import DrillContext
+from runbook.drills.guard import Guard
+from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import CheckFailed, ConfigError, RunbookError
 from runbook.platforms import PlatformAdapter, platform_for
 from runbook.redact import Redactor
@@ -37,6 +40,7 @@ pytest_plugins = [
     "steps.metrics",
     "steps.platform",
     "steps.users",
+    "steps.drill",
 ]
 
 CHOICE = pytest.StashKey[TargetChoice]()
@@ -60,6 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="let state-changing operations run against this environment")
     group.addoption("--runbook-reports", default=None, type=Path,
                     help="where summary.json goes (default ./reports)")
+    group.addoption("--runbook-sections", default=None, metavar="SLUG,...",
+                    help="only scenarios restating these runbook sections (@runbook:<slug>)")
 
 
 def _template(item: pytest.Item) -> ScenarioTemplate | None:
@@ -103,6 +109,19 @@ def _environment_of(choice: TargetChoice) -> Environment:
     if choice.kind == "sandbox":
         return Environment.SANDBOX
     return Environment(choice.variables.get("RUNBOOK_ENVIRONMENT", "production"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--runbook-sections``: keep the scenarios tagged with one of the sections."""
+    wanted = config.getoption("--runbook-sections")
+    if not wanted:
+        return
+    sections = {s.strip() for s in wanted.split(",") if s.strip()}
+    keep = [item for item in items if sections & set(_sections(item))]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -166,6 +185,49 @@ def platform(request: pytest.FixtureRequest, target: Target) -> PlatformAdapter:
         return platform_for(target, allow_changes=changes)
     except ConfigError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture
+def drill_context(target: Target, timeouts: Timeouts, platform: PlatformAdapter) -> DrillContext:
+    """What a drill acts through: the target, its platform (changes allowed: @drill
+    scenarios passed the safety gates) and the sandbox's state directory."""
+    home = target.runbook_home or Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
+    return DrillContext(target, timeouts, platform, home)
+
+
+@pytest.fixture
+def guard(request: pytest.FixtureRequest, drill_context: DrillContext) -> Iterator[Guard]:
+    """A restoration guard watching this process for the scenario's length."""
+    config = request.config
+    choice = config.stash[CHOICE]
+    config_file = config.getoption("--runbook-config")
+    armed = Guard.arm(_reports(config) / "drills" / "guards", {
+        "name": choice.name,
+        "config_file": str(config_file) if config_file else None,
+        "home": str(drill_context.home),
+    })
+    yield armed
+    armed.disarm()
+
+
+@pytest.fixture
+def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None]:
+    """Write a drill's record under reports/drills/ and attach it to the scenario."""
+    redact = request.config.stash[REDACTOR]
+
+    def write(record: DrillRecord) -> None:
+        json_path, md_path = write_record(record, _reports(request.config) / "drills", redact)
+        allure.attach.file(str(md_path), name=f"drill record: {record.drill}",
+                           attachment_type=allure.attachment_type.TEXT)
+        allure.attach.file(str(json_path), name=f"drill record (JSON): {record.drill}",
+                           attachment_type=allure.attachment_type.JSON)
+
+    return write
+
+
+def _reports(config: pytest.Config) -> Path:
+    reports: Path = config.getoption("--runbook-reports") or Path("reports")
+    return reports
 
 
 # -- evidence and outcomes -----------------------------------------------------------------
@@ -258,8 +320,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         session.exitstatus = exit_code(outcomes)
-    reports = config.getoption("--runbook-reports") or Path("reports")
-    write_summary(reports / "summary.json", outcomes, int(session.exitstatus),
+    write_summary(_reports(config) / "summary.json", outcomes, int(session.exitstatus),
                   config.stash[CHOICE].name, os.environ.get("RUNBOOK_RUN_ID", ""))
 
 

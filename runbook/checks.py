@@ -130,3 +130,28 @@ def require_record(
         raise CheckFailed(component=component, target=target, seen=seen, expected=expected,
                           next_steps=next_steps(component))
     return record
+
+
+def require_phase(record: Any, phase: str, expected: str, *, contains: str = "",
+                  within: tuple[str, float] | None = None) -> None:
+    """Raise ``CheckFailed`` unless the drill ``record`` has ``phase``, passed, its detail
+    mentions ``contains``, and the record's figure ``within=(name, limit)`` is measured and
+    at most the limit. The message tells what the drill saw instead."""
+    __tracebackhide__ = True
+    found = [p for p in record.phases if p.name == phase]
+    seen: str | None = None
+    if not found:
+        done = ", ".join(p.name for p in record.phases) or "none"
+        seen = f"the drill never reached {phase!r} (phases done: {done}); notes: " + (
+            "; ".join(record.notes) or "none")
+    elif not found[0].ok or (contains and contains not in found[0].detail):
+        seen = f"{phase}: {found[0].detail}"
+    elif within is not None:
+        value = getattr(record, within[0], None)
+        if not isinstance(value, int | float) or value > within[1]:
+            shown = "not measured" if value is None else f"{value:.3f} s"
+            seen = f"{within[0].replace('_', ' ')} {shown}"
+    if seen is not None:
+        raise CheckFailed(component="drill", target=record.target, seen=seen,
+                          expected=expected, next_steps=(
+                              f"read the drill record of {record.drill} under reports/drills/",))

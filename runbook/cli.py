@@ -35,8 +35,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-sandbox_app = typer.Typer(help="The embedded LegacyVideo on loopback.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The embedded LegacyVideo on loopback.", no_args_is_help=True,
+                          rich_markup_mode=None)
 app.add_typer(sandbox_app, name="sandbox")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -308,6 +310,27 @@ def check(
         extra += ["--allow-operations", allow_operations]
     code = run_scenarios(marks=_marks(tags, cadence), target_name=target,
                          config_file=config, reports=reports, extra=extra)
+    raise typer.Exit(code)
+
+
+@app.command()
+def drill(
+    names: Annotated[list[str] | None, typer.Argument(
+        metavar="[NAME]...",
+        help="runbook sections to drill (e.g. service-down); all drills when omitted")] = None,
+    target: TargetOption = None,
+    allow_drills: Annotated[str | None, typer.Option(
+        metavar="ENVIRONMENT",
+        help="let destructive drills run against this environment: staging needs it;"
+             " production is always refused")] = None,
+    reports: ReportsOption = Path("reports"),
+    config: ConfigOption = None,
+) -> None:
+    """Run @drill scenarios: game days and DR drills that inject faults, measure detection
+    and recovery, and always restore. Records go to reports/drills/."""
+    extra = ["--runbook-sections", ",".join(names)] if names else []
+    code = run_scenarios(marks="drill", target_name=target, config_file=config,
+                         reports=reports, extra=extra, allow_drills=allow_drills)
     raise typer.Exit(code)
 
 
