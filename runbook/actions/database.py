@@ -1,0 +1,615 @@
+"""Common Operations > Database Operations, the read-only part: the state of Prisma's
+migrations and the preconditions of the runbook's "Rollback Migration (DANGEROUS)".
+
+Everything here reads ``_prisma_migrations`` exactly as Prisma means it:
+
+* applied: ``finished_at`` set, ``rolled_back_at`` null;
+* failed: ``finished_at`` null and ``rolled_back_at`` null: started, never finished. Prisma's
+  ``migrate deploy`` refuses to apply anything while one exists (P3009);
+* rolled back: ``rolled_back_at`` set (``prisma migrate resolve --rolled-back``); Prisma
+  ignores the row, so the migration is pending again;
+* ``checksum``: SHA-256 hex of ``migration.sql`` when it was applied. Prisma also accepts the
+  file with CRLF/LF line endings swapped, and old checksums that were not zero-padded.
+
+Which migrations are *expected* comes from a Prisma migrations directory
+(``<timestamp>_<name>/migration.sql``): the sandbox's own (``runbook/sandbox/services/
+migrations``), or for any other target the directory named by ``RUNBOOK_MIGRATIONS_DIR``
+(a checkout of LegacyVideo's ``prisma/migrations``). Without one, only failed and rolled-back
+migrations are judged and the result records that pending ones could not be.
+
+``prisma migrate resolve --rolled-back <name>`` (the runbook's "Rollback Migration") only
+accepts a FAILED migration (Prisma: "This command can only be used with a failed
+migration"; an applied one gives P3012, an unknown one P3011). It runs no SQL and undoes
+nothing: it only stamps ``rolled_back_at``. ``rollback_preconditions`` says so in its result.
+
+Also here, shared with ``runbook.actions.backup``: ``parse_dsn`` (a DATABASE_URL split for
+libpq and its tools, password apart, Prisma-only parameters removed) and
+``open_connection`` (connect and statement timeouts always set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from runbook.config import Environment, Target
+from runbook.errors import ConfigError
+from runbook.probes import Verdict, run_probe
+from runbook.redact import Redactor
+from runbook.results import ProbeResult
+from runbook.sandbox.services.migrate import MIGRATIONS_DIR as SANDBOX_MIGRATIONS_DIR
+from runbook.timeouts import Timeouts
+
+#: The variable naming a Prisma migrations directory for targets other than the sandbox.
+MIGRATIONS_DIR_VARIABLE = "RUNBOOK_MIGRATIONS_DIR"
+#: Prisma's bookkeeping table.
+MIGRATIONS_TABLE = "_prisma_migrations"
+#: Prisma's schema when the URL names none.
+DEFAULT_SCHEMA = "public"
+#: The ``application_name`` of the runbook's own sessions.
+APPLICATION_NAME = "legacyvideo-runbook"
+
+#: Query parameters Prisma reads from a DATABASE_URL that libpq rejects.
+PRISMA_ONLY_PARAMETERS = frozenset(
+    {"schema", "connection_limit", "pool_timeout", "pgbouncer", "statement_cache_size",
+     "socket_timeout", "sslaccept", "sslidentity"}
+)
+
+#: What the runbook gets wrong in "Rollback Migration (DANGEROUS)", for results and reports.
+RUNBOOK_ROLLBACK_DEFECT = (
+    "the runbook's 'Rollback Migration' implies `prisma migrate resolve --rolled-back <name>`"
+    " rolls a migration back; it does not: it only records a FAILED migration as rolled back"
+    " (sets rolled_back_at in _prisma_migrations), runs no SQL and undoes nothing. Prisma"
+    " refuses it for an applied migration (P3012) and an unknown one (P3011). To revert an"
+    " applied migration, take a verified backup, then write a new migration that reverses"
+    " it (prisma migrate diff --script) and deploy that (pnpm db:migrate:deploy)"
+)
+#: What Prisma's command does to the one state it accepts.
+RESOLVE_ROLLED_BACK_DOES = (
+    "marks the failed migration's rows rolled back (rolled_back_at = now()); no SQL of the"
+    " migration is undone, so whatever it changed before failing is still there; the next"
+    " `migrate deploy` applies the migration again"
+)
+#: Why the backup precondition is recorded, not judged.
+BACKUP_PRECONDITION = (
+    "not judged here (out of scope): confirm a backup newer than the migration exists"
+    " (Railway dashboard > Backups, or a verified backup round trip) before resolving"
+)
+
+
+# -- connections ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgEndpoint:
+    """A PostgreSQL DSN split for libpq and its command-line tools.
+
+    ``params`` never holds the password; ``password`` is kept apart so that a command line
+    can carry ``params`` and the password travel in the environment. ``repr`` hides it.
+    """
+
+    params: Mapping[str, str]
+    password: str | None = field(default=None, repr=False)
+    #: The Prisma schema (``?schema=``), ``public`` when the URL names none.
+    schema: str = DEFAULT_SCHEMA
+
+    @property
+    def dbname(self) -> str:
+        """The database named, else what libpq would pick: ``PGDATABASE``, else the user."""
+        return (self.params.get("dbname") or os.environ.get("PGDATABASE")
+                or self.params.get("user") or os.environ.get("PGUSER")
+                or os.environ.get("USER", ""))
+
+    def describe(self) -> str:
+        """``user@host:port/db``: no password, safe to print."""
+        host = self.params.get("host") or self.params.get("hostaddr") or "localhost"
+        port = self.params.get("port") or "5432"
+        user = self.params.get("user", "")
+        return f"{user}@{host}:{port}/{self.dbname}" if user else f"{host}:{port}/{self.dbname}"
+
+    def with_dbname(self, dbname: str) -> PgEndpoint:
+        """The same server and credentials, another database."""
+        return replace(self, params={**self.params, "dbname": dbname})
+
+    def conninfo(self, *, options: Iterable[str] = (), **extra: str) -> str:
+        """A ``key=value`` conninfo WITHOUT the password, with ``options`` appended to the
+        DSN's own ``options`` and ``extra`` parameters where the DSN sets none."""
+        params = {**extra, **self.params}
+        merged = " ".join(part for part in (self.params.get("options", ""), *options) if part)
+        if merged:
+            params["options"] = merged
+        return make_conninfo("", **params)
+
+    def dsn(self, *, options: Iterable[str] = (), **extra: str) -> str:
+        """``conninfo`` plus the password: for psycopg only, never for a command line."""
+        info = self.conninfo(options=options, **extra)
+        return make_conninfo(info, password=self.password) if self.password else info
+
+    def tool_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for pg_dump, pg_restore, psql: the caller's minus every ``PG*``
+        variable (so none points elsewhere), plus ``PGPASSWORD`` when there is one."""
+        env = {k: v for k, v in (os.environ if base is None else base).items()
+               if not k.startswith("PG")}
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+
+def parse_dsn(dsn: str) -> PgEndpoint:
+    """Split a DATABASE_URL (``postgresql://`` URL or ``key=value`` conninfo).
+
+    Prisma-only query parameters (``?schema=``, ``connection_limit`` ...) are dropped, the
+    schema kept. Raises ``ConfigError`` (naming no secret) for a DSN libpq cannot read.
+    """
+    schema = DEFAULT_SCHEMA
+    text = dsn.strip()
+    if text.startswith(("postgres://", "postgresql://")):
+        parts = urlsplit(text)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        schema = next((v for k, v in pairs if k == "schema" and v), DEFAULT_SCHEMA)
+        kept = [(k, v) for k, v in pairs if k not in PRISMA_ONLY_PARAMETERS]
+        text = urlunsplit(parts._replace(query=urlencode(kept)))
+    try:
+        raw = conninfo_to_dict(text)
+    except psycopg.Error as exc:
+        message = Redactor(_password_guess(dsn))(str(exc).strip().splitlines()[0])
+        raise ConfigError(f"DATABASE_URL: libpq cannot read it ({message})") from None
+    params = {k: str(v) for k, v in raw.items() if v is not None and k != "password"}
+    password = raw.get("password")
+    return PgEndpoint(params, str(password) if password else None, schema)
+
+
+def _password_guess(dsn: str) -> list[str]:
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        return []
+    return [password] if password else []
+
+
+def session_options(statement_timeout_s: float, *, read_only: bool,
+                    settings: Iterable[str] = ()) -> list[str]:
+    """``-c name=value`` options every runbook session gets: a statement timeout, and
+    read-only transactions unless it must write."""
+    options = [f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"]
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    options.extend(f"-c {setting}" for setting in settings)
+    return options
+
+
+def open_connection(
+    endpoint: PgEndpoint,
+    *,
+    connect_timeout_s: float,
+    statement_timeout_s: float,
+    read_only: bool = True,
+    autocommit: bool = True,
+    settings: Iterable[str] = (),
+    application: str = APPLICATION_NAME,
+) -> psycopg.Connection[Any]:
+    """A connection with a bounded connect time and statement time; read-only unless asked.
+
+    Raises ``psycopg.Error`` as psycopg does (callers turn it into a result).
+    """
+    return psycopg.connect(
+        endpoint.dsn(
+            options=session_options(statement_timeout_s, read_only=read_only, settings=settings),
+            application_name=application,
+        ),
+        connect_timeout=max(1, math.ceil(connect_timeout_s)),
+        autocommit=autocommit,
+    )
+
+
+# -- migrations on disk -------------------------------------------------------------------
+
+
+def expected_migrations(directory: Path) -> list[str]:
+    """The migration names of a Prisma migrations directory (``<timestamp>_<name>/``
+    holding ``migration.sql``), in the order Prisma applies them.
+
+    Raises ``ConfigError`` when ``directory`` is not a directory.
+    """
+    return list(migration_scripts(directory))
+
+
+def migration_scripts(directory: Path) -> dict[str, bytes]:
+    """Each migration's ``migration.sql`` bytes by name, in Prisma's order (by name).
+
+    Raises ``ConfigError`` when ``directory`` is not a directory.
+    """
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{MIGRATIONS_DIR_VARIABLE}: {directory} is not a directory; point it at"
+            f" LegacyVideo's prisma/migrations"
+        )
+    scripts: dict[str, bytes] = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_dir()):
+        script = path / "migration.sql"
+        if script.is_file():
+            scripts[path.name] = script.read_bytes()
+    return scripts
+
+
+def migrations_dir_for(target: Target, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the target's expected migrations live: ``RUNBOOK_MIGRATIONS_DIR`` when set,
+    the bundled directory for the sandbox, else ``None`` (pending cannot be judged)."""
+    env = os.environ if environ is None else environ
+    configured = env.get(MIGRATIONS_DIR_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    if target.environment is Environment.SANDBOX:
+        return SANDBOX_MIGRATIONS_DIR
+    return None
+
+
+def prisma_checksum(script: bytes) -> str:
+    """The checksum Prisma records for a ``migration.sql``: SHA-256, lower-case hex."""
+    return hashlib.sha256(script).hexdigest()
+
+
+def checksum_matches(script: bytes, recorded: str) -> bool:
+    """Whether ``script`` matches a recorded checksum as Prisma decides it: the file as is,
+    or with CRLF made LF, or LF made CRLF; non-zero-padded hex for old rows."""
+    variants = (script, script.replace(b"\r\n", b"\n"), script.replace(b"\n", b"\r\n"))
+    for variant in variants:
+        digest = hashlib.sha256(variant).digest()
+        rendered = digest.hex() if len(recorded) in (0, 64) else "".join(
+            f"{byte:x}" for byte in digest
+        )
+        if rendered == recorded:
+            return True
+    return False
+
+
+# -- migrations in the database -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationRow:
+    """One row of ``_prisma_migrations``."""
+
+    id: str
+    migration_name: str
+    checksum: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    rolled_back_at: datetime | None
+    applied_steps_count: int
+    logs: str | None
+
+    @property
+    def state(self) -> str:
+        """``applied``, ``failed`` or ``rolled back``, as Prisma reads the row."""
+        if self.rolled_back_at is not None:
+            return "rolled back"
+        return "applied" if self.finished_at is not None else "failed"
+
+    def evidence(self, redact: Redactor | None = None) -> dict[str, Any]:
+        """A JSON-ready summary (``logs`` cut to its first line)."""
+        first = (self.logs or "").strip().splitlines()[0][:300] if self.logs else ""
+        return {
+            "migration_name": self.migration_name,
+            "state": self.state,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "rolled_back_at": _iso(self.rolled_back_at),
+            "applied_steps_count": self.applied_steps_count,
+            "checksum": self.checksum,
+            "logs": redact(first) if redact else first,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def read_migration_rows(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA
+                        ) -> list[MigrationRow] | None:
+    """Every row of ``<schema>._prisma_migrations`` oldest first, or ``None`` when the
+    table does not exist (Prisma Migrate never ran there)."""
+    table = sql.Identifier(schema, MIGRATIONS_TABLE)
+    found = conn.execute(
+        "select to_regclass(%s) is not null",
+        (f"{sql.Identifier(schema).as_string(conn)}.{MIGRATIONS_TABLE}",),
+    ).fetchone()
+    if not found or not found[0]:
+        return None
+    rows = conn.execute(
+        sql.SQL(
+            "select id, migration_name, checksum, started_at, finished_at, rolled_back_at,"
+            " applied_steps_count, logs from {} order by started_at, migration_name"
+        ).format(table)
+    ).fetchall()
+    return [MigrationRow(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], int(r[6]), r[7])
+            for r in rows]
+
+
+@dataclass(frozen=True)
+class MigrationAssessment:
+    """Recorded migrations judged against the expected ones.
+
+    ``pending`` and ``unknown`` are ``None`` when no expected list was available.
+    """
+
+    applied: tuple[str, ...]
+    failed: tuple[MigrationRow, ...]
+    rolled_back: tuple[str, ...]
+    pending: tuple[str, ...] | None
+    unknown: tuple[str, ...] | None
+    #: Applied, but the local ``migration.sql`` no longer has the recorded checksum.
+    modified: tuple[str, ...]
+    #: Applied and expected, but no local script to compare the checksum with.
+    checksum_unchecked: tuple[str, ...]
+
+    @property
+    def failed_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.migration_name for r in self.failed))
+
+    def ok(self, *, strict_checksums: bool = True) -> bool:
+        """All expected applied, none failed (and, when strict, none modified)."""
+        return (not self.failed and not self.pending
+                and not (strict_checksums and self.modified))
+
+
+def assess_migrations(
+    rows: Sequence[MigrationRow],
+    expected: Sequence[str] | None,
+    scripts: Mapping[str, bytes],
+) -> MigrationAssessment:
+    """Judge ``rows`` as Prisma does: a name is applied when any row of it is; failed rows
+    are listed whatever else exists; rolled-back names that are not applied again are
+    pending when expected. Checksums are compared for applied names with a local script."""
+    applied_rows: dict[str, MigrationRow] = {}
+    for row in rows:
+        if row.state == "applied":
+            applied_rows.setdefault(row.migration_name, row)
+    failed = tuple(r for r in rows if r.state == "failed")
+    rolled_back = tuple(dict.fromkeys(
+        r.migration_name for r in rows
+        if r.state == "rolled back" and r.migration_name not in applied_rows
+    ))
+    applied = tuple(applied_rows)
+    pending: tuple[str, ...] | None = None
+    unknown: tuple[str, ...] | None = None
+    if expected is not None:
+        wanted = set(expected)
+        pending = tuple(n for n in expected if n not in applied_rows)
+        unknown = tuple(n for n in applied if n not in wanted)
+    modified = tuple(
+        name for name, row in applied_rows.items()
+        if name in scripts and not checksum_matches(scripts[name], row.checksum)
+    )
+    unchecked = tuple(
+        name for name in applied
+        if name not in scripts and (expected is None or name in set(expected))
+    )
+    return MigrationAssessment(applied, failed, rolled_back, pending, unknown, modified,
+                               unchecked)
+
+
+def _shown(names: Sequence[str], limit: int = 5) -> str:
+    head = ", ".join(names[:limit])
+    return head + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def migration_status(
+    target: Target,
+    timeouts: Timeouts,
+    expected: Sequence[str] | None = None,
+    *,
+    migrations_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    strict_checksums: bool = True,
+) -> ProbeResult:
+    """Read ``_prisma_migrations`` (read-only) and judge it against the expected migrations.
+
+    ``expected`` defaults to the names in ``migrations_dir`` (default: ``RUNBOOK_MIGRATIONS_DIR``,
+    or the bundled directory on the sandbox); the directory's scripts also give the
+    checksums. ok when every expected migration is applied, none failed and (with
+    ``strict_checksums``) none modified after it was applied. Records applied, failed,
+    rolled back, pending, unknown and modified names. Never raises for what it finds;
+    raises ``ConfigError`` when the target has no DATABASE_URL or the directory is missing.
+    """
+    dsn = target.require("DATABASE_URL")
+    endpoint = parse_dsn(dsn)
+    directory = migrations_dir or migrations_dir_for(target, environ)
+    scripts = migration_scripts(directory) if directory is not None else {}
+    wanted: list[str] | None = list(expected) if expected is not None else (
+        list(scripts) if directory is not None else None
+    )
+    redact = Redactor(target.secret_values())
+    expectation = (
+        f"every expected migration applied ({len(wanted)}), none failed"
+        + (", none modified after it was applied" if strict_checksums else "")
+        if wanted is not None else "no failed migration (pending not judged: no migrations"
+        f" directory; set {MIGRATIONS_DIR_VARIABLE})"
+    )
+
+    def body() -> Verdict:
+        with open_connection(endpoint, connect_timeout_s=timeouts.connect,
+                             statement_timeout_s=timeouts.read) as conn:
+            rows = read_migration_rows(conn, endpoint.schema)
+        observed: dict[str, Any] = {
+            "schema": endpoint.schema,
+            "migrations_dir": str(directory) if directory is not None else None,
+            "pending_judged": wanted is not None,
+        }
+        if rows is None:
+            observed["table"] = "missing"
+            return Verdict(
+                False, expectation,
+                f"no {endpoint.schema}.{MIGRATIONS_TABLE} table: Prisma Migrate never ran on"
+                " this database, or DATABASE_URL names another database or schema",
+                observed, advice="database-schema",
+            )
+        found = assess_migrations(rows, wanted, scripts)
+        observed.update({
+            "rows": len(rows),
+            "expected": wanted,
+            "applied": list(found.applied),
+            "failed": [r.evidence(redact) for r in found.failed],
+            "rolled_back": list(found.rolled_back),
+            "pending": None if found.pending is None else list(found.pending),
+            "unknown": None if found.unknown is None else list(found.unknown),
+            "modified": list(found.modified),
+            "checksums_compared": len(found.applied) - len(found.checksum_unchecked),
+            "checksum_unchecked": list(found.checksum_unchecked),
+        })
+        if wanted is None:
+            observed["note"] = (
+                f"pending migrations not judged: no migrations directory for this target"
+                f" (set {MIGRATIONS_DIR_VARIABLE} to LegacyVideo's prisma/migrations)"
+            )
+        problems: list[str] = []
+        if found.failed:
+            problems.append(
+                f"failed migration {_shown(found.failed_names)} (started, never finished):"
+                " it blocks `prisma migrate deploy` (P3009) until it is resolved"
+            )
+        if found.pending:
+            problems.append(f"pending (not applied): {_shown(found.pending)}")
+        if strict_checksums and found.modified:
+            problems.append(
+                f"modified after it was applied (checksum differs from migration.sql):"
+                f" {_shown(found.modified)}"
+            )
+        if problems:
+            advice = "database-migrations" if found.failed or found.modified else (
+                "database-schema")
+            return Verdict(False, expectation, "; ".join(problems), observed, advice=advice)
+        return Verdict(True, expectation, observed=observed)
+
+    return run_probe("database", "migration status", target, timeouts, body,
+                     expected=expectation)
+
+
+# -- Rollback Migration (DANGEROUS) -------------------------------------------------------------
+
+
+def migration_state(rows: Sequence[MigrationRow], name: str) -> str:
+    """The state of migration ``name`` as ``prisma migrate resolve`` decides it:
+    ``failed`` when any of its rows is, else ``applied``, else ``rolled back``; ``absent``
+    when it has no row."""
+    states = {r.state for r in rows if r.migration_name == name}
+    for state in ("failed", "applied", "rolled back"):
+        if state in states:
+            return state
+    return "absent"
+
+
+#: The error Prisma gives ``resolve --rolled-back`` in each state it refuses.
+PRISMA_REFUSAL: Mapping[str, str] = {
+    "absent": "P3011: cannot be rolled back because it was never applied to the database",
+    "applied": "P3012: cannot be rolled back because it is not in a failed state",
+    "rolled back": "P3012: cannot be rolled back because it is not in a failed state"
+                   " (it is already rolled back)",
+}
+
+
+def rollback_preconditions(
+    target: Target,
+    timeouts: Timeouts,
+    migration_name: str,
+    *,
+    migrations_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProbeResult:
+    """Check, read-only, what ``prisma migrate resolve --rolled-back <migration_name>``
+    needs: the migration is recorded in ``_prisma_migrations`` and FAILED, the only state
+    Prisma accepts. Records its rows and state, what the command would do (or the Prisma
+    error it would give), whether a local script exists, and that the "backup newer than
+    the migration" precondition is out of scope. ok only for a failed migration. Raises
+    ``ConfigError`` when the target has no DATABASE_URL.
+    """
+    dsn = target.require("DATABASE_URL")
+    endpoint = parse_dsn(dsn)
+    directory = migrations_dir or migrations_dir_for(target, environ)
+    redact = Redactor(target.secret_values())
+    expectation = (
+        f"migration {migration_name} recorded in {MIGRATIONS_TABLE} and failed (the only"
+        " state `prisma migrate resolve --rolled-back` accepts)"
+    )
+
+    def body() -> Verdict:
+        with open_connection(endpoint, connect_timeout_s=timeouts.connect,
+                             statement_timeout_s=timeouts.read) as conn:
+            rows = read_migration_rows(conn, endpoint.schema)
+        local: bool | None = None
+        if directory is not None and directory.is_dir():
+            local = (directory / migration_name / "migration.sql").is_file()
+        mine = [r for r in rows or [] if r.migration_name == migration_name]
+        state = migration_state(mine, migration_name) if rows is not None else "absent"
+        accepted = state == "failed"
+        observed: dict[str, Any] = {
+            "migration": migration_name,
+            "table": "present" if rows is not None else "missing",
+            "exists": bool(mine),
+            "state": state,
+            "rows": [r.evidence(redact) for r in mine],
+            "resolve_rolled_back_accepts": accepted,
+            "prisma_error": None if accepted else PRISMA_REFUSAL[state],
+            "resolve_rolled_back_does": RESOLVE_ROLLED_BACK_DOES,
+            "in_migrations_dir": local,
+            "backup_newer_than_migration": BACKUP_PRECONDITION,
+            "read_only": True,
+            "runbook_defect": RUNBOOK_ROLLBACK_DEFECT,
+        }
+        if accepted:
+            failed = next(r for r in mine if r.state == "failed")
+            observed["partial_changes"] = (
+                f"{failed.applied_steps_count} step(s) recorded as applied before it failed;"
+                " check what it changed and revert that by hand (or with a down migration"
+                " through `prisma db execute`) before resolving and redeploying"
+            )
+            return Verdict(True, expectation, observed=observed)
+        if state == "absent":
+            seen = (f"migration {migration_name} is not recorded in {MIGRATIONS_TABLE}"
+                    if rows is not None else f"there is no {MIGRATIONS_TABLE} table")
+            problem = (f"{seen}: `prisma migrate resolve --rolled-back` would fail with"
+                       f" {PRISMA_REFUSAL['absent']}")
+        else:
+            problem = (
+                f"migration {migration_name} is {state}, not failed: `prisma migrate resolve"
+                f" --rolled-back` would fail with {PRISMA_REFUSAL[state]}; it never undoes"
+                " an applied migration (revert with a new migration after a verified backup)"
+            )
+        return Verdict(False, expectation, problem, observed, advice="database-migrations")
+
+    return run_probe("database", "rollback preconditions", target, timeouts, body,
+                     expected=expectation)
+
+
+__all__ = [
+    "BACKUP_PRECONDITION",
+    "MIGRATIONS_DIR_VARIABLE",
+    "RUNBOOK_ROLLBACK_DEFECT",
+    "MigrationAssessment",
+    "MigrationRow",
+    "PgEndpoint",
+    "assess_migrations",
+    "checksum_matches",
+    "expected_migrations",
+    "migration_scripts",
+    "migration_state",
+    "migration_status",
+    "migrations_dir_for",
+    "open_connection",
+    "parse_dsn",
+    "prisma_checksum",
+    "read_migration_rows",
+    "rollback_preconditions",
+    "session_options",
+]
