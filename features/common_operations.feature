@@ -32,6 +32,39 @@ Feature: Common Operations
       | worker  |
       | web     |
 
+  @synthetic @runbook:database-operations
+  Scenario: Every migration is applied and none failed
+    The runbook's Run Migration deploys pending migrations; this checks, read-only, that
+    there are none, that none failed (a failed one blocks every deploy) and that no applied
+    migration was edited afterwards.
+
+    Given the target has the Database
+    When the on-call engineer checks the migration status
+    Then every expected migration is applied and none failed or was modified
+
+  @synthetic @runbook-defect @runbook:database-operations
+  Scenario: Rolling back a migration only applies to a failed one
+    Runbook defect: "npx prisma migrate resolve --rolled-back <migration-name>" does not
+    roll anything back. It only marks a FAILED migration as rolled back so deploys can go
+    on; Prisma refuses it for an applied migration. The runbook should say: to undo an
+    applied migration, write a new migration that reverses it, after a verified backup.
+
+    Given the target has the Database
+    When the on-call engineer checks the migration status
+    And the on-call engineer checks the rollback preconditions for the newest migration
+    Then Prisma would refuse to mark an applied migration rolled back
+
+  @operation @runbook:database-operations
+  Scenario: A backup exported and imported into a scratch database is identical
+    The runbook's Database Backup: the export (pg_dump) and the import, into a scratch
+    database, never the target's own; every table compared by row count and checksum in
+    primary-key order; the scratch database dropped whatever happens.
+
+    Given the target has the Database
+    When the on-call engineer exports a backup and imports it into a scratch database
+    Then every table has the same rows and checksums in both
+    And the scratch database is gone
+
   @operation @runbook:user-management
   Scenario: An admin created as the runbook describes can use the admin API
     When the on-call engineer creates an admin user as the runbook describes

@@ -86,7 +86,8 @@ def require_figures(result: ProbeResult, figures: tuple[str, ...]) -> ProbeResul
 
 
 def _problems_of(record: object) -> str:
-    problems = getattr(record, "problems", ())
+    problems = getattr(record, "problems", ()) or (
+        (getattr(record, "problem", ""),) if getattr(record, "problem", "") else ())
     if problems:
         return "; ".join(str(p) for p in problems)
     summary = getattr(record, "summary", None)
@@ -155,3 +156,20 @@ def require_phase(record: Any, phase: str, expected: str, *, contains: str = "",
         raise CheckFailed(component="drill", target=record.target, seen=seen,
                           expected=expected, next_steps=(
                               f"read the drill record of {record.drill} under reports/drills/",))
+
+
+def require_observed(result: ProbeResult, **expected: object) -> ProbeResult:
+    """Raise ``CheckFailed`` unless the probe recorded each of ``expected``'s values
+    (whether or not the probe itself passed: for checks that must refuse)."""
+    __tracebackhide__ = True
+    wrong = {k: result.observed.get(k) for k, v in expected.items()
+             if result.observed.get(k) != v}
+    if wrong:
+        raise CheckFailed(
+            component=result.component, target=result.target,
+            seen=", ".join(f"{k} = {v!r}" for k, v in wrong.items())
+            + (f" ({result.problem})" if result.problem else ""),
+            expected=", ".join(f"{k} = {v!r}" for k, v in expected.items()),
+            next_steps=next_steps(result.advice or result.component),
+        )
+    return result

@@ -104,6 +104,20 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
         ),
     ),
     "database": (DATABASE_ERRORS, SERVICE_DOWN),
+    "database-migrations": (
+        Advice(
+            "Common Operations > Database Operations",
+            (
+                "a FAILED migration blocks deploys: fix its cause, then mark it with"
+                " npx prisma migrate resolve --rolled-back <migration-name> (or --applied)"
+                " and deploy again (railway run --service api pnpm db:migrate:deploy)",
+                "a migration MODIFIED after it was applied: restore the applied file;"
+                " change the schema only with a new migration",
+                "an applied migration is never undone by resolve: write a new migration that"
+                " reverses it, after a verified backup",
+            ),
+        ),
+    ),
     "database-schema": (
         Advice(
             "Common Operations > Database Operations",

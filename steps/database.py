@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pytest_bdd import given, then, when
+from pathlib import Path
 
-from runbook.checks import require_ok
+from pytest_bdd import then, when
+
+from runbook.actions import backup, database
+from runbook.actions.backup import BackupRecord
+from runbook.checks import require_observed, require_ok, require_record
 from runbook.config import Target
 from runbook.probes import postgres
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
-from steps.support import require_variables
-
-
-@given("the target has a database")
-def _(target: Target) -> None:
-    require_variables(target, "DATABASE_URL")
 
 
 @when("the on-call engineer checks the database", target_fixture="database_answer")
@@ -36,3 +34,42 @@ def _(target: Target, timeouts: Timeouts) -> ProbeResult:
 @then("the schema has LegacyVideo's tables and its migrations table")
 def _(database_schema: ProbeResult) -> None:
     require_ok(database_schema)
+
+
+@when("the on-call engineer checks the migration status", target_fixture="migrations")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return database.migration_status(target, timeouts)
+
+
+@then("every expected migration is applied and none failed or was modified")
+def _(migrations: ProbeResult) -> None:
+    require_ok(migrations)
+
+
+@when("the on-call engineer checks the rollback preconditions for the newest migration",
+      target_fixture="rollback")
+def _(target: Target, timeouts: Timeouts, migrations: ProbeResult) -> ProbeResult:
+    return database.rollback_preconditions(target, timeouts, migrations.observed["applied"][-1])
+
+
+@then("Prisma would refuse to mark an applied migration rolled back")
+def _(rollback: ProbeResult) -> None:
+    require_observed(rollback, state="applied", resolve_rolled_back_accepts=False)
+
+
+@when("the on-call engineer exports a backup and imports it into a scratch database",
+      target_fixture="backup_record")
+def _(target: Target, timeouts: Timeouts, tmp_path: Path) -> BackupRecord:
+    return backup.round_trip_for(target, timeouts, tmp_path)
+
+
+@then("every table has the same rows and checksums in both")
+def _(backup_record: BackupRecord) -> None:
+    require_record(backup_record, "database", "equal row counts and checksums per table",
+                   check=lambda record: bool(record.tables) and not record.mismatches)
+
+
+@then("the scratch database is gone")
+def _(backup_record: BackupRecord) -> None:
+    require_record(backup_record, "database", "the scratch database dropped",
+                   check=lambda record: record.scratch_dropped)
