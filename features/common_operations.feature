@@ -5,9 +5,14 @@ Feature: Common Operations
   themselves, also when they fail; they run on the sandbox and on staging, and never on
   production unless the operator passes --allow-operations production.
 
-  Prisma Studio is interactive and is not executed: what the runbook does with it (create an
-  admin, write a password hash) is done the way it would do it, a row written to the
-  database, and then proved through the API.
+  Commands not executed as written, and why:
+  - Prisma Studio and "railway run --service api sh" are interactive: what the runbook does
+    with them (create an admin, write a password hash) is done the way they would do it, a
+    row written to the database, and then proved through the API.
+  - Run Migration deploys the schema, which is the release pipeline's job: the suite checks
+    its result, read-only (every migration applied, none failed or edited).
+  - Rollback Migration is an incident decision: its preconditions are checked, read-only.
+  - "--tail" and "--follow" stream logs forever: the logs of the last hour are read instead.
 
   @operation @runbook:restart-services
   Scenario Outline: Restarting the <service> brings it back healthy
