@@ -6,6 +6,7 @@ clocks read elsewhere.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,21 @@ from typing import Any
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+class Stopwatch:
+    """Started on creation: the wall-clock start plus a monotonic duration, for ``Timing``."""
+
+    def __init__(self) -> None:
+        self.started_at = utcnow()
+        self._started = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self._started
+
+    def timing(self) -> Timing:
+        return Timing(self.started_at, utcnow(), self.seconds)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from runbook.errors import CheckFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes import queues as probes
 from runbook.redact import Redactor
-from runbook.results import Activity, ProbeResult, Timing, utcnow
+from runbook.results import Activity, ProbeResult, Stopwatch, Timing, utcnow
 from runbook.timeouts import Timeouts
 
 T = TypeVar("T")
@@ -281,18 +281,6 @@ class CanaryQueue:
 # -- helpers -----------------------------------------------------------------------------
 
 
-class _Stopwatch:
-    def __init__(self) -> None:
-        self.started_at = utcnow()
-        self._started = time.monotonic()
-
-    @property
-    def seconds(self) -> float:
-        return time.monotonic() - self._started
-
-    def timing(self) -> Timing:
-        return Timing(self.started_at, utcnow(), self.seconds)
-
 
 def is_canary_queue(queue: str) -> bool:
     """True for queue names ``canary_queue`` makes."""
@@ -304,7 +292,7 @@ def is_canary_job(job_id: str) -> bool:
     return job_id.startswith(CANARY_PREFIX)
 
 
-def _activity(name: str, command: Sequence[str], watch: _Stopwatch, redact: Redactor, *,
+def _activity(name: str, command: Sequence[str], watch: Stopwatch, redact: Redactor, *,
               ok: bool = True, output: Any = "", error: str = "") -> Activity:
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     return Activity(name=name, command=tuple(redact(c) for c in command),
@@ -314,23 +302,8 @@ def _activity(name: str, command: Sequence[str], watch: _Stopwatch, redact: Reda
 
 def _run(target: Target, timeouts: Timeouts, queue: str,
          work: Callable[[Queue, Redis], Awaitable[T]]) -> T:
-    """Run ``work(queue, client)`` in a fresh event loop on a bounded, retry-free client;
-    the queue and its connection are closed afterwards (bounded too)."""
-    url = target.require("REDIS_URL")
-
-    async def main() -> T:
-        connection = probes.async_client(url, timeouts)
-        bull = probes.open_queue(queue, connection)
-        try:
-            return await work(bull, connection)
-        finally:
-            try:
-                async with asyncio.timeout(timeouts.connect + timeouts.read):
-                    await bull.close()
-            except Exception:
-                await connection.connection_pool.disconnect()
-
-    return asyncio.run(main())
+    """Run ``work(queue, client)`` on the target's Redis (``probes.queues.run_async``)."""
+    return probes.run_async(target.require("REDIS_URL"), timeouts, queue, work)
 
 
 async def _failed_count(bull: Queue) -> int:
@@ -559,12 +532,12 @@ def delete_canary_queue(target: Target, timeouts: Timeouts, queue: str) -> Clear
     ``SafetyGateError`` for a queue that is not a canary queue."""
     _require_canary_queue(queue, "deleting the whole queue")
     redact = Redactor(target.secret_values())
-    watch = _Stopwatch()
+    watch = Stopwatch()
 
     async def work(bull: Queue, connection: Redis) -> Cleared:
         calls: list[Activity] = []
         problems: list[str] = []
-        step = _Stopwatch()
+        step = Stopwatch()
         budget = timeouts.connect + 2 * timeouts.read
         before = await _queue_keys(connection, queue, budget)
         try:
@@ -577,7 +550,7 @@ def delete_canary_queue(target: Target, timeouts: Timeouts, queue: str) -> Clear
             calls.append(_activity("obliterate the canary queue",
                                    ("BullMQ", "Queue.obliterate", queue, "force=True"), step,
                                    redact, ok=False, error=describe_error(exc)))
-        step = _Stopwatch()
+        step = Stopwatch()
         rest = await _queue_keys(connection, queue, budget)
         if rest:
             await connection.delete(*rest)
@@ -623,12 +596,12 @@ def fail_canary_jobs(target: Target, timeouts: Timeouts, queue: str, n: int, *,
     batch = uuid.uuid4().hex[:12]
     ids = tuple(f"{CANARY_PREFIX}{batch}-{i}" for i in range(1, n + 1))
     redact = Redactor(target.secret_values())
-    watch = _Stopwatch()
+    watch = Stopwatch()
 
     async def work(bull: Queue, connection: Redis) -> FailedJobs:
         calls: list[Activity] = []
         failed_before = await _failed_count(bull)
-        step = _Stopwatch()
+        step = Stopwatch()
         added: list[str] = []
         try:
             for job_id in ids:
@@ -637,7 +610,7 @@ def fail_canary_jobs(target: Target, timeouts: Timeouts, queue: str, n: int, *,
             calls.append(_activity(f"add {n} canary jobs the worker rejects",
                                    ("BullMQ", "Queue.add", name, "attempts=1", *ids), step,
                                    redact, output={"queue": queue, "data": dict(data)}))
-            step = _Stopwatch()
+            step = Stopwatch()
             states: dict[str, str] = {}
             async with asyncio.timeout(within_s):
                 while True:
@@ -675,7 +648,7 @@ async def _remove(bull: Queue, connection: Redis, queue: str, ids: Sequence[str]
                   redact: Redactor) -> Cleared:
     """``Queue.remove`` each id (an active one is locked: retried for a few seconds), then
     list the keys still naming them."""
-    step = _Stopwatch()
+    step = Stopwatch()
     removed: list[str] = []
     errors: list[str] = []
     for job_id in ids:
@@ -757,13 +730,13 @@ def clear_failed(target: Target, timeouts: Timeouts, queue: str, *,
     else:
         _require_canary_ids(queue, only_ids)
     redact = Redactor(target.secret_values())
-    watch = _Stopwatch()
+    watch = Stopwatch()
 
     async def work(bull: Queue, connection: Redis) -> Cleared:
         calls: list[Activity] = []
         problems: list[str] = []
         failed_before = await _failed_count(bull)
-        step = _Stopwatch()
+        step = Stopwatch()
         if only_ids is None:
             method = f"Queue.clean(0, {limit}, 'failed')"
             removed = [str(i) for i in await bull.clean(0, limit, "failed")]
@@ -807,7 +780,7 @@ def runbook_del_failed(target: Target, timeouts: Timeouts, queue: str = "email",
     Then removes those orphans and the canary queue (also on failure); ``keys_left`` lists
     anything of it still there. ``stands_for`` is the command as typed for ``queue``."""
     redact = Redactor(target.secret_values())
-    watch = _Stopwatch()
+    watch = Stopwatch()
     removals: list[Cleared] = []
     with canary_queue(target, timeouts, "fail", on_removed=removals.append) as canary:
         name = canary.name
@@ -819,7 +792,7 @@ def runbook_del_failed(target: Target, timeouts: Timeouts, queue: str = "email",
             problems: list[str] = []
             failed_before = await _failed_count(bull)
             zcard_before = int(await connection.zcard(failed_key))
-            step = _Stopwatch()
+            step = Stopwatch()
             try:
                 llen: str = str(await connection.llen(failed_key))
             except ResponseError as exc:
@@ -827,12 +800,12 @@ def runbook_del_failed(target: Target, timeouts: Timeouts, queue: str = "email",
             calls.append(_activity("the runbook's View Queue Status", ("redis-cli", "LLEN",
                                    failed_key), step, redact, ok=False, output=llen,
                                    error=llen if llen.startswith("WRONGTYPE") else ""))
-            step = _Stopwatch()
+            step = Stopwatch()
             deleted = int(await connection.delete(failed_key))
             calls.append(_activity("the runbook's Clear Failed Jobs", ("redis-cli", "DEL",
                                    failed_key), step, redact, output=str(deleted)))
             failed_after = await _failed_count(bull)
-            step = _Stopwatch()
+            step = Stopwatch()
             orphan_ids = await _orphans(connection, name, timeouts.connect + 2 * timeouts.read)
             states = {i: str(await bull.getJobState(i)) for i in made.ids}
             readable = sum([await bull.getJob(i) is not None for i in made.ids])
@@ -915,7 +888,7 @@ def retry_failed(target: Target, timeouts: Timeouts, queue: str,
     else:
         _require_canary_ids(queue, ids)
     redact = Redactor(target.secret_values())
-    watch = _Stopwatch()
+    watch = Stopwatch()
 
     async def work(bull: Queue, connection: Redis) -> Retried:
         calls: list[Activity] = []
@@ -927,7 +900,7 @@ def retry_failed(target: Target, timeouts: Timeouts, queue: str,
         not_failed = [s.id for s in before if s.state != "failed"]
         if not_failed:
             problems.append(f"not in the failed set before the retry: {', '.join(not_failed)}")
-        step = _Stopwatch()
+        step = Stopwatch()
         if ids is None:
             method = "Queue.retryJobs({'state': 'failed'})"
             await bull.retryJobs({"state": "failed"})
@@ -943,7 +916,7 @@ def retry_failed(target: Target, timeouts: Timeouts, queue: str,
             command = ("BullMQ", "Job.retry", "failed", *job_ids)
         calls.append(_activity("retry the failed jobs", command, step, redact,
                                output={"jobs": job_ids}))
-        step = _Stopwatch()
+        step = Stopwatch()
         earlier = {s.id: s for s in before}
         left_at: float | None = None
         now = before
@@ -995,13 +968,13 @@ def restart_does_not_retry(target: Target, timeouts: Timeouts, queue: str,
     before, when the worker does not process jobs after the restart, or when a job left the
     failed set (the runbook would then be right). Changes nothing itself."""
     redact = Redactor(target.secret_values())
-    watch = _Stopwatch()
+    watch = Stopwatch()
 
     async def first(bull: Queue, _connection: Redis) -> tuple[tuple[JobSnapshot, ...], int]:
         return await _snapshots(bull, ids, redact), await _failed_count(bull)
 
     before, failed_before = _run(target, timeouts, queue, first)
-    step = _Stopwatch()
+    step = Stopwatch()
     try:
         answer = restart()
     except Exception as exc:

@@ -44,7 +44,7 @@ from runbook.errors import CheckFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes.postgres import connect
 from runbook.redact import MASK, Redactor
-from runbook.results import Activity, Timing, utcnow
+from runbook.results import Activity, Stopwatch, Timing
 from runbook.timeouts import Timeouts
 
 #: Canary e-mails start with this; nothing else is ever removed or has its password reset.
@@ -246,16 +246,6 @@ class Removal(Outcome):
 # -- helpers -----------------------------------------------------------------------------
 
 
-class _Stopwatch:
-    """Wall-clock start plus monotonic duration, for ``Timing``."""
-
-    def __init__(self) -> None:
-        self.started_at = utcnow()
-        self._started = time.monotonic()
-
-    def timing(self) -> Timing:
-        return Timing(self.started_at, utcnow(), time.monotonic() - self._started)
-
 
 def canary_domain(target: Target) -> str:
     """The domain of ``FROM_EMAIL`` (what LegacyVideo sends from), else ``legacyvideo.test``."""
@@ -327,7 +317,7 @@ def _request(
         shown = json.dumps(shown_body if shown_body is not None else body,
                            separators=(",", ":"))
         command += ["-H", "Content-Type: application/json", "-d", shown]
-    watch = _Stopwatch()
+    watch = Stopwatch()
     try:
         response = client.request(method, url, headers=headers,
                                   content=None if body is None else json.dumps(body))
@@ -423,7 +413,7 @@ def lock_round_trip(target: Target, timeouts: Timeouts, admin_token: str | Secre
     token = _secret(admin_token) or ""
     password = user.password.get_secret_value()
     redact = _redactor(target, token, password, user.token.get_secret_value())
-    watch = _Stopwatch()
+    watch = Stopwatch()
     calls: list[Activity] = []
     problems: list[str] = []
     lock = unlock = None
@@ -492,7 +482,7 @@ def access_checks(target: Target, timeouts: Timeouts, *, user_id: str,
     weak = _secret(non_admin_token) or ""
     admin = _secret(admin_token) or ""
     redact = _redactor(target, weak, admin)
-    watch = _Stopwatch()
+    watch = Stopwatch()
     calls: list[Activity] = []
     problems: list[str] = []
     anonymous = non_admin = None
@@ -534,7 +524,7 @@ def access_checks(target: Target, timeouts: Timeouts, *, user_id: str,
 # -- the database ------------------------------------------------------------------------
 
 
-def _sql_activity(name: str, sql: str, params: Mapping[str, str], watch: _Stopwatch,
+def _sql_activity(name: str, sql: str, params: Mapping[str, str], watch: Stopwatch,
                   ok: bool, output: str = "", error: str = "") -> Activity:
     """A statement as an ``Activity``: the SQL and its parameters, values already safe."""
     command = ("sql", " ".join(sql.split()), *(f"{k}={v}" for k, v in params.items()))
@@ -563,10 +553,10 @@ def create_canary(target: Target, timeouts: Timeouts, role: Role = "USER") -> Ca
     email = canary_email(target)
     password = secrets.token_urlsafe(24)
     redact = _redactor(target, password)
-    watch = _Stopwatch()
+    watch = Stopwatch()
     calls: list[Activity] = []
     shown = {"id": user_id, "email": email, "passwordHash": MASK, "role": role}
-    step = _Stopwatch()
+    step = Stopwatch()
     password_hash = hash_password(password)
     try:
         with connect(dsn, timeouts, read_only=False) as conn:
@@ -689,10 +679,10 @@ def reset_password(target: Target, timeouts: Timeouts, user_id: str, *,
     old = _secret(old_password)
     earlier_token = _secret(old_token)
     redact = _redactor(target, new_password, old, earlier_token)
-    watch = _Stopwatch()
+    watch = Stopwatch()
     calls: list[Activity] = []
     problems: list[str] = []
-    step = _Stopwatch()
+    step = Stopwatch()
     started = time.monotonic()
     password_hash = hash_password(new_password)
     hash_ms = (time.monotonic() - started) * 1000
@@ -761,11 +751,11 @@ def remove_canary(target: Target, timeouts: Timeouts, user: CanaryUser | str) ->
     that is not a canary."""
     dsn = target.require("DATABASE_URL")
     user_id = user if isinstance(user, str) else user.id
-    watch = _Stopwatch()
+    watch = Stopwatch()
     calls: list[Activity] = []
     problems: list[str] = []
     deleted = {"releases": 0, "videos": 0, "users": 0}
-    step = _Stopwatch()
+    step = Stopwatch()
     with connect(dsn, timeouts, read_only=False) as conn, conn.transaction():
         email, existed = _canary_row(conn, user_id)
         detached = mentioning = 0
@@ -783,7 +773,7 @@ def remove_canary(target: Target, timeouts: Timeouts, user: CanaryUser | str) ->
         {"id": user_id}, step, True,
         output=json.dumps({**deleted, "audit_rows_detached": detached,
                            "audit_rows_mentioning": mentioning})))
-    step = _Stopwatch()
+    step = Stopwatch()
     with connect(dsn, timeouts) as conn:
         left = conn.execute(
             'SELECT (SELECT count(*) FROM "User" WHERE "id" = %(id)s),'

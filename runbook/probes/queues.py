@@ -83,7 +83,7 @@ def key(queue: str, state: str) -> str:
     return f"{PREFIX}:{queue}:{state}"
 
 
-def _run_async(
+def run_async(
     url: str, timeouts: Timeouts, queue: str,
     work: Callable[[Queue, Redis], Awaitable[T]],
 ) -> T:
@@ -190,7 +190,7 @@ def counts(target: Target, timeouts: Timeouts, queue: str, *, attempts: int = 3
         return Verdict(True, expected, observed=observed)
 
     return run_probe("queues", f"{queue} counts", target, timeouts,
-                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+                     lambda: run_async(url, timeouts, queue, work), expected=expected)
 
 
 def runbook_llen_failed(target: Target, timeouts: Timeouts, queue: str = "email"
@@ -231,7 +231,7 @@ def runbook_llen_failed(target: Target, timeouts: Timeouts, queue: str = "email"
                        " (not a BullMQ queue?)", observed, advice="queues")
 
     return run_probe("queues", f"runbook LLEN {queue} failed", target, timeouts,
-                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+                     lambda: run_async(url, timeouts, queue, work), expected=expected)
 
 
 # -- workers -----------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def workers(target: Target, timeouts: Timeouts, queue: str) -> ProbeResult:
         return Verdict(True, expected, observed=observed)
 
     return run_probe("worker", f"{queue} workers", target, timeouts,
-                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+                     lambda: run_async(url, timeouts, queue, work), expected=expected)
 
 
 def _int(value: object) -> int | None:
@@ -411,4 +411,4 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: 
 
     budget = replace(timeouts, deadline=canary_deadline(timeouts, within_s))
     return run_probe("queues", f"{queue} canary", target, budget,
-                     lambda: _run_async(url, timeouts, queue, work), expected=expected)
+                     lambda: run_async(url, timeouts, queue, work), expected=expected)
