@@ -16,6 +16,7 @@ import pytest
 from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
+from harness import allure_redaction
 from runbook import targets
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.drills.faults import DrillContext
@@ -92,9 +93,12 @@ def _runs_scenarios(config: pytest.Config) -> bool:
     return CHOICE in config.stash
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OUTCOMES] = {}
     config.stash[REDACTOR] = Redactor()
+    # After allure-pytest-bdd registered its file logger: replace it with a redacting one.
+    allure_redaction.install(config.stash[REDACTOR], config.add_cleanup)
 
 
 def pytest_bdd_apply_tag(tag: str, function: Callable[..., object]) -> object:
@@ -135,7 +139,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         choice = choose_target(config.getoption("--target"),
                                config_file=config.getoption("--runbook-config"))
         if choice.kind != "sandbox":
-            Target.from_variables(choice.name, choice.variables, source=choice.source)
+            # Known now, so redaction holds from the first line the run prints.
+            config.stash[REDACTOR].add(Target.from_variables(
+                choice.name, choice.variables, source=choice.source).secret_values())
     except ConfigError as exc:
         pytest.exit(f"configuration error: {exc}", returncode=exc.exit_code)
     config.stash[CHOICE] = choice
@@ -159,6 +165,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def timeouts() -> Timeouts:
     """Connect, read and per-probe deadlines (``RUNBOOK_*_TIMEOUT`` to change them)."""
     return Timeouts.from_env()
+
+
+@pytest.fixture(autouse=True)
+def _target_for_scenarios(request: pytest.FixtureRequest) -> None:
+    """Every scenario resolves the target first, so its secrets are known to the redactor
+    even when no step of the scenario asks for it."""
+    if _is_scenario(request.node):
+        request.getfixturevalue("target")
 
 
 @pytest.fixture(scope="session")
@@ -296,6 +310,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         crash = getattr(report.longrepr, "reprcrash", None)
         text = getattr(crash, "message", None) or str(report.longrepr)
         message = redact(text.strip().splitlines()[0] if text.strip() else "")
+        # Whatever failed, its text reaches the terminal and junit.xml redacted.
+        report.longrepr = redact(str(report.longrepr))
     elif report.skipped and outcome == "passed":
         outcome = "skipped"
         longrepr = report.longrepr

@@ -91,8 +91,9 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     """A copy of the harness with no features yet, and no runbook variables inherited."""
     shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
     shutil.copy(ROOT / "pyproject.toml", pytester.path / "pyproject.toml")
-    shutil.copytree(ROOT / "steps", pytester.path / "steps",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("steps", "harness"):
+        shutil.copytree(ROOT / package, pytester.path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     (pytester.path / "features").mkdir()
     for variable in ("API_URL", "WEB_URL", "DATABASE_URL", "REDIS_URL", "S3_BUCKET",
                      "RESEND_API_KEY", "ADMIN_TOKEN", "API_SECRET", "RUNBOOK_ENVIRONMENT",
@@ -238,3 +239,42 @@ def test_failing_every_attempt_is_a_failure(
     assert run(project, "--reruns", "2").ret == 1
     [scenario] = summary(project)["scenarios"]  # type: ignore[misc]
     assert (scenario["outcome"], scenario["attempts"]) == ("failed", 3)
+
+
+LEAKY_STEP = """
+
+import os
+
+from pytest_bdd import given
+
+
+@given("a step fails quoting the API secret")
+def _() -> None:
+    secret = os.environ["API_SECRET"]
+    raise AssertionError(f"boom: {secret} / Bearer {secret}")
+"""
+
+
+def test_secrets_in_a_failure_reach_no_report(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "planted-Secret-4f9c2e7d"
+    monkeypatch.setenv("API_URL", health.url)
+    monkeypatch.setenv("API_SECRET", secret)
+    feature(project, """
+  @synthetic @critical @runbook:quick-health-check
+  Scenario: A leaky failure
+    Given a step fails quoting the API secret
+""")
+    with (project.path / "steps" / "test_runbook.py").open("a") as module:
+        module.write(LEAKY_STEP)
+    result = run(project, "--alluredir", str(project.path / "reports" / "allure-results"),
+                 "--junitxml", str(project.path / "reports" / "junit.xml"), "-l")
+    assert result.ret == 1
+    assert "boom" in result.stdout.str()
+    assert secret not in result.stdout.str()
+    written = [p for p in (project.path / "reports").rglob("*") if p.is_file()]
+    assert any(p.name.endswith("-result.json") for p in written)
+    assert any(p.name == "junit.xml" for p in written)
+    for path in written:
+        assert secret not in path.read_text(errors="replace"), path

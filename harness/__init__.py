@@ -1,0 +1,1 @@
+"""Harness helpers that need pytest or allure (the library never imports them)."""
