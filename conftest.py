@@ -175,9 +175,10 @@ def _target_for_scenarios(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("target")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    """The LegacyVideo under test; the sandbox is started here when it is the target."""
+    """The LegacyVideo under test, resolved afresh for each scenario (a disaster drill may
+    have rebuilt the sandbox on new ports); the sandbox is started when it is down."""
     config = request.config
     choice = config.stash[CHOICE]
     home = Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()

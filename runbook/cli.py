@@ -144,6 +144,15 @@ def sandbox_logs(
     out.print(Redactor(_secrets_of(sandbox.env()))(text), markup=False, end="")
 
 
+@sandbox_app.command("backup")
+def sandbox_backup() -> None:
+    """Take a backup of the sandbox's database now (it also takes them on a schedule)."""
+    from runbook.sandbox import backups
+
+    info = backups.take_backup(_sandbox(), reason="manual")
+    out.print(backups.describe(info), markup=False)
+
+
 @sandbox_app.command("restart")
 def sandbox_restart(component: Annotated[str, typer.Argument(help=", ".join(COMPONENTS))]
                     ) -> None:

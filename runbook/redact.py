@@ -29,7 +29,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # password=..., secret=..., token=... in query strings, logs and key/value dumps
     (re.compile(
         r"(?i)(?P<head>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key)[\w-]*"
-        r"[\"']?\s*[=:]\s*[\"']?)(?P<secret>[^\s\"'&,;}]{4,})"),
+        r"[\"']?\s*[=:]\s*[\"']?)(?!(?:true|false|null|none)\b)(?!\d+\b)"
+        r"(?P<secret>[^\s\"'&,;}]{4,})"),
      rf"\g<head>{MASK}"),
 )
 

@@ -93,6 +93,15 @@ HIGH_USAGE = Advice(
         "4-5. scale vertically or horizontally",
     ),
 )
+INVALID_TOKEN = Advice(
+    'Troubleshooting > "Invalid or Expired Token" Errors',
+    (
+        "verify API_SECRET matches between services (railway variables --service api |"
+        " grep API_SECRET; railway variables --service worker | grep API_SECRET)",
+        "if mismatch, update and restart (railway variables --set API_SECRET=... --service"
+        " worker; railway restart --service worker)",
+    ),
+)
 
 #: What to do next when a component's check fails, in the runbook's own order.
 NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
@@ -104,6 +113,16 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
         ),
     ),
     "database": (DATABASE_ERRORS, SERVICE_DOWN),
+    "database-backups": (
+        Advice(
+            "Maintenance Tasks > Weekly",
+            (
+                "review database backup status: the newest backup must be younger than the"
+                " database RPO (1 hour); take one now (railway: the database's Backups tab;"
+                " sandbox: runbook sandbox backup) and fix the schedule",
+            ),
+        ),
+    ),
     "database-migrations": (
         Advice(
             "Common Operations > Database Operations",
@@ -194,6 +213,56 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
                 "3. check FROM_EMAIL is verified (Resend dashboard > Domains: the DNS"
                 " records of FROM_EMAIL's domain)",
                 "6. test email manually via the Resend dashboard",
+            ),
+        ),
+    ),
+    # The API answered 5xx to a request (health was fine): not down, failing.
+    "api-500": (API_500,),
+    # A job or request refused with "Invalid or expired token": the services disagree.
+    "api-secret": (INVALID_TOKEN,),
+    # Upload, e-mail, security and slow-query game days (runbook/drills/incidents_edges.py).
+    # S3 refused an upload for a reason other than the signature: permissions first.
+    "s3-upload-denied": (
+        Advice(
+            "Incident Response > Upload Failures",
+            (
+                "2. check the S3 bucket permissions (aws s3api get-bucket-policy --bucket"
+                " $S3_BUCKET): an explicit Deny on s3:PutObject refuses every upload,"
+                " whoever signed it; remove it",
+                "1. verify the S3 credentials (railway variables --service api)",
+                "3. test S3 access with a write (a Deny on PutObject leaves aws s3 ls working)",
+                "4. check the CORS configuration",
+            ),
+        ),
+    ),
+    # A burst of failed logins from one address in the audit log.
+    "security-incident": (
+        Advice(
+            "Incident Response > Data Breach / Security Incident",
+            (
+                "1. lock all affected user accounts",
+                "2. rotate all secrets (API_SECRET in api and worker together,"
+                " MASTER_ENCRYPTION_KEY, etc.), then re-issue ADMIN_TOKEN",
+                "3. revoke all active access tokens (after the rotation)",
+                "4. enable audit log review",
+                "5. notify affected users (a person)",
+                "6. document the incident timeline",
+            ),
+        ),
+    ),
+    # A statement over the threshold, or sessions waiting on a lock (pg_stat_activity).
+    "database-slow": (
+        Advice(
+            "Troubleshooting > Slow Query Performance",
+            (
+                'review slow queries (railway logs --service api | grep "query took"): they'
+                " show the statements that waited, not what they waited on",
+                "identify the offender in pg_stat_activity (now() - query_start,"
+                " pg_blocking_pids(pid))",
+                "cancel it (SELECT pg_cancel_backend(pid)); terminate it if it does not stop"
+                " (pg_terminate_backend(pid))",
+                "add database indexes only for statements slow on their own (EXPLAIN), with"
+                " CREATE INDEX CONCURRENTLY",
             ),
         ),
     ),

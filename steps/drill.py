@@ -7,16 +7,18 @@ from collections.abc import Callable, Iterator
 from pytest_bdd import given, parsers, then, when
 
 from runbook.actions import users
-from runbook.checks import require_phase
+from runbook.checks import require_ok, require_phase
 from runbook.config import Target
 from runbook.drills import gameday
 from runbook.drills.catalog import GAMEDAYS
+from runbook.drills.disaster import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.record import DrillRecord
-from runbook.probes import e2e
+from runbook.drills.record import DrillRecord, Objective
+from runbook.probes import backups, e2e
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
+from steps.support import skip_if_unavailable
 
 
 @given("a canary user for the end-to-end check", target_fixture="steady")
@@ -54,3 +56,40 @@ def _(drill_record: DrillRecord) -> None:
     require_phase(drill_record, "restore", "the fault reverted and the target healthy")
 
 
+
+
+@when(parsers.parse('the on-call engineer runs the "{name}" disaster recovery drill against an'
+                    " RTO of {rto_s:g} seconds and an RPO of {rpo_s:g} seconds"),
+      target_fixture="drill_record")
+def _(drill_context: DrillContext, guard: Guard, name: str, rto_s: float, rpo_s: float,
+      record_drill: Callable[[DrillRecord], None]) -> DrillRecord:
+    return DRILLS[name].run(drill_context, guard=guard, on_record=record_drill,
+                            objective=Objective(rto_s=rto_s, rpo_s=rpo_s))
+
+
+@then("service was back within the RTO")
+def _(drill_record: DrillRecord) -> None:
+    require_phase(drill_record, "recover", "recovered within the RTO",
+                  within=("rto_s", drill_record.objective.rto_s or 0.0))
+
+
+@then("the data lost is within the RPO")
+def _(drill_record: DrillRecord) -> None:
+    require_phase(drill_record, "data loss", "data lost within the RPO",
+                  within=("rpo_s", drill_record.objective.rpo_s or 0.0))
+
+
+@then("the data that survived is intact")
+def _(drill_record: DrillRecord) -> None:
+    require_phase(drill_record, "validate data integrity", "equal counts and checksums")
+
+
+@when(parsers.parse("the on-call engineer checks the age of the newest database backup"
+                    " against {hours:g} hour"), target_fixture="backup_age")
+def _(target: Target, timeouts: Timeouts, hours: float) -> ProbeResult:
+    return backups.backup_freshness(target, timeouts, max_age_s=hours * 3600)
+
+
+@then("the newest backup is recent enough")
+def _(backup_age: ProbeResult) -> None:
+    require_ok(skip_if_unavailable(backup_age))

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from runbook.drills import incidents_edges, incidents_services, sandbox_faults  # noqa: F401
+from runbook.drills import (  # noqa: F401
+    dr_faults,
+    faults_edges,
+    faults_services,
+    incidents_edges,
+    incidents_services,
+    sandbox_faults,
+)
 from runbook.drills.gameday import GameDay
 
 GAMEDAYS: dict[str, GameDay] = {**incidents_services.GAMEDAYS, **incidents_edges.GAMEDAYS}

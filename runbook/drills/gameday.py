@@ -51,6 +51,9 @@ class GameDay:
     recover_within_s: float = 120.0
     objective: Objective = field(default_factory=Objective)
     defect: str = ""
+    #: What else must be green for service to count as restored, beside the end-to-end
+    #: check (e.g. the piled-up jobs drained, the release processed).
+    verify: Check | None = None
 
 
 class SteadyStateRed(Exception):
@@ -85,6 +88,12 @@ def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
 
     def healthy() -> ProbeResult:
         return steady(context)
+
+    def restored() -> ProbeResult:
+        result = steady(context)
+        if not result.ok or gameday.verify is None:
+            return result
+        return gameday.verify(context)
 
     injected = False
     try:
@@ -122,13 +131,13 @@ def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
                         "; ".join(a.name for a in steps), [a.evidence() for a in steps])
 
             started = utcnow()
-            recovery = watch_until(healthy, want_ok=True, consecutive=consecutive,
+            recovery = watch_until(restored, want_ok=True, consecutive=consecutive,
                                    timeout=gameday.recover_within_s, interval=interval_s)
             drill.recovered_at = recovery.at
             drill.phase("recover", started, recovery.ok,
                         f"{consecutive} consecutive green end-to-end checks" if recovery.ok
                         else "not recovered: " + "; ".join(recovery.observations))
-            if gameday.defect and not recovery.ok:
+            if gameday.defect:
                 drill.notes.append(f"runbook defect: {gameday.defect}")
             drill.completed = True
     except BaseException as exc:

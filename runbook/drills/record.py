@@ -46,7 +46,7 @@ class Watch:
     """What repeated checks saw while waiting for a change of state."""
 
     ok: bool
-    at: datetime | None          # first failure (detect) or first of N greens (recover)
+    at: datetime | None          # when the first check of the wanted run gave its verdict
     checks: int
     elapsed_s: float
     observations: tuple[str, ...]
@@ -56,8 +56,9 @@ def watch_until(check: Callable[[], ProbeResult], *, want_ok: bool, consecutive:
                 timeout: float, interval: float = 0.25) -> Watch:
     """Run ``check`` until it gives ``want_ok`` ``consecutive`` times in a row.
 
-    ``at`` is when the first check of that run started: for recovery, the first of N
-    consecutive green checks (not when a process started). Every distinct problem seen is
+    ``at`` is when the first check of that run gave its verdict: for detection, the first
+    failing check; for recovery, the first of N consecutive green checks (not when a process
+    started). Every distinct problem seen is
     kept, so a timeout says what happened.
     """
     started = time.monotonic()
@@ -70,7 +71,7 @@ def watch_until(check: Callable[[], ProbeResult], *, want_ok: bool, consecutive:
         result = check()
         if result.ok == want_ok:
             if streak == 0:
-                streak_started = result.timing.started_at
+                streak_started = result.timing.finished_at
             streak += 1
             if streak >= consecutive:
                 return Watch(True, streak_started, checks, time.monotonic() - started,
@@ -237,7 +238,8 @@ def write_record(record: DrillRecord, directory: Path, redact: Redactor) -> tupl
     stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
     json_path = directory / f"{stem}.json"
     md_path = directory / f"{stem}.md"
-    json_path.write_text(redact(json.dumps(redact.data(record.to_json()), indent=2)),
+    # Redacted value by value: redacting the dumped text could break its JSON.
+    json_path.write_text(json.dumps(redact.data(record.to_json()), indent=2),
                          encoding="utf-8")
     md_path.write_text(redact(render_markdown(record)), encoding="utf-8")
     return json_path, md_path

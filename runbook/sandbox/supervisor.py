@@ -12,6 +12,8 @@ One detached process that owns every component of one sandbox:
   platform does; leaves postgres, redis, s3 and mail down when they die;
 * obeys restart / stop (held down) / start / restart-with-environment-overrides over its
   control channel (``runbook.sandbox.control``);
+* backs up the application database into ``sandbox/backups/`` once it is seeded at every
+  start, then every ``RUNBOOK_SANDBOX_BACKUP_INTERVAL`` seconds (``runbook.sandbox.backups``);
 * on SIGTERM, SIGINT or ``/shutdown`` stops every child (PostgreSQL with a fast shutdown)
   and exits. If it is killed instead, its children get a parent-death signal (Linux) and
   ``Sandbox.down`` sweeps whatever is left using the pids in ``state.json``.
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import SandboxError
-from runbook.sandbox import appdb, components, postgres, redis_server
+from runbook.sandbox import appdb, backups, components, postgres, redis_server
 from runbook.sandbox.binaries import Binaries, find_binaries
 from runbook.sandbox.components import SPECS, ComponentSpec
 from runbook.sandbox.control import MAX_BODY, ControlEndpoint
@@ -388,6 +390,8 @@ class Supervisor:
         self.targets = components.target_variables(secrets, ports, layout.home)
         self.runners = {name: Runner(self, SPECS[name]) for name in COMPONENTS}
         self._spawns: queue.Queue[_SpawnRequest] = queue.Queue()
+        self.backup_keep = backups.DEFAULT_KEEP
+        self.backup_schedule: backups.BackupSchedule | None = None
         self._write_lock = threading.Lock()
         self._event_lock = threading.Lock()
 
@@ -553,6 +557,7 @@ class Supervisor:
             if appdb.seed_if_new(port, self.secrets, self.layout.seeded, cluster):
                 self.event("postgres", "INFO",
                            f"seed data loaded ({time.monotonic() - started:.2f}s)")
+            self._start_backups()
             token = appdb.mint_admin_token(port, self.secrets)
             self.secrets = with_admin_token(self.layout.secrets, token)
             with self.cond:
@@ -564,6 +569,37 @@ class Supervisor:
             with self.cond:
                 self.error = f"{message}; see {self.layout.log('postgres')}"
                 self.cond.notify_all()
+
+    def _backup(self, reason: str) -> backups.BackupInfo:
+        """Dump the application database into ``sandbox/backups`` (see ``backups``)."""
+        from runbook.timeouts import Timeouts
+
+        admin = postgres.dsn(self.ports["postgres"], postgres.SUPERUSER,
+                             self.secrets.postgres_password, postgres.APP_DATABASE)
+        return backups.take_backup_at(admin, self.binaries.postgres.bindir,
+                                      backups.backups_dir(self.layout.home), Timeouts(),
+                                      reason=reason, keep=self.backup_keep)
+
+    def _start_backups(self) -> None:
+        """The backup taken at every ``up`` (the database is seeded: the sandbox is not
+        ready before it), then the schedule. A failed backup is logged, never fatal."""
+        interval, self.backup_keep, problems = backups.schedule_from_env()
+        for problem in problems:
+            self.event("postgres", "WARN", problem)
+        started = time.monotonic()
+        try:
+            info = self._backup("up")
+            self.event("postgres", "INFO", f"backup {info.name} taken"
+                       f" ({info.size_bytes} bytes, {time.monotonic() - started:.2f}s)")
+        except Exception as exc:
+            self.event("postgres", "ERROR", f"backup at start failed: {_one_line(exc)}")
+        if self.backup_schedule is None:
+            self.backup_schedule = backups.BackupSchedule(
+                self._backup, interval,
+                lambda level, message: self.event("postgres", level, message),
+                lambda: self.runners["postgres"].state == "running" and not self.stopping,
+            )
+            self.backup_schedule.start()
 
     # -- control -------------------------------------------------------------------------
 
@@ -679,6 +715,8 @@ class Supervisor:
     def shutdown(self) -> None:
         """Stop every child (apps first, PostgreSQL with a fast shutdown last)."""
         log.info("shutting down")
+        if self.backup_schedule is not None:
+            self.backup_schedule.stop()
         with self.cond:
             self.stopping = True
             self.cond.notify_all()

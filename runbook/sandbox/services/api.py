@@ -786,6 +786,30 @@ def create_app(config: ApiConfig) -> FastAPI:
     return app
 
 
+#: Game-day chaos hook: ``RUNBOOK_CHAOS_CPU_HOG=1`` makes the API burn CPU from start-up.
+CHAOS_CPU_HOG = "RUNBOOK_CHAOS_CPU_HOG"
+
+
+def start_cpu_hog(env: Mapping[str, str]) -> threading.Thread | None:
+    """With ``RUNBOOK_CHAOS_CPU_HOG=1`` in ``env``, start a daemon thread that spins in pure
+    Python for the life of the process (one core busy, and the GIL contended, so requests
+    slow down too) and log one WARN line saying so; otherwise do nothing. Only a drill sets
+    it (the supervisor strips ``RUNBOOK_*`` from the services' environment, so it arrives
+    only as a restart override); a plain restart clears it."""
+    if env.get(CHAOS_CPU_HOG, "").strip() != "1":
+        return None
+
+    def spin() -> None:
+        counter = 0
+        while True:
+            counter = (counter + 1) % 1_000_003
+
+    thread = threading.Thread(target=spin, name="chaos-cpu-hog", daemon=True)
+    thread.start()
+    log.warning("chaos: %s=1, a thread burns CPU in this process (game day)", CHAOS_CPU_HOG)
+    return thread
+
+
 def main() -> int:
     """Serve the API on HOST/PORT until SIGTERM/SIGINT. Exit 2 on a configuration error."""
     setup_logging("api")
@@ -796,6 +820,7 @@ def main() -> int:
         log.error("%s", exc)
         return 2
     log.info("starting LegacyVideo API (%r)", config)
+    start_cpu_hog(os.environ)
     uvicorn.run(
         create_app(config),
         host=host,

@@ -108,6 +108,11 @@ class MailHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if status >= 400:
+            # An error may leave the request's body unread: never reuse this connection,
+            # or the next request would be read from the middle of that body.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
