@@ -183,3 +183,28 @@ def test_a_black_holed_service_fails_within_its_deadline(
     assert outcomes(tmp_path / "reports")[scenario] == "failed"
     assert "timeout" in result.stdout.lower() or "timed out" in result.stdout.lower()
     print(f"{variable} black hole: run ended in {elapsed:.1f} s")
+
+
+FAKEBIN = Path(__file__).parent / "fakebin"
+
+
+@pytest.mark.parametrize(("environment", "flag"), [("production", None),
+                                                    ("production", "production"),
+                                                    ("staging", None)])
+def test_drills_against_a_gated_target_exit_3_before_any_platform_call(
+    tmp_path: Path, environment: str, flag: str | None
+) -> None:
+    record = tmp_path / "calls.jsonl"
+    env = {
+        "API_URL": "https://api.legacyvideo.invalid", "DATABASE_URL":
+        "postgresql://lv:pw@db.legacyvideo.invalid/lv", "PLATFORM": "railway",
+        "RUNBOOK_ENVIRONMENT": environment, "FAKEBIN_RECORD": str(record),
+        "PATH": f"{FAKEBIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    args = ("--allow-drills", flag) if flag else ()
+    result = runbook("drill", *args, cwd=tmp_path, env=env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "refused: drills" in result.stdout + result.stderr
+    assert not record.exists() or record.read_text() == "", "the platform was called"
+    assert not (tmp_path / "reports" / "drills").exists() or not any(
+        (tmp_path / "reports" / "drills").glob("*.json"))
