@@ -16,7 +16,7 @@ import pytest
 from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-from harness import allure_redaction
+from harness import allure_labels, allure_redaction
 from runbook import targets
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.drills.faults import DrillContext
@@ -28,6 +28,7 @@ from runbook.redact import Redactor
 from runbook.reporting.summary import ScenarioOutcome, exit_code, render, write_summary
 from runbook.results import ProbeResult
 from runbook.safety import KINDS, check_gate
+from runbook.sections import RUNBOOK_FILE, Heading, parse_headings
 from runbook.timeouts import Timeouts
 
 pytest_plugins = [
@@ -50,6 +51,8 @@ SCENARIO = pytest.StashKey[tuple[str, str]]()
 REDACTOR = pytest.StashKey[Redactor]()
 ATTACHED = pytest.StashKey[set[int]]()
 TARGET_NAME = pytest.StashKey[str]()
+HEADINGS = pytest.StashKey[dict[str, "Heading"]]()
+VERSIONS = pytest.StashKey[dict[str, str]]()
 TIERS = ("critical", "warning", "info")
 
 
@@ -240,6 +243,14 @@ def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None
     return write
 
 
+def _headings(config: pytest.Config) -> dict[str, Heading]:
+    if HEADINGS not in config.stash:
+        runbook_file = Path(__file__).parent / RUNBOOK_FILE
+        found = parse_headings(runbook_file.read_text()) if runbook_file.exists() else []
+        config.stash[HEADINGS] = {h.slug: h for h in found}
+    return config.stash[HEADINGS]
+
+
 def _reports(config: pytest.Config) -> Path:
     reports: Path = config.getoption("--runbook-reports") or Path("reports")
     return reports
@@ -248,10 +259,15 @@ def _reports(config: pytest.Config) -> Path:
 # -- evidence and outcomes -----------------------------------------------------------------
 
 
+@pytest.hookimpl(trylast=True)  # after allure-pytest-bdd has opened the test case
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: object,
                                scenario: object) -> None:
-    request.node.stash[SCENARIO] = (getattr(feature, "name", ""), getattr(scenario, "name", ""))
-    request.node.stash[ATTACHED] = set()
+    item = request.node
+    item.stash[SCENARIO] = (getattr(feature, "name", ""), getattr(scenario, "name", ""))
+    item.stash[ATTACHED] = set()
+    tier = next((t for t in TIERS if item.get_closest_marker(t)), None)
+    allure_labels.label(getattr(feature, "name", ""), _sections(item),
+                        _headings(request.config), tier)
 
 
 def _attach_evidence(request: pytest.FixtureRequest, args: dict[str, object]) -> None:
@@ -263,6 +279,11 @@ def _attach_evidence(request: pytest.FixtureRequest, args: dict[str, object]) ->
         if not callable(evidence) or id(value) in seen:
             continue
         seen.add(id(value))
+        if isinstance(value, ProbeResult):
+            versions = request.config.stash.setdefault(VERSIONS, {})
+            for key, name in (("server_version", "PostgreSQL"), ("redis_version", "Redis")):
+                if value.observed.get(key):
+                    versions[name] = str(value.observed[key])
         body = json.dumps(redact.data(evidence()), indent=2, default=str)
         title = (f"{value.component}: {value.check}" if isinstance(value, ProbeResult)
                  else name.replace("_", " "))
@@ -337,6 +358,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         session.exitstatus = exit_code(outcomes)
+    results = getattr(config.option, "allure_report_dir", None)
+    if results:
+        allure_labels.write_extras(Path(results), {
+            "target": config.stash.get(TARGET_NAME, config.stash[CHOICE].name),
+            **{f"{name}.version": v for name, v in config.stash.get(VERSIONS, {}).items()},
+        })
     write_summary(_reports(config) / "summary.json", outcomes, int(session.exitstatus),
                   config.stash[CHOICE].name, os.environ.get("RUNBOOK_RUN_ID", ""))
 

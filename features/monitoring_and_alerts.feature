@@ -5,13 +5,13 @@ Feature: Monitoring & Alerts
   failed). Figures are measured by the suite itself and, where the target exposes them, read
   from its own metrics.
 
-  @synthetic @info @runbook:key-metrics
+  @synthetic @info @runbook:key-metrics-to-monitor
   Scenario: The application's key metrics are measured from outside
     Given the target has the API
     When the on-call engineer measures the API over 20 requests
     Then the request rate, error rate and response time percentiles are recorded
 
-  @synthetic @info @runbook:key-metrics
+  @synthetic @info @runbook:key-metrics-to-monitor
   Scenario: The application's key metrics are read from its metrics endpoint
     Given the target has the API
     When the on-call engineer reads the API's metrics endpoint

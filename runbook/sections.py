@@ -272,3 +272,43 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
 def next_steps(component: str) -> list[str]:
     """The runbook's next steps for a failed check of ``component``, as lines."""
     return [line for advice in NEXT_STEPS.get(component, ()) for line in advice.lines()]
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading of a runbook: its level (2 or 3), title, slug, and the part it is in."""
+
+    level: int
+    title: str
+    slug: str
+    part: str  # the level-2 heading above it (itself for a level-2 heading)
+
+    @property
+    def anchor(self) -> str:
+        """The anchor GitHub gives the heading (``Monitoring & Alerts`` -> ``monitoring--alerts``)."""
+        text = self.title.strip().lower()
+        text = re.sub(r"[^\w\- ]", "", text)
+        return text.replace(" ", "-")
+
+
+def parse_headings(markdown: str) -> list[Heading]:
+    """The ``##`` and ``###`` headings of a runbook in Markdown, outside code blocks."""
+    headings: list[Heading] = []
+    part = ""
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        match = None if fenced else re.match(r"^(#{2,3})\s+(.+?)\s*#*\s*$", line)
+        if match is None:
+            continue
+        level, title = len(match.group(1)), match.group(2).strip()
+        if level == 2:
+            part = title
+        headings.append(Heading(level, title, slugify(title), part))
+    return headings
+
+
+#: The runbook these features restate (a copy of LegacyVideo's operations runbook).
+RUNBOOK_FILE = "docs/RUNBOOK.md"

@@ -7,6 +7,7 @@ features it needs) and runs pytest on it in a subprocess against a real HTTP ser
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -278,3 +279,23 @@ def test_secrets_in_a_failure_reach_no_report(
     assert any(p.name == "junit.xml" for p in written)
     for path in written:
         assert secret not in path.read_text(errors="replace"), path
+
+
+def test_allure_results_carry_the_runbook_section_and_the_incident_categories(
+    project: pytest.Pytester, health: Health, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(ROOT / "docs", project.path / "docs")
+    health.status = 503
+    monkeypatch.setenv("API_URL", health.url)
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
+    results = project.path / "allure-results"
+    assert run(project, "--alluredir", str(results)).ret == 1
+    [result] = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    labels = {(label["name"], label["value"]) for label in result["labels"]}
+    assert {("epic", "Service Health Checks"), ("story", "Quick Health Check"),
+            ("severity", "critical")} <= labels
+    assert result["links"][0]["url"].endswith("RUNBOOK.md#quick-health-check")
+    categories = json.loads((results / "categories.json").read_text())
+    service_down = next(c for c in categories if c["name"] == "Service Down")
+    assert re.fullmatch(service_down["messageRegex"], result["statusDetails"]["message"])
+    assert "target=env (production" in (results / "environment.properties").read_text()
