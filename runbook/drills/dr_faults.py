@@ -43,7 +43,6 @@ from runbook.drills.faults import DrillContext, Params, fault
 from runbook.errors import SandboxError
 from runbook.platforms.base import record
 from runbook.probes.storage import client
-from runbook.redact import Redactor
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import BackupInfo, RestoreRecord, restore_backup
@@ -54,9 +53,6 @@ API_MODULE = "runbook.sandbox.services.api"
 #: How long a component may take to come back.
 START_TIMEOUT_S = 60.0
 
-
-def _redactor(context: DrillContext) -> Redactor:
-    return Redactor(context.target.secret_values())
 
 
 def _cmdline(pid: int) -> str:
@@ -75,7 +71,7 @@ def _act(context: DrillContext, name: str, command: tuple[str, ...],
             return body()
         except (SandboxError, OSError) as exc:
             return False, "", str(exc)
-    return record(name, command, guarded, _redactor(context))
+    return record(name, command, guarded, context.redactor())
 
 
 # -- procedures (drills and guard alike) ----------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from runbook.config import Target
 from runbook.errors import ConfigError
 from runbook.platforms import PlatformAdapter
+from runbook.redact import Redactor
 from runbook.results import Activity
 from runbook.timeouts import Timeouts
 
@@ -28,6 +29,16 @@ class DrillContext:
     timeouts: Timeouts
     platform: PlatformAdapter
     home: Path
+
+    def redactor(self, *extra: str) -> Redactor:
+        """A redactor knowing the target's secrets (and ``extra`` ones)."""
+        return Redactor([*self.target.secret_values(), *extra])
+
+    def state_directory(self) -> Path:
+        """Where faults keep their own state (ids, pid files, logs): ``sandbox/drills/``."""
+        directory = self.home / "sandbox" / "drills"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
 
 
 Params = Mapping[str, Any]

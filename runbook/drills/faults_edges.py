@@ -54,7 +54,6 @@ from runbook.errors import SandboxError
 from runbook.platforms.base import record
 from runbook.probes import describe_error, storage
 from runbook.probes.postgres import connect
-from runbook.redact import Redactor
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
@@ -74,15 +73,6 @@ HOLDER_START_TIMEOUT_S = 15.0
 HOLDER_STOP_GRACE_S = 5.0
 
 
-def _redactor(context: DrillContext, *extra: str) -> Redactor:
-    return Redactor([*context.target.secret_values(), *extra])
-
-
-def state_directory(context: DrillContext) -> Path:
-    """Where these faults keep their state (ids, pid files, logs): ``sandbox/drills/``."""
-    directory = Sandbox(context.home).layout.root / "drills"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -160,7 +150,7 @@ class BucketPolicyDeny:
 
         return record("deny uploads in the bucket policy",
                       ("aws", "s3api", "put-bucket-policy", "--bucket", bucket,
-                       f"(Sid {sid}: Deny s3:PutObject)"), body, _redactor(context))
+                       f"(Sid {sid}: Deny s3:PutObject)"), body, context.redactor())
 
     @staticmethod
     def revert(context: DrillContext, params: Params) -> Activity:
@@ -178,7 +168,7 @@ class BucketPolicyDeny:
 
         return record("remove the drill's statement from the bucket policy",
                       ("aws", "s3api", "put-bucket-policy", "--bucket", bucket,
-                       f"(without Sid {sid})"), body, _redactor(context))
+                       f"(without Sid {sid})"), body, context.redactor())
 
 
 def cors_allows_put(s3: Any, bucket: str, origin: str) -> bool:
@@ -219,7 +209,7 @@ class CorsMissing:
 
         return record("delete the bucket's CORS configuration",
                       ("aws", "s3api", "delete-bucket-cors", "--bucket", bucket), body,
-                      _redactor(context))
+                      context.redactor())
 
     @staticmethod
     def revert(context: DrillContext, params: Params) -> Activity:
@@ -227,7 +217,7 @@ class CorsMissing:
         return record("put the bucket's CORS rule back",
                       ("aws", "s3api", "put-bucket-cors", "--bucket", bucket),
                       lambda: (True, restore_cors(context.target, context.timeouts), ""),
-                      _redactor(context))
+                      context.redactor())
 
 
 # -- security breach -----------------------------------------------------------------------
@@ -280,7 +270,7 @@ ATTACKER = AttackerNotebook()
 
 def breach_state_file(context: DrillContext) -> Path:
     """The ids of every canary the breach game day made (attacked or responding)."""
-    return state_directory(context) / "security-breach.json"
+    return context.state_directory() / "security-breach.json"
 
 
 def remember_canary(context: DrillContext, user_id: str, role: str) -> None:
@@ -326,7 +316,7 @@ class SecurityBreach:
         accounts = int(params.get("accounts") or 2)
         failures = int(params.get("failures_per_account") or 3)
         ip = str(params.get("attacker_ip") or ATTACKER_IP)
-        redact = _redactor(context)
+        redact = context.redactor()
 
         def body() -> tuple[bool, str, str]:
             victims: list[Compromised] = []
@@ -401,7 +391,7 @@ class SecurityBreach:
 
         return record("remove the canaries, restore API_SECRET and ADMIN_TOKEN",
                       ("runbook", "sandbox", "restart", "api", "worker", "&&",
-                       "refresh-admin-token"), body, _redactor(context))
+                       "refresh-admin-token"), body, context.redactor())
 
 
 def _admin_status(api: str, token: str, timeouts: Timeouts) -> int | None:
@@ -418,7 +408,7 @@ def _admin_status(api: str, token: str, timeouts: Timeouts) -> int | None:
 
 def holder_files(context: DrillContext) -> tuple[Path, Path, Path]:
     """The holder's pid file, its own state file and its log."""
-    directory = state_directory(context)
+    directory = context.state_directory()
     return (directory / "slow-query-holder.json", directory / "slow-query-holder.state.json",
             directory / "slow-query-holder.log")
 
@@ -523,7 +513,7 @@ class SlowQuery:
 
         return record(f"block writes to {table}",
                       ("python", "-m", "runbook.drills.slow_query_holder", f"({table})"), body,
-                      _redactor(context))
+                      context.redactor())
 
     @staticmethod
     def revert(context: DrillContext, params: Params) -> Activity:
@@ -545,7 +535,7 @@ class SlowQuery:
 
         return record("stop the slow query", ("kill", "slow-query-holder", "&&", "select",
                                                "pg_terminate_backend(...)"),
-                      body, _redactor(context))
+                      body, context.redactor())
 
 
 __all__ = [
@@ -566,7 +556,6 @@ __all__ = [
     "put_statements",
     "remember_canary",
     "restore_cors",
-    "state_directory",
     "statements",
     "stop_holder",
     "terminate_backends",

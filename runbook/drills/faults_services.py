@@ -45,7 +45,6 @@ from runbook.platforms.base import SERVICES, record
 from runbook.probes import describe_error
 from runbook.probes import queues as queue_probe
 from runbook.probes.postgres import connect
-from runbook.redact import Redactor
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
@@ -75,15 +74,6 @@ BACKLOG_PREFIX = f"{queue_probe.CANARY_ID_PREFIX}backlog-"
 BACKLOG_CLEANUP_S = 10.0
 
 
-def _redactor(context: DrillContext, *extra: str) -> Redactor:
-    return Redactor([*context.target.secret_values(), *extra])
-
-
-def drill_directory(context: DrillContext) -> Path:
-    """Where the faults keep their own state (pid files, logs): ``sandbox/drills/``."""
-    directory = Sandbox(context.home).layout.root / "drills"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 # -- service-env-override ------------------------------------------------------------------
@@ -155,7 +145,7 @@ class ServiceEnvOverride:
         try:
             return record(f"restart {service} with {variable} {change}",
                           ("runbook", "sandbox", "restart", service, f"{variable}=<{change}>"),
-                          body, _redactor(context, *hidden))
+                          body, context.redactor(*hidden))
         finally:
             overrides.clear()
 
@@ -178,14 +168,14 @@ class ServiceEnvOverride:
             return True, f"{service} restarted as configured (pid {after.pid})", ""
 
         return record(f"restart {service} as configured", ("runbook", "sandbox", "restart",
-                                                            service), body, _redactor(context))
+                                                            service), body, context.redactor())
 
 
 # -- connection-hog ------------------------------------------------------------------------
 
 
 def _holder_files(context: DrillContext) -> tuple[Path, Path, Path]:
-    directory = drill_directory(context)
+    directory = context.state_directory()
     return (directory / "connection-holder.json", directory / "connection-holder.state.json",
             directory / "connection-holder.log")
 
@@ -306,7 +296,7 @@ class ConnectionHog:
 
         return record("hold every connection slot",
                       ("python", "-m", "runbook.drills.holder", f"({application_name})"),
-                      body, _redactor(context))
+                      body, context.redactor())
 
     @staticmethod
     def revert(context: DrillContext, params: Params) -> Activity:
@@ -327,7 +317,7 @@ class ConnectionHog:
 
         return record("release the held connections",
                       ("kill", "holder", "&&", "select", "pg_terminate_backend(...)"), body,
-                      _redactor(context))
+                      context.redactor())
 
 
 # -- worker-down-backlog -------------------------------------------------------------------
@@ -401,7 +391,7 @@ class WorkerDownBacklog:
 
         return record("stop the worker while jobs arrive",
                       ("runbook", "sandbox", "stop", "worker", "&&", "enqueue", f"{jobs}",
-                       f"{queue_probe.CANARY_JOB} jobs on {queue}"), body, _redactor(context))
+                       f"{queue_probe.CANARY_JOB} jobs on {queue}"), body, context.redactor())
 
     @staticmethod
     def revert(context: DrillContext, params: Params) -> Activity:
@@ -433,7 +423,7 @@ class WorkerDownBacklog:
 
         return record("start the worker and remove the backlog",
                       ("runbook", "sandbox", "start", "worker", "&&", "remove", "canary jobs"),
-                      body, _redactor(context))
+                      body, context.redactor())
 
 
 __all__ = [
@@ -443,7 +433,6 @@ __all__ = [
     "ServiceEnvOverride",
     "WorkerDownBacklog",
     "backlog_ids",
-    "drill_directory",
     "on_queue",
     "override_for",
     "remove_jobs",

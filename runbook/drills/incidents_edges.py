@@ -980,7 +980,7 @@ def data_breach(context: DrillContext) -> list[Activity]:
     def document() -> tuple[bool, str, str]:
         text = timeline_document(book.activities, found[0] if found else None,
                                  "synthetic check: login anomaly in the audit log")
-        path = faults_edges.state_directory(context) / (
+        path = context.state_directory() / (
             f"{started.strftime('%Y%m%dT%H%M%SZ')}-security-incident-timeline.md")
         path.write_text(book.redact(text), encoding="utf-8")
         return True, _output(f"written to {path}") + "\n" + text, ""

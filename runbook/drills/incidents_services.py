@@ -56,7 +56,6 @@ from runbook.probes import metrics as metrics_probe
 from runbook.probes import postgres as postgres_probe
 from runbook.probes import queues as queue_probe
 from runbook.probes import redis as redis_probe
-from runbook.redact import Redactor
 from runbook.results import Activity, ProbeResult, Stopwatch, Timing
 from runbook.sandbox import Sandbox
 from runbook.sandbox.services.seeddata import CANARY_EMAIL
@@ -326,9 +325,6 @@ def release_check(context: DrillContext) -> ProbeResult:
 Check = Callable[[DrillContext], ProbeResult]
 
 
-def _redactor(context: DrillContext) -> Redactor:
-    return Redactor(context.target.secret_values())
-
 
 def _as_step(activity: Activity, name: str, *, finding: str = "", ok: bool | None = None,
              output: str | None = None) -> Activity:
@@ -350,7 +346,7 @@ def _result_text(result: ProbeResult) -> str:
 def _check_step(context: DrillContext, name: str, command: tuple[str, ...],
                 result: ProbeResult, *, ok: bool = True) -> Activity:
     """A read-only check run as a runbook step: its verdict is the finding."""
-    redact = _redactor(context)
+    redact = context.redactor()
     observed = json.dumps(dict(result.observed), default=str, sort_keys=True)[:3000]
     return Activity(name=name, command=command, timing=result.timing, ok=ok,
                     output=redact(f"{observed}\nfound: {_result_text(result)}"),
@@ -440,7 +436,7 @@ def _verify(context: DrillContext, name: str, check: Check, *,
         output = f"{_result_text(result)} after {elapsed:.2f} s ({checks} checks)"
     else:
         output = f"not within {within_s:g} s ({checks} checks); saw: {'; '.join(seen)}"
-    redact = _redactor(context)
+    redact = context.redactor()
     return Activity(name=name, command=("check", result.component, result.check),
                     timing=watch.timing(), ok=result.ok,
                     output=redact(output), error="" if result.ok else redact(result.problem))
@@ -475,7 +471,7 @@ def _start_database_step(context: DrillContext, name: str) -> Activity:
             return False, "", describe_error(exc)
         return True, f"postgres running (pid {started.pid})", ""
 
-    return record(name, ("runbook", "sandbox", "restart", "postgres"), body, _redactor(context))
+    return record(name, ("runbook", "sandbox", "restart", "postgres"), body, context.redactor())
 
 
 # -- connection use ------------------------------------------------------------------------
@@ -548,7 +544,7 @@ def _limits_step(context: DrillContext, name: str) -> tuple[Activity, Connection
 
     activity = record(name, ("psql", "<database admin>", "-c",
                              "select count(*) from pg_stat_activity; show max_connections"),
-                      body, _redactor(context))
+                      body, context.redactor())
     return activity, (measured[0] if measured else None)
 
 
@@ -577,7 +573,7 @@ def _terminate_idle_step(context: DrillContext, name: str, use: ConnectionUse | 
 
     return record(name, ("psql", "<database admin>", "-c", "select pg_terminate_backend(pid)"
                          " from pg_stat_activity where application_name = ... and state ="
-                         " 'idle'"), body, _redactor(context))
+                         " 'idle'"), body, context.redactor())
 
 
 # -- remedies --------------------------------------------------------------------------------
@@ -740,7 +736,7 @@ def _drain_step(context: DrillContext, name: str, queue: str = BACKLOG_QUEUE,
         ok = completed == jobs and waiting == 0 and not left
         return ok, output, "" if ok else "the backlog did not drain"
 
-    return record(name, ("check", "queues", f"{queue} backlog"), body, _redactor(context))
+    return record(name, ("check", "queues", f"{queue} backlog"), body, context.redactor())
 
 
 def worker_remedy(context: DrillContext) -> list[Activity]:
@@ -776,7 +772,7 @@ def _update_as_written_step(context: DrillContext) -> Activity:
                   " API_SECRET=\"new-secret\" --service worker; railway restart --service"
                   " worker)", ("railway", "variables", "--set", "API_SECRET=<new>", "--service",
                                "worker", "&&", "railway", "restart", "--service", "worker"),
-                  body, _redactor(context))
+                  body, context.redactor())
 
 
 def invalid_token_remedy(context: DrillContext) -> list[Activity]:

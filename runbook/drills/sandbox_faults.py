@@ -8,19 +8,14 @@ from __future__ import annotations
 
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.platforms.base import record
-from runbook.redact import Redactor
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
-
-
-def _redactor(context: DrillContext) -> Redactor:
-    return Redactor(context.target.secret_values())
 
 
 def _stop(context: DrillContext, component: str) -> Activity:
     sandbox = Sandbox(context.home)
     return record(f"stop {component}", ("sandbox", "stop", component),
-                  lambda: (sandbox.stop(component) is not None, "", ""), _redactor(context))
+                  lambda: (sandbox.stop(component) is not None, "", ""), context.redactor())
 
 
 def _start(context: DrillContext, component: str) -> Activity:
@@ -34,7 +29,7 @@ def _start(context: DrillContext, component: str) -> Activity:
         return started.running, f"{component} running (pid {started.pid})", ""
 
     return record(f"start {component}", ("sandbox", "start", component), body,
-                  _redactor(context))
+                  context.redactor())
 
 
 @fault("component-down", "a component stopped and held down (no automatic restart)")
