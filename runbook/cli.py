@@ -343,6 +343,48 @@ def drill(
     raise typer.Exit(code)
 
 
+def allure_cli() -> str | None:
+    """The Allure 3 CLI: the project's own (``npm install`` in the project), else on PATH."""
+    import shutil
+
+    local = PROJECT_ROOT / "node_modules" / ".bin" / "allure"
+    if local.exists():
+        return str(local)
+    return shutil.which("allure")
+
+
+@app.command()
+def report(
+    reports: ReportsOption = Path("reports"),
+    timeout: Annotated[float, typer.Option(help="seconds the Allure CLI may take")] = 300.0,
+) -> None:
+    """Render reports/allure-results as HTML in reports/allure-report with the Allure 3 CLI."""
+    results = reports.resolve() / "allure-results"
+    if not any(results.glob("*-result.json")):
+        raise _fail(f"no Allure results in {results}; run runbook check or runbook drill first",
+                    EXIT_USAGE)
+    cli = allure_cli()
+    if cli is None:
+        raise _fail(
+            "the HTML report needs Node.js and the Allure 3 CLI (npm package 'allure'):"
+            f" install Node.js, then run 'npm install' in {PROJECT_ROOT}; the raw results in"
+            f" {results} stay usable", EXIT_USAGE)
+    output = reports.resolve() / "allure-report"
+    try:
+        done = subprocess.run(
+            [cli, "generate", str(results), "--output", str(output),
+             "--report-name", "LegacyVideo runbook"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+            env=dict(os.environ, NO_COLOR="1"),
+        )
+    except subprocess.TimeoutExpired:
+        raise _fail(f"the Allure CLI did not finish within {timeout:g} s", EXIT_FAILED) from None
+    if done.returncode != 0 or not (output / "index.html").exists():
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise _fail(f"the Allure CLI failed (exit {done.returncode}): {last[0]}", EXIT_FAILED)
+    out.print(f"HTML report: {output / 'index.html'}", markup=False)
+
+
 def main() -> None:
     """Entry point of the ``runbook`` console script."""
     try:

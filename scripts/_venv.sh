@@ -41,3 +41,23 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# The Allure 3 CLI (npm package "allure") renders the HTML report where Node.js is present.
+# Without Node, or when npm fails, the raw results stay usable: say so and go on.
+ensure_allure() {
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "runbook: no Node.js/npm here: the HTML report is skipped (raw results in reports/allure-results)" >&2
+    return 0
+  fi
+  local stamp="$ROOT/node_modules/.installed" want
+  want="$(cat "$ROOT/package.json" | sha256sum | cut -d' ' -f1)"
+  if [ ! -x "$ROOT/node_modules/.bin/allure" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "runbook: installing the Allure 3 CLI (npm) for the HTML report" >&2
+    if (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 ||
+        npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1); then
+      echo "$want" > "$stamp"
+    else
+      echo "runbook: npm could not install the Allure CLI: the HTML report is skipped" >&2
+    fi
+  fi
+}

@@ -208,3 +208,27 @@ def test_drills_against_a_gated_target_exit_3_before_any_platform_call(
     assert not record.exists() or record.read_text() == "", "the platform was called"
     assert not (tmp_path / "reports" / "drills").exists() or not any(
         (tmp_path / "reports" / "drills").glob("*.json"))
+
+
+def test_report_renders_the_html_report_with_the_scenarios(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    from runbook.cli import allure_cli
+
+    if allure_cli() is None:
+        pytest.skip("no Allure 3 CLI: Node.js is not installed on this machine")
+    env = {"RUNBOOK_HOME": str(sandbox.home)}
+    checked = runbook("check", "--target", "sandbox", "-k", "api_reports", cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = runbook("report", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    html = tmp_path / "reports" / "allure-report"
+    assert (html / "index.html").exists()
+    rendered = " ".join(p.read_text(errors="replace") for p in html.rglob("*.json"))
+    assert "The API reports status ok with a current timestamp" in rendered
+
+
+def test_report_without_results_says_what_to_run(tmp_path: Path) -> None:
+    result = runbook("report", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no Allure results" in result.stderr and "runbook check" in result.stderr
