@@ -49,6 +49,7 @@ from runbook.actions import users
 from runbook.clients import http_client
 from runbook.config import Target
 from runbook.drills.faults import DrillContext, Params, fault
+from runbook.drills.processes import read_json, stop_recorded
 from runbook.drills.slow_query_holder import APPLICATION_NAME as SLOW_QUERY_APP
 from runbook.errors import SandboxError
 from runbook.platforms.base import record
@@ -57,7 +58,7 @@ from runbook.probes.postgres import connect
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
-from runbook.sandbox.procs import is_alive, start_time, stop_process
+from runbook.sandbox.procs import start_time
 from runbook.sandbox.services.s3 import cors_rule
 from runbook.timeouts import Timeouts
 
@@ -73,14 +74,6 @@ HOLDER_START_TIMEOUT_S = 15.0
 HOLDER_STOP_GRACE_S = 5.0
 
 
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> None:
@@ -276,14 +269,14 @@ def breach_state_file(context: DrillContext) -> Path:
 def remember_canary(context: DrillContext, user_id: str, role: str) -> None:
     """Add a canary to the breach state file (before anything else is done with it)."""
     path = breach_state_file(context)
-    document = _read_json(path) or {"canaries": []}
+    document = read_json(path) or {"canaries": []}
     document["canaries"] = [*document.get("canaries", []), {"id": user_id, "role": role}]
     _write_json(path, document)
 
 
 def breach_canaries(context: DrillContext) -> list[str]:
     """The canary ids in the breach state file (none when there is no file)."""
-    document = _read_json(breach_state_file(context)) or {}
+    document = read_json(breach_state_file(context)) or {}
     return [str(entry["id"]) for entry in document.get("canaries", [])
             if isinstance(entry, dict) and entry.get("id")]
 
@@ -413,28 +406,12 @@ def holder_files(context: DrillContext) -> tuple[Path, Path, Path]:
             directory / "slow-query-holder.log")
 
 
-def _is_holder(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"runbook.drills.slow_query_holder" in handle.read()
-    except OSError:
-        return False
-
-
 def stop_holder(context: DrillContext) -> str:
     """Stop the holder in the pid file (only if that pid still is the holder started then)
     and remove its files; says what it did. Idempotent."""
     pidfile, state, _ = holder_files(context)
-    recorded = _read_json(pidfile)
-    said = "no slow-query holder recorded"
-    if recorded is not None:
-        pid = int(recorded.get("pid") or 0)
-        started = recorded.get("start")
-        if pid and is_alive(pid) and _is_holder(pid) and stop_process(
-                pid, int(started) if started is not None else None, grace=HOLDER_STOP_GRACE_S):
-            said = f"holder pid {pid} stopped"
-        else:
-            said = f"holder pid {pid} already gone"
+    said, _pid = stop_recorded(pidfile, "runbook.drills.slow_query_holder",
+                               grace=HOLDER_STOP_GRACE_S, name="slow-query holder")
     for path in (pidfile, state):
         path.unlink(missing_ok=True)
     return said
@@ -499,10 +476,10 @@ class SlowQuery:
                 )
             _write_json(pidfile, {"pid": proc.pid, "start": start_time(proc.pid)})
             deadline = time.monotonic() + HOLDER_START_TIMEOUT_S
-            report = _read_json(state)
+            report = read_json(state)
             while report is None and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.05)
-                report = _read_json(state)
+                report = read_json(state)
             if report is None:
                 why = (f"exited with code {proc.returncode}" if proc.poll() is not None
                        else f"held no lock within {HOLDER_START_TIMEOUT_S:g} s")

@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -40,6 +40,7 @@ from redis.asyncio import Redis
 from runbook.config import SECRET_VARIABLES, Target
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.holder import APPLICATION_NAME
+from runbook.drills.processes import read_json, stop_recorded
 from runbook.errors import ConfigError, SandboxError
 from runbook.platforms.base import SERVICES, record
 from runbook.probes import describe_error
@@ -48,7 +49,7 @@ from runbook.probes.postgres import connect
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
-from runbook.sandbox.procs import is_alive, start_time, stop_process
+from runbook.sandbox.procs import start_time
 from runbook.timeouts import Timeouts
 
 T = TypeVar("T")
@@ -180,40 +181,15 @@ def _holder_files(context: DrillContext) -> tuple[Path, Path, Path]:
             directory / "connection-holder.log")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _is_holder(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"runbook.drills.holder" in handle.read()
-    except OSError:
-        return False
-
-
 def stop_holder(context: DrillContext) -> str:
     """Stop the holder recorded in the pid file (only if that pid still is the holder
     started then) and remove its files; says what it did. Idempotent."""
     pidfile, state, _ = _holder_files(context)
-    recorded = _read_json(pidfile)
-    said = "no holder recorded"
-    if recorded is not None:
-        pid = int(recorded.get("pid") or 0)
-        started = recorded.get("start")
-        if pid and is_alive(pid) and _is_holder(pid) and stop_process(
-                pid, int(started) if started is not None else None, grace=HOLDER_STOP_GRACE_S):
-            said = f"holder pid {pid} stopped"
-        else:
-            said = f"holder pid {pid} already gone"
-        proc = _STARTED.pop(pid, None)
-        if proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(HOLDER_STOP_GRACE_S)
+    said, pid = stop_recorded(pidfile, "runbook.drills.holder", grace=HOLDER_STOP_GRACE_S)
+    proc = _STARTED.pop(pid, None)
+    if proc is not None:  # ours: collect its exit status, leave no zombie
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(HOLDER_STOP_GRACE_S)
     for path in (pidfile, state):
         path.unlink(missing_ok=True)
     return said
@@ -278,12 +254,12 @@ class ConnectionHog:
             deadline = time.monotonic() + HOLDER_FILL_TIMEOUT_S
             report = None
             while time.monotonic() < deadline and proc.poll() is None:
-                report = _read_json(state)
+                report = read_json(state)
                 if report is not None:
                     break
                 time.sleep(0.05)
             if report is None:
-                report = _read_json(state)
+                report = read_json(state)
             if report is None:
                 why = (f"exited with code {proc.returncode}" if proc.poll() is not None
                        else f"not full within {HOLDER_FILL_TIMEOUT_S:g} s")
