@@ -6,6 +6,7 @@
   ``SandboxError``       the embedded sandbox could not be started or driven (exit 1)
 ``CheckFailed``          a check saw something other than the runbook expects (an
                          ``AssertionError``, so pytest reports it as a failure)
+  ``OperationFailed``    an operation (users, queues) did not do what the runbook says
   ``ProbeTimeout``       the check did not finish within its deadline
 """
 
@@ -70,6 +71,19 @@ class CheckFailed(AssertionError):
             lines.append("  Runbook, next steps:")
             lines.extend(f"    - {step}" for step in self.next_steps)
         return "\n".join(lines)
+
+
+class OperationFailed(CheckFailed):
+    """An operation did not do what the runbook says; ``activities`` holds every call it made
+    (redacted), the cleanup included. Subclasses fix the component and the runbook steps."""
+
+    component_name = "operation"
+    advice: tuple[str, ...] = ()
+
+    def __init__(self, target: str, seen: str, expected: str,
+                 activities: tuple[object, ...] = ()) -> None:
+        self.activities = activities
+        super().__init__(self.component_name, target, seen, expected, self.advice)
 
 
 class ProbeTimeout(CheckFailed):

@@ -285,7 +285,7 @@ class Heading:
 
     @property
     def anchor(self) -> str:
-        """The anchor GitHub gives the heading (``Monitoring & Alerts`` -> ``monitoring--alerts``)."""
+        """GitHub's anchor for the heading (``Monitoring & Alerts`` -> ``monitoring--alerts``)."""
         text = self.title.strip().lower()
         text = re.sub(r"[^\w\- ]", "", text)
         return text.replace(" ", "-")

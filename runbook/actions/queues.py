@@ -48,7 +48,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from runbook.config import Target
-from runbook.errors import CheckFailed, SafetyGateError
+from runbook.errors import OperationFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes import queues as probes
 from runbook.redact import Redactor
@@ -84,18 +84,16 @@ _OUTPUT_LIMIT = 4000
 CanaryMode = Literal["fail", "fail-once"]
 
 
-class QueueOperationFailed(CheckFailed):
+class QueueOperationFailed(OperationFailed):
     """A queue action did not do what BullMQ promises; ``activities`` holds what was done
     (the cleanup included)."""
 
-    def __init__(self, target: str, seen: str, expected: str,
-                 activities: tuple[Activity, ...] = ()) -> None:
-        self.activities = activities
-        super().__init__("queues", target, seen, expected, (
-            "Troubleshooting > Worker Not Processing Jobs: check the worker is running"
-            " (railway status --service worker) and its logs",
-            "check the Redis connection (redis-cli -u $REDIS_URL ping)",
-        ))
+    component_name = "queues"
+    advice = (
+        "Troubleshooting > Worker Not Processing Jobs: check the worker is running"
+        " (railway status --service worker) and its logs",
+        "check the Redis connection (redis-cli -u $REDIS_URL ping)",
+    )
 
 
 # -- records -----------------------------------------------------------------------------

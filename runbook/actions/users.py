@@ -40,7 +40,7 @@ from pydantic import SecretStr
 
 from runbook.clients import http_client
 from runbook.config import Target
-from runbook.errors import CheckFailed, SafetyGateError
+from runbook.errors import OperationFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes.postgres import connect
 from runbook.redact import MASK, Redactor
@@ -66,18 +66,16 @@ _BCRYPT_PREFIX = re.compile(r"^\$(2[abxy]?)\$(\d{2})\$")
 _OUTPUT_LIMIT = 4000
 
 
-class UserOperationFailed(CheckFailed):
+class UserOperationFailed(OperationFailed):
     """A user-management action did not do what the runbook says; ``activities`` holds
     every call made (redacted), including the cleanup."""
 
-    def __init__(self, target: str, seen: str, expected: str,
-                 activities: tuple[Activity, ...] = ()) -> None:
-        self.activities = activities
-        super().__init__("users", target, seen, expected, (
-            "Common Operations > User Management: check the API answers"
-            " (railway logs --service api --tail)",
-            "check the database (railway run --service api npx prisma studio)",
-        ))
+    component_name = "users"
+    advice = (
+        "Common Operations > User Management: check the API answers"
+        " (railway logs --service api --tail)",
+        "check the database (railway run --service api npx prisma studio)",
+    )
 
 
 # -- records -----------------------------------------------------------------------------
