@@ -25,11 +25,20 @@ from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import CheckFailed, ConfigError, RunbookError
 from runbook.platforms import PlatformAdapter, platform_for
 from runbook.redact import Redactor
-from runbook.reporting.summary import ScenarioOutcome, exit_code, render, write_summary
-from runbook.results import ProbeResult
+from runbook.reporting.summary import (
+    CADENCES,
+    ScenarioOutcome,
+    append_history,
+    exit_code,
+    render,
+    staleness,
+    write_summary,
+)
+from runbook.results import ProbeResult, utcnow
 from runbook.safety import KINDS, check_gate
 from runbook.sections import RUNBOOK_FILE, Heading, parse_headings
 from runbook.timeouts import Timeouts
+from steps.manual import EXPIRED
 
 pytest_plugins = [
     "pytester",
@@ -43,6 +52,7 @@ pytest_plugins = [
     "steps.platform",
     "steps.users",
     "steps.drill",
+    "steps.manual",
 ]
 
 CHOICE = pytest.StashKey[TargetChoice]()
@@ -53,6 +63,8 @@ ATTACHED = pytest.StashKey[set[int]]()
 TARGET_NAME = pytest.StashKey[str]()
 HEADINGS = pytest.StashKey[dict[str, "Heading"]]()
 VERSIONS = pytest.StashKey[dict[str, str]]()
+FIGURES = pytest.StashKey[dict[str, float]]()
+STARTED = pytest.StashKey[str]()
 TIERS = ("critical", "warning", "info")
 
 
@@ -92,6 +104,18 @@ def _sections(item: pytest.Item) -> tuple[str, ...]:
     return tuple(dict.fromkeys(own + inherited))
 
 
+def _tags(item: pytest.Item) -> tuple[str, ...]:
+    """The scenario's own tags, then its feature's, as written (``runbook:...`` included)."""
+    template = _template(item)
+    if template is None:
+        return ()
+    return tuple(dict.fromkeys(sorted(template.tags) + sorted(template.feature.tags)))
+
+
+def _cadence(item: pytest.Item) -> str | None:
+    return next((c for c in CADENCES if item.get_closest_marker(c)), None)
+
+
 def _runs_scenarios(config: pytest.Config) -> bool:
     return CHOICE in config.stash
 
@@ -100,6 +124,7 @@ def _runs_scenarios(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OUTCOMES] = {}
     config.stash[REDACTOR] = Redactor()
+    config.stash[STARTED] = utcnow().isoformat()
     # After allure-pytest-bdd registered its file logger: replace it with a redacting one.
     allure_redaction.install(config.stash[REDACTOR], config.add_cleanup)
 
@@ -195,6 +220,18 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 @pytest.fixture
+def scenario_name(request: pytest.FixtureRequest) -> str:
+    """The name of the running scenario, as the feature file gives it."""
+    return request.node.stash.get(SCENARIO, ("", request.node.name))[1] or request.node.name
+
+
+@pytest.fixture
+def cadence(request: pytest.FixtureRequest) -> str | None:
+    """The running scenario's maintenance cadence (``daily`` ... ``quarterly``), if any."""
+    return _cadence(request.node)
+
+
+@pytest.fixture
 def platform(request: pytest.FixtureRequest, target: Target) -> PlatformAdapter:
     """The target's platform adapter. It may change state only in scenarios tagged
     @operation or @drill, which passed the safety gates before the run began."""
@@ -234,6 +271,13 @@ def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None
     redact = request.config.stash[REDACTOR]
 
     def write(record: DrillRecord) -> None:
+        figures = request.node.stash.setdefault(FIGURES, {})
+        for name, value in (("rto_s", record.rto_s), ("rpo_s", record.rpo_s),
+                            ("time_to_detect_s", record.time_to_detect_s),
+                            ("rto_objective_s", record.objective.rto_s),
+                            ("rpo_objective_s", record.objective.rpo_s)):
+            if value is not None:
+                figures[name] = round(float(value), 3)
         json_path, md_path = write_record(record, _reports(request.config) / "drills", redact)
         allure.attach.file(str(md_path), name=f"drill record: {record.drill}",
                            attachment_type=allure.attachment_type.TEXT)
@@ -280,6 +324,8 @@ def _attach_evidence(request: pytest.FixtureRequest, args: dict[str, object]) ->
             continue
         seen.add(id(value))
         if isinstance(value, ProbeResult):
+            figures = request.node.stash.setdefault(FIGURES, {})
+            figures[f"{value.component} {value.check} ms"] = round(value.timing.elapsed_ms, 1)
             versions = request.config.stash.setdefault(VERSIONS, {})
             for key, name in (("server_version", "PostgreSQL"), ("redis_version", "Redis")):
                 if value.observed.get(key):
@@ -335,9 +381,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         # Whatever failed, its text reaches the terminal and junit.xml redacted.
         report.longrepr = redact(str(report.longrepr))
     elif report.skipped and outcome == "passed":
-        outcome = "skipped"
         longrepr = report.longrepr
         message = redact(str(longrepr[2]) if isinstance(longrepr, tuple) else "")
+        # A manual step whose record is missing or too old is due, not merely skipped.
+        if message.startswith("Skipped: "):
+            message = message[len("Skipped: "):]
+        outcome = "expired" if message.startswith(EXPIRED) else "skipped"
     elif report.when == "teardown" and outcome == "retrying":
         outcome = "flaky"
     feature, name = item.stash.get(SCENARIO, ("", item.name))
@@ -346,6 +395,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     outcomes[item.nodeid] = ScenarioOutcome(
         nodeid=item.nodeid, name=name or item.name, feature=feature, sections=sections,
         tier=tier, outcome=outcome, duration_s=duration, message=message, attempts=attempts,
+        tags=_tags(item), cadence=_cadence(item), figures=dict(item.stash.get(FIGURES, {})),
+        finished_at=utcnow().isoformat(),
     )
     return report
 
@@ -364,8 +415,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "target": config.stash.get(TARGET_NAME, config.stash[CHOICE].name),
             **{f"{name}.version": v for name, v in config.stash.get(VERSIONS, {}).items()},
         })
-    write_summary(_reports(config) / "summary.json", outcomes, int(session.exitstatus),
-                  config.stash[CHOICE].name, os.environ.get("RUNBOOK_RUN_ID", ""))
+    reports = _reports(config)
+    outcomes = staleness(outcomes, reports / "history.jsonl")
+    config.stash[OUTCOMES] = {o.nodeid: o for o in outcomes}
+    environment = _environment_of(config.stash[CHOICE]).value
+    run_id = os.environ.get("RUNBOOK_RUN_ID", "")
+    write_summary(reports / "summary.json", outcomes, int(session.exitstatus),
+                  config.stash[CHOICE].name, run_id, environment=environment,
+                  started_at=config.stash[STARTED])
+    append_history(reports / "history.jsonl", outcomes, run_id=run_id,
+                   target=config.stash[CHOICE].name, environment=environment)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

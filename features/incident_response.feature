@@ -117,3 +117,22 @@ Feature: Incident Response
     Then the synthetic checks detected it, naming the runbook's "Incident Response > Data Breach / Security Incident"
     And following the runbook's steps restored service within 180 seconds
     And the target is healthy again after the drill
+
+  # What only a person can do in a security incident: the scenario reads back the person's
+  # record (runbook manual record "<scenario name>" --by NAME --evidence LINK), valid for a
+  # quarter; missing or older, the step is reported as expired (due), not as passed.
+
+  @manual @warning @runbook:data-breach-security-incident
+  Scenario: Affected users are notified after a security incident
+    Given the runbook step "Notify affected users" that only a person can take
+    Then a person has recorded doing it, with who, when and the evidence
+
+  @manual @warning @runbook:data-breach-security-incident
+  Scenario: The incident timeline is documented
+    Given the runbook step "Document incident timeline" that only a person can take
+    Then a person has recorded doing it, with who, when and the evidence
+
+  @manual @info @runbook:data-breach-security-incident
+  Scenario: The threat model is updated after the incident
+    Given the runbook step "Update threat model" that only a person can take
+    Then a person has recorded doing it, with who, when and the evidence

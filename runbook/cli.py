@@ -219,7 +219,10 @@ def run_scenarios(
         command += ["--runbook-config", str(config_file.resolve())]
     if allow_drills:
         command += ["--allow-drills", allow_drills]
-    env = dict(os.environ, RUNBOOK_HOME=str(_home()), RUNBOOK_RUN_ID=run_id)
+    from runbook import manual
+
+    env = dict(os.environ, RUNBOOK_HOME=str(_home()), RUNBOOK_RUN_ID=run_id,
+               RUNBOOK_RECORDS=str(manual.records_file().parent.resolve()))
     redact = Redactor(target.secret_values())
     code = _stream(command, env, redact)
     if code == EXIT_INTERRUPTED:
@@ -270,9 +273,11 @@ def _runbook_exit(code: int, summary: Path, run_id: str, marks: str) -> int:
 
 
 def _marks(tags: str | None, cadence: str | None) -> str:
-    """The scenarios a check runs: ``tags`` (default: the @synthetic ones), at a cadence."""
-    selected = f"({tags})" if tags else "synthetic"
-    return f"{selected} and {cadence}" if cadence else selected
+    """The scenarios a check runs: ``tags`` (default: the @synthetic ones), at a cadence
+    (then the @manual items of that cadence too, so what is due shows as expired)."""
+    if cadence:
+        return f"({tags or 'synthetic or manual'}) and {cadence}"
+    return f"({tags})" if tags else "synthetic"
 
 
 TargetOption = Annotated[
@@ -341,6 +346,72 @@ def drill(
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
                          reports=reports, extra=extra, allow_drills=allow_drills)
     raise typer.Exit(code)
+
+
+manual_app = typer.Typer(help="Record what only a person can do, with who, when, evidence.",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(manual_app, name="manual")
+
+
+@manual_app.command("record")
+def manual_record(
+    scenario: Annotated[str, typer.Argument(help="the @manual scenario's name, as in the feature")],
+    by: Annotated[str, typer.Option(help="who did it")],
+    evidence: Annotated[str, typer.Option(help="where the proof is: a link, a ticket")],
+    result: Annotated[str, typer.Option(help="pass or fail")] = "pass",
+    notes: Annotated[str, typer.Option(help="anything the reviewer should know")] = "",
+    at: Annotated[str | None, typer.Option(
+        help="when it was done, ISO 8601 with a zone (default: now)")] = None,
+) -> None:
+    """Record the result of a manual runbook step; its scenario reads it back."""
+    from datetime import datetime
+
+    from runbook import manual
+
+    known = {name.lower(): name for name in _manual_scenarios()}
+    if scenario.lower() not in known:
+        raise _fail(f"no @manual scenario named {scenario!r}; see 'runbook manual list'",
+                    EXIT_USAGE)
+    try:
+        when = datetime.fromisoformat(at) if at else None
+    except ValueError:
+        raise _fail(f"--at {at!r} is not an ISO 8601 time, e.g. 2026-11-28T09:00:00+00:00",
+                    EXIT_USAGE) from None
+    try:
+        entry = manual.record(known[scenario.lower()], result=result, by=by,
+                              evidence=evidence, notes=notes, at=when)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    out.print(f"recorded {entry.result} for {entry.name!r} by {entry.by} at {entry.at}"
+              f" in {manual.records_file()}", markup=False)
+
+
+@manual_app.command("list")
+def manual_list() -> None:
+    """Every @manual scenario with its latest record and whether it is still valid."""
+    from runbook import manual
+
+    try:
+        for name, cadence in _manual_scenarios().items():
+            standing = manual.standing(name, cadence)
+            failed = standing.record is not None and standing.record.result != "pass"
+            mark = "EXPD" if standing.expired else "FAIL" if failed else "ok  "
+            out.print(f"{mark} {name} [{cadence or 'quarterly'}]: {standing.describe()}",
+                      markup=False)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+
+
+def _manual_scenarios() -> dict[str, str | None]:
+    """name -> cadence of every @manual scenario under features/."""
+    from runbook.features import load_features
+
+    cadences = ("daily", "weekly", "monthly", "quarterly")
+    found: dict[str, str | None] = {}
+    for scenario in load_features(PROJECT_ROOT / "features"):
+        if "manual" in scenario.tags:
+            found[scenario.name] = next((c for c in cadences if c in scenario.tags), None)
+    return found
 
 
 def allure_cli() -> str | None:

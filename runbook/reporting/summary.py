@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 #: Exit codes of ``runbook`` (see the design's command-line contract).
 EXIT_OK = 0
@@ -17,6 +19,14 @@ EXIT_WARNINGS = 4
 #: Alert tiers that do not page: their failures alone give ``EXIT_WARNINGS``.
 NON_PAGING_TIERS = frozenset({"warning", "info"})
 
+#: The maintenance cadences and how long a pass (or a person's record) stays valid.
+CADENCES: dict[str, timedelta] = {
+    "daily": timedelta(days=1),
+    "weekly": timedelta(days=7),
+    "monthly": timedelta(days=31),
+    "quarterly": timedelta(days=92),
+}
+
 
 @dataclass(frozen=True)
 class ScenarioOutcome:
@@ -27,11 +37,22 @@ class ScenarioOutcome:
     feature: str
     sections: tuple[str, ...]
     tier: str | None
-    outcome: str  # passed | flaky | failed | skipped | error
+    outcome: str  # passed | flaky | failed | skipped | error | expired
     duration_s: float
     message: str = ""
     #: How many times it ran: more than one when retries were allowed and it failed first.
     attempts: int = 1
+    #: The scenario's tags and its feature's (``synthetic``, ``critical``, ``runbook:...``).
+    tags: tuple[str, ...] = ()
+    #: ``daily`` ... ``quarterly`` for maintenance checks, else ``None``.
+    cadence: str | None = None
+    #: What it measured: probe latencies (``"api health ms"``), drill RTO/RPO in seconds.
+    figures: Mapping[str, float] = field(default_factory=dict)
+    finished_at: str = ""
+    #: When it last passed, this run or an earlier one (from the history), ISO UTC.
+    last_passed_at: str | None = None
+    #: Its cadence has gone by since it last passed: the check is overdue.
+    expired: bool = False
 
     @property
     def failed(self) -> bool:
@@ -49,7 +70,7 @@ def exit_code(outcomes: Iterable[ScenarioOutcome]) -> int:
 
 
 _MARK = {"passed": "ok  ", "flaky": "FLKY", "failed": "FAIL", "error": "ERR ",
-         "skipped": "skip"}
+         "skipped": "skip", "expired": "EXPD"}
 
 
 def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
@@ -65,25 +86,108 @@ def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
             tier = f" [{o.tier}]" if o.tier else ""
             mark = _MARK.get(o.outcome, o.outcome)
             lines.append(f"  {mark} {o.duration_s:6.2f}s  {o.name}{tier}")
-            if (o.failed or o.outcome == "flaky") and o.message:
+            if (o.failed or o.outcome in ("flaky", "expired")) and o.message:
                 prefix = f"passed on attempt {o.attempts}; first: " if o.outcome == "flaky" else ""
                 lines.append(f"         {prefix}{o.message}")
+            if o.expired and o.outcome != "expired":
+                since = f"last passed {o.last_passed_at}" if o.last_passed_at else "never passed"
+                lines.append(f"         EXPIRED: {since}; its cadence is {o.cadence}")
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    overdue = sum(1 for o in outcomes if o.expired and o.outcome != "expired")
     lines.append(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no scenarios ran")
+    if overdue:
+        lines.append(f"{overdue} overdue for their cadence (expired): see above")
     return lines
 
 
+def staleness(outcomes: Sequence[ScenarioOutcome], history: Path,
+              now: datetime | None = None) -> list[ScenarioOutcome]:
+    """The outcomes with ``last_passed_at`` from this run or the history, and ``expired``
+    set where a cadence scenario's last pass is older than its cadence."""
+    now = now or datetime.now(UTC)
+    last_pass = last_passes(history)
+    updated: list[ScenarioOutcome] = []
+    for o in outcomes:
+        passed_now = o.outcome in ("passed", "flaky")
+        last = o.finished_at if passed_now else last_pass.get(o.nodeid)
+        expired = o.outcome == "expired"
+        if o.cadence in CADENCES and not passed_now and o.outcome != "skipped":
+            expired = expired or last is None or (
+                now - datetime.fromisoformat(last) > CADENCES[o.cadence])
+        updated.append(replace(o, last_passed_at=last, expired=expired))
+    return updated
+
+
+def last_passes(history: Path) -> dict[str, str]:
+    """nodeid -> when it last passed, from ``history.jsonl`` (a torn last line is skipped)."""
+    found: dict[str, str] = {}
+    for entry in read_history(history):
+        if entry.get("outcome") in ("passed", "flaky") and entry.get("finished_at"):
+            nodeid = str(entry.get("nodeid", ""))
+            if entry["finished_at"] > found.get(nodeid, ""):
+                found[nodeid] = str(entry["finished_at"])
+    return found
+
+
+def read_history(history: Path) -> Iterable[dict[str, Any]]:
+    """Every entry of ``history.jsonl``, oldest first; lines that do not parse are skipped."""
+    try:
+        handle = history.open(encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
+
+
+#: history.jsonl is trimmed to about this many entries (the oldest go first).
+HISTORY_LIMIT = 20_000
+
+
+def append_history(history: Path, outcomes: Sequence[ScenarioOutcome], *, run_id: str,
+                   target: str, environment: str) -> None:
+    """Append one line per scenario to ``history.jsonl``: staleness, the living
+    documentation and the trend read it. Trimmed to ``HISTORY_LIMIT`` entries."""
+    history.parent.mkdir(parents=True, exist_ok=True)
+    finished = datetime.now(UTC).isoformat()
+    lines = [json.dumps({"run_id": run_id, "finished_at": o.finished_at or finished,
+                         "target": target, "environment": environment,
+                         **_outcome_json(o)}) for o in outcomes]
+    with history.open("a", encoding="utf-8") as handle:
+        handle.write("".join(f"{line}\n" for line in lines))
+    kept = history.read_text(encoding="utf-8").splitlines(keepends=True)
+    if len(kept) > HISTORY_LIMIT * 1.25:
+        tmp = history.with_suffix(".tmp")
+        tmp.write_text("".join(kept[-HISTORY_LIMIT:]), encoding="utf-8")
+        tmp.replace(history)
+
+
+def _outcome_json(outcome: ScenarioOutcome) -> dict[str, Any]:
+    document = asdict(outcome)
+    document["figures"] = dict(outcome.figures)
+    return document
+
+
 def write_summary(path: Path, outcomes: Sequence[ScenarioOutcome], code: int, target: str,
-                  run_id: str = "") -> None:
+                  run_id: str = "", *, environment: str = "", started_at: str = "") -> None:
     """Write ``summary.json``: what ran, how it ended, and the exit code it implies."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "run_id": run_id,
         "target": target,
+        "environment": environment,
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(),
         "exit_code": code,
-        "scenarios": [asdict(o) for o in outcomes],
+        "expired": sum(1 for o in outcomes if o.expired),
+        "scenarios": [_outcome_json(o) for o in outcomes],
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
