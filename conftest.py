@@ -23,7 +23,8 @@ from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import CheckFailed, ConfigError, RunbookError
-from runbook.platforms import PlatformAdapter, platform_for
+from runbook.manual import EXPIRED
+from runbook.platforms import PlatformAdapter, RecordingPlatform, platform_for
 from runbook.redact import Redactor
 from runbook.reporting.summary import (
     CADENCES,
@@ -38,7 +39,6 @@ from runbook.results import ProbeResult, utcnow
 from runbook.safety import KINDS, check_gate
 from runbook.sections import RUNBOOK_FILE, Heading, parse_headings
 from runbook.timeouts import Timeouts
-from steps.manual import EXPIRED
 
 pytest_plugins = [
     "pytester",
@@ -232,14 +232,28 @@ def cadence(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def platform(request: pytest.FixtureRequest, target: Target) -> PlatformAdapter:
+def platform(request: pytest.FixtureRequest, target: Target) -> Iterator[PlatformAdapter]:
     """The target's platform adapter. It may change state only in scenarios tagged
-    @operation or @drill, which passed the safety gates before the run began."""
+    @operation or @drill, which passed the safety gates before the run began.
+
+    Every call it passes on is appended to ``reports/platform-calls.jsonl`` (scenario,
+    method, service, read or destructive, when, how it ended): the audit trail of what the
+    run did to the target's platform."""
     changes = any(request.node.get_closest_marker(kind) for kind in ("operation", "drill"))
     try:
-        return platform_for(target, allow_changes=changes)
+        recording = RecordingPlatform(platform_for(target, allow_changes=changes))
     except ConfigError as exc:
         pytest.skip(str(exc))
+    yield recording
+    calls = [{"scenario": request.node.nodeid, "target": target.name,
+              "environment": target.environment.value, "method": c.method,
+              "service": c.service, "kind": c.kind, "at": c.at.isoformat(),
+              "outcome": c.outcome} for c in recording.calls]
+    if calls:
+        trail = _reports(request.config) / "platform-calls.jsonl"
+        trail.parent.mkdir(parents=True, exist_ok=True)
+        with trail.open("a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(call) + "\n" for call in calls))
 
 
 @pytest.fixture
@@ -390,12 +404,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     elif report.when == "teardown" and outcome == "retrying":
         outcome = "flaky"
     feature, name = item.stash.get(SCENARIO, ("", item.name))
+    figures: dict[str, float] = item.stash.get(FIGURES, {})
     tier = next((t for t in TIERS if item.get_closest_marker(t)), None)
     sections = _sections(item)
     outcomes[item.nodeid] = ScenarioOutcome(
         nodeid=item.nodeid, name=name or item.name, feature=feature, sections=sections,
         tier=tier, outcome=outcome, duration_s=duration, message=message, attempts=attempts,
-        tags=_tags(item), cadence=_cadence(item), figures=dict(item.stash.get(FIGURES, {})),
+        tags=_tags(item), cadence=_cadence(item), figures=dict(figures),
         finished_at=utcnow().isoformat(),
     )
     return report

@@ -26,6 +26,9 @@ from runbook.sections import slugify
 #: How long a record stands for a manual step that has no cadence of its own.
 DEFAULT_VALIDITY = CADENCES["quarterly"]
 RESULTS = ("pass", "fail")
+#: How a @manual scenario's skip begins when its record is missing or too old: the run then
+#: reports it as expired (due), not as skipped.
+EXPIRED = "expired: "
 
 
 def records_file() -> Path:

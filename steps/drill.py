@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 from pytest_bdd import given, parsers, then, when
@@ -15,8 +16,10 @@ from runbook.drills.disaster import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.record import DrillRecord, Objective
+from runbook.errors import CheckFailed
 from runbook.probes import backups, e2e
 from runbook.results import ProbeResult
+from runbook.sections import next_steps
 from runbook.timeouts import Timeouts
 from steps.support import skip_if_unavailable
 
@@ -24,7 +27,16 @@ from steps.support import skip_if_unavailable
 @given("a canary user for the end-to-end check", target_fixture="steady")
 def _(target: Target, timeouts: Timeouts
       ) -> Iterator[Callable[[DrillContext], ProbeResult]]:
-    with users.canary_user(target, timeouts) as canary:
+    with contextlib.ExitStack() as stack:
+        try:
+            canary = stack.enter_context(users.canary_user(target, timeouts))
+        except Exception as exc:
+            # No canary, no drill: the target is not healthy enough to inject anything into.
+            raise CheckFailed(
+                "drill", "", f"steady state red before the drill: cannot create the canary"
+                f" user for the end-to-end check ({exc})",
+                "a healthy target: a drill starts only from a green steady state",
+                next_steps("api")) from None
         yield lambda context: e2e.round_trip(context.target, context.timeouts, canary.email,
                                              canary.password)
 

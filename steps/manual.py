@@ -13,9 +13,7 @@ from pytest_bdd import given, parsers, then
 
 from runbook import manual
 from runbook.errors import CheckFailed
-
-#: The message prefix by which conftest.py reports a skipped manual scenario as expired.
-EXPIRED = "expired: "
+from runbook.manual import EXPIRED
 
 
 @given(parsers.parse('the runbook step "{step}" that only a person can take'),
