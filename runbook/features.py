@@ -3,6 +3,7 @@ living documentation and ``runbook manual``. Parsed with ``gherkin``, pytest-bdd
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +41,17 @@ def parse_feature(path: Path) -> list[ScenarioInfo]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the feature file as UTF-8") from None
     try:
         document = Parser().parse(TokenScanner(text))
     except (CompositeParserException, ParserException) as exc:
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise ConfigError(f"{path}: not valid Gherkin: {first}; fix the feature file") from None
+        errors = getattr(exc, "errors", None) or [exc]
+        first = errors[0]
+        line = getattr(getattr(first, "location", None), "get", lambda _: None)("line")
+        said = re.sub(r"^\(\d+:\d+\):\s*", "", str(first).strip().splitlines()[-1].strip())
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(f"{where}: not valid Gherkin: {said}; fix the feature file") from None
     feature = document.get("feature")
     if not feature:
         return []
