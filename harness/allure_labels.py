@@ -19,20 +19,42 @@ SEVERITY = {
     "info": allure.severity_level.MINOR,
 }
 
-#: Failures grouped by the runbook incident their message names; the first match wins.
+#: Runbook incidents and the section name their failure messages carry. A message lists the
+#: runbook's next steps, most relevant section first (runbook.sections.NEXT_STEPS), so a
+#: failure belongs to the incident its message names FIRST: a database failure whose advice
+#: goes on to "Service Down" still sits under Database Connection Errors.
+INCIDENTS: tuple[tuple[str, str], ...] = (
+    ("Service Down", "Incident Response > Service Down"),
+    ("Database Connection Errors", "Database Connection Errors"),
+    ("Upload Failures", "Upload Failures"),
+    ("Email Not Sending", "Email Not Sending"),
+    ("Invalid Token", "Invalid or Expired Token"),
+    ("Worker Not Processing Jobs", "Worker Not Processing Jobs"),
+    ("API Returns 500", "API Returns 500 Error"),
+    ("High Memory/CPU", "High Memory/CPU Usage"),
+    ("Security Incident", "Data Breach"),
+    ("Slow Queries", "Slow Query Performance"),
+)
+_NAMED = "|".join(section for _, section in INCIDENTS)
+
+
+def _first_named(section: str) -> str:
+    """A message whose first runbook section named is ``section``."""
+    return rf"^(?:(?!{_NAMED})[\s\S])*{section}[\s\S]*$"
+
+
+def _anywhere(text: str) -> str:
+    """A message with ``text`` anywhere in it."""
+    return rf"^[\s\S]*{text}[\s\S]*$"
+
+
+#: Failures grouped by runbook incident; the first match wins. The patterns mean the same in
+#: Python, Java (Allure 2) and JavaScript (Allure 3): no inline flags, ``[\s\S]`` for "any
+#: character", anchored, since Allure 2 matches whole messages and Allure 3 searches them.
 CATEGORIES: tuple[tuple[str, str], ...] = (
-    ("Timeout", r"(?s).*(timeout|timed out|no answer within|deadline).*"),
-    ("Service Down", r"(?s).*Incident Response > Service Down.*"),
-    ("Database Connection Errors", r"(?s).*Database Connection Errors.*"),
-    ("Upload Failures", r"(?s).*Upload Failures.*"),
-    ("Email Not Sending", r"(?s).*Email Not Sending.*"),
-    ("Invalid Token", r"(?s).*Invalid or Expired Token.*"),
-    ("Worker Not Processing Jobs", r"(?s).*Worker Not Processing Jobs.*"),
-    ("API Returns 500", r"(?s).*API Returns 500 Error.*"),
-    ("High Memory/CPU", r"(?s).*High Memory/CPU Usage.*"),
-    ("Security Incident", r"(?s).*Data Breach.*"),
-    ("Slow Queries", r"(?s).*Slow Query Performance.*"),
-    ("Drill", r"(?s).*drill check failed.*"),
+    ("Timeout", _anywhere("(?:timeout|timed out|no answer within|deadline)")),
+    *((name, _first_named(section)) for name, section in INCIDENTS),
+    ("Drill", _anywhere("drill check failed")),
 )
 
 
@@ -60,7 +82,7 @@ def write_extras(directory: Path, environment: Mapping[str, str]) -> None:
         for name, regex in CATEGORIES
     ]
     categories.append({"name": "Runbook defect", "matchedStatuses": ["failed"],
-                       "messageRegex": r"(?s).*runbook defect.*"})
+                       "messageRegex": _anywhere("runbook defect")})
     (directory / "categories.json").write_text(json.dumps(categories, indent=2))
     lines = [f"{key}={value}" for key, value in sorted(environment.items()) if value]
     (directory / "environment.properties").write_text("\n".join(lines) + "\n")

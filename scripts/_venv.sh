@@ -61,3 +61,23 @@ ensure_allure() {
     fi
   fi
 }
+
+# Headless Chromium opens the HTML report in a real browser in the tests
+# (tests/test_report_html.py). Debian's package where we are root and apt exists; elsewhere
+# say how to get it (or CHROMIUM=/path/to/chromium) and go on: those tests then fail saying so.
+ensure_chromium() {
+  if [ -n "${CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 ||
+     command -v chromium-browser >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "runbook: installing Debian's chromium for the report's browser tests" >&2
+    if apt-get update -qq >/dev/null &&
+       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+      return 0
+    fi
+    echo "runbook: apt-get could not install chromium: the report's browser tests will fail" >&2
+  else
+    echo "runbook: no chromium on PATH: install it (Debian: apt-get install chromium) or set CHROMIUM=/path/to/chromium; the report's browser tests need it" >&2
+  fi
+}
