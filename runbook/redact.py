@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
-from collections.abc import Iterable
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -55,13 +56,28 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def url_secrets(url: str) -> list[str]:
+    """The secrets in a URL given as a setting: its password, and ``user:password``, whose
+    base64 is the Basic credential a client sends for it (empty without a password)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    if not parts.password:
+        return []
+    return [parts.password, f"{parts.username or ''}:{parts.password}"]
+
+
 def _forms(secret: str) -> set[str]:
-    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
-    forms.add(json.dumps(secret)[1:-1])
-    encoded = base64.b64encode(secret.encode()).decode()
-    forms.add(encoded)
-    forms.add(encoded.rstrip("="))
-    forms.add(base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="))
+    forms: set[str] = set()
+    # A DSN's password is known as the DSN spells it (percent-encoded); clients decode it.
+    for spelling in {secret, unquote(secret)}:
+        forms |= {spelling, quote(spelling, safe=""), quote_plus(spelling)}
+        forms.add(json.dumps(spelling)[1:-1])
+        encoded = base64.b64encode(spelling.encode()).decode()
+        forms.add(encoded)
+        forms.add(encoded.rstrip("="))
+        forms.add(base64.urlsafe_b64encode(spelling.encode()).decode().rstrip("="))
     return {f for f in forms if len(f) >= 4}
 
 
@@ -104,3 +120,33 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
         return value
+
+
+def redact_log_records(redact: Redactor) -> Callable[[], None]:
+    """Make every log record created from now on carry its message (and traceback) redacted,
+    whichever handler writes it: captured logs, live logs, a log file. Client libraries log
+    request headers at DEBUG (botocore its ``Authorization``), so this is where those stop.
+
+    Returns the function that puts the previous record factory back.
+    """
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it when it is emitted
+            return record
+        record.msg, record.args = redact(message), None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+    def restore() -> None:
+        logging.setLogRecordFactory(previous)
+
+    return restore
