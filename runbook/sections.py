@@ -266,6 +266,117 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
             ),
         ),
     ),
+    # Maintenance Tasks (features/maintenance_tasks.feature): the item first, then the
+    # incident steps that fit what the check found.
+    "maintenance-error-rate": (
+        Advice(
+            "Maintenance Tasks > Daily",
+            (
+                "check error rates in logs: read the day's 5xx lines (railway logs --service"
+                " api), find the route or dependency that fails and fix it",
+            ),
+        ),
+        API_500,
+    ),
+    "maintenance-email-delivery": (
+        Advice(
+            "Maintenance Tasks > Daily",
+            (
+                "verify email delivery: read the failed e-mail jobs' reasons (the email"
+                " queue's failed jobs) and the Resend dashboard; once the cause is fixed,"
+                " retry them (Queue.retryJobs)",
+            ),
+        ),
+        EMAIL_NOT_SENDING,
+    ),
+    "maintenance-disk": (
+        Advice(
+            "Maintenance Tasks > Daily",
+            (
+                "monitor disk usage: free space (old logs, old backups; VACUUM for dead"
+                " rows) or grow the volume in the platform's dashboard before it fills",
+            ),
+        ),
+    ),
+    "maintenance-audit-log": (
+        Advice(
+            "Maintenance Tasks > Weekly",
+            (
+                "review audit logs for anomalies: who made the failed logins or admin"
+                " actions named above, against which accounts, and did any of them succeed"
+                " (the audit log's LOGIN_SUCCESS rows from the same address)",
+            ),
+        ),
+        Advice(
+            "Incident Response > Data Breach / Security Incident",
+            (
+                "if it is an attack: 1. lock the affected accounts, 2. rotate all secrets,"
+                " 3. revoke all active access tokens, then the section's other steps",
+            ),
+        ),
+    ),
+    "maintenance-failed-jobs": (
+        Advice(
+            "Maintenance Tasks > Weekly",
+            (
+                "check failed job queues: read each failed job's reason, fix the cause, then"
+                " retry them (Queue.retryJobs) or remove them; BullMQ keeps failed jobs until"
+                " someone does, and a worker restart does not retry them",
+            ),
+        ),
+        WORKER_NOT_PROCESSING,
+    ),
+    "maintenance-secrets": (
+        Advice(
+            "Maintenance Tasks > Monthly",
+            (
+                "rotate secrets (API_SECRET, etc.): set the new value in every service that"
+                " uses it (API_SECRET in api and worker together) and restart them, then record"
+                " the date where the check reads it (RUNBOOK_<NAME>_ROTATED_AT, as YYYY-MM-DD)",
+            ),
+        ),
+        INVALID_TOKEN,
+    ),
+    "maintenance-audit-archive": (
+        Advice(
+            "Maintenance Tasks > Monthly",
+            (
+                "review and archive old audit logs: export the rows older than the retention"
+                " period (e.g. COPY to the archive bucket), verify the export, then delete"
+                " those rows",
+            ),
+        ),
+    ),
+    "maintenance-vacuum": (
+        Advice(
+            "Maintenance Tasks > Monthly",
+            (
+                "database optimization: VACUUM (ANALYZE) the tables named; then check why"
+                " autovacuum did not (SHOW autovacuum; long-open transactions in"
+                " pg_stat_activity hold it back)",
+            ),
+        ),
+    ),
+    "maintenance-documentation": (
+        Advice(
+            "Maintenance Tasks > Monthly",
+            (
+                "review and update documentation: review the runbook against the system (the"
+                " @runbook-defect scenarios say where it is wrong; runbook coverage says what"
+                " is unchecked), then set its Last Updated and Next Review dates",
+            ),
+        ),
+    ),
+    "maintenance-dr-drill": (
+        Advice(
+            "Maintenance Tasks > Quarterly",
+            (
+                "disaster recovery drill: run one (runbook drill recovery-time-objectives"
+                " --target staging --allow-drills staging), have its record signed off, and"
+                " keep the records where the check reads them (the reports' drills/)",
+            ),
+        ),
+    ),
 }
 
 

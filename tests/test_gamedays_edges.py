@@ -204,6 +204,8 @@ def test_the_breach_revert_removes_its_canaries_and_refreshes_the_admin_token(
         "Incident Response > Data Breach / Security Incident: 1. lock")
     assert spec.revert(context, {}).ok and spec.revert(context, {}).ok
     assert faults_edges.breach_canaries(context) == []
+    # The attack's logins are gone from the audit log (the weekly review must not find them).
+    assert incidents_edges.login_anomaly(context).ok
     assert faults_edges.ATTACKER.get(ids[0]) is None
     token = drill.sandbox.env["ADMIN_TOKEN"]
     answer = httpx.get(f"{drill.sandbox.env['API_URL']}/api/admin/users?limit=1",

@@ -35,6 +35,7 @@ from runbook.errors import SandboxError
 from runbook.probes.storage import client
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import BackupInfo, file_sha256
+from runbook.sandbox.credentials import rotation_file
 from runbook.sandbox.layout import write_json_atomic
 from runbook.timeouts import Timeouts
 
@@ -124,6 +125,9 @@ def copy_offsite(sandbox: Sandbox, target: Target, timeouts: Timeouts, backup: B
     if file_sha256(dump) != backup.sha256:
         raise SandboxError(f"the copy of {backup.name} differs from the original")
     _private_copy(sandbox.layout.secrets, directory / "secrets.json")
+    rotated = rotation_file(sandbox.layout.secrets)  # when each was rotated travels with them
+    if rotated.exists():
+        _private_copy(rotated, rotation_file(directory / "secrets.json"))
     bucket = target.require("S3_BUCKET")
     s3 = client(target, timeouts)
     objects_dir = _private_dir(directory / "s3" / "objects")
@@ -152,6 +156,8 @@ def install_secrets(sandbox: Sandbox, copy: OffsiteCopy) -> None:
     """Give a new (not yet started) sandbox the secrets from the store (0600)."""
     sandbox.layout.create()
     _private_copy(copy.secrets, sandbox.layout.secrets)
+    if rotation_file(copy.secrets).exists():
+        _private_copy(rotation_file(copy.secrets), rotation_file(sandbox.layout.secrets))
 
 
 def secrets_match(sandbox: Sandbox, copy: OffsiteCopy) -> bool:

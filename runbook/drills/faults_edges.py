@@ -16,7 +16,8 @@
   The revert also undoes what the response changed: canaries removed (locked or not), the
   API and the worker restarted with their configured ``API_SECRET``, ``ADMIN_TOKEN``
   minted again (revoke-all made the old one invalid), then health and the admin token
-  verified.
+  verified; the attack's logins (from the attacker's address, naming a canary) deleted from
+  the audit log, so the weekly audit review does not report the drill as an attack.
 - ``slow-query``: a separate process (``python -m runbook.drills.slow_query_holder``)
   holding a ``SHARE`` lock on a table the API writes, a second at a time, in a slow
   statement; its pid and start time are written under the sandbox's state directory. The
@@ -358,6 +359,13 @@ class SecurityBreach:
                 said.append(f"canary {user_id} {'removed' if removal.existed else 'gone'}")
                 if not removal.gone:
                     problems.append(f"canary {user_id}: {'; '.join(removal.problems)}")
+            ip = str(params.get("attacker_ip") or ATTACKER_IP)
+            try:
+                planted = remove_attack_rows(target, timeouts, ip)
+            except psycopg.Error as exc:
+                problems.append(f"the attack's audit rows: {describe_error(exc)}")
+            else:
+                said.append(f"{planted} audit rows of the attack from {ip} removed")
             for service in ("api", "worker"):
                 current = sandbox.status().components[service]
                 if current.running and "API_SECRET" not in current.env_overrides:
@@ -385,6 +393,18 @@ class SecurityBreach:
         return record("remove the canaries, restore API_SECRET and ADMIN_TOKEN",
                       ("runbook", "sandbox", "restart", "api", "worker", "&&",
                        "refresh-admin-token"), body, context.redactor())
+
+
+def remove_attack_rows(target: Target, timeouts: Timeouts, ip: str) -> int:
+    """Delete the logins the attack planted in the audit log (from ``ip``, naming a runbook
+    canary), so the weekly audit review does not find the drill's attack; returns how many.
+    The game day's own record and timeline keep what happened."""
+    with connect(target.require("DATABASE_URL"), timeouts, read_only=False) as conn:
+        return conn.execute(
+            'DELETE FROM "AuditLog" WHERE "ip" = %s'
+            " AND \"action\" IN ('LOGIN_FAILURE', 'LOGIN_SUCCESS')"
+            " AND coalesce(\"metadata\"->>'email', '') LIKE %s",
+            (ip, f"{users.CANARY_PREFIX}%")).rowcount
 
 
 def _admin_status(api: str, token: str, timeouts: Timeouts) -> int | None:
@@ -532,6 +552,7 @@ __all__ = [
     "holder_files",
     "put_statements",
     "remember_canary",
+    "remove_attack_rows",
     "restore_cors",
     "statements",
     "stop_holder",

@@ -11,6 +11,7 @@ import secrets
 import stat
 import string
 from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runbook.errors import SandboxError
@@ -98,6 +99,7 @@ def ensure_secrets(path: Path) -> Secrets:
         return existing
     created = Secrets.generate()
     save_secrets(path, created)
+    note_rotation(path, *ROTATED_VARIABLES.values())
     return created
 
 
@@ -111,4 +113,44 @@ def with_admin_token(path: Path, token: str) -> Secrets:
         raise SandboxError(f"{path} is missing; run `runbook sandbox up` to create it")
     updated = replace(current, admin_token=token)
     save_secrets(path, updated)
+    note_rotation(path, "ADMIN_TOKEN")
     return updated
+
+
+#: The runbook variable each secret stands behind (a password: the DSN holding it).
+ROTATED_VARIABLES: dict[str, str] = {
+    "api_secret": "API_SECRET",
+    "resend_api_key": "RESEND_API_KEY",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "db_password": "DATABASE_URL",
+    "redis_password": "REDIS_URL",
+}
+
+
+def rotation_file(secrets_path: Path) -> Path:
+    """Beside ``secrets.json``: when each secret was generated or last replaced, by variable
+    name (ISO UTC). Holds no secret; the monthly "Rotate secrets" check reads it."""
+    return secrets_path.with_name("secrets-rotated.json")
+
+
+def note_rotation(secrets_path: Path, *variables: str) -> None:
+    """Record that the secrets behind ``variables`` were (re)generated now."""
+    path = rotation_file(secrets_path)
+    known = read_json(path)
+    dates = dict(known) if isinstance(known, dict) else {}
+    now = datetime.now(UTC).isoformat()
+    dates.update({variable: now for variable in variables})
+    write_json_atomic(path, dates)
+
+
+def rotation_dates(secrets_path: Path) -> dict[str, datetime]:
+    """When each secret was generated or last replaced, by variable name; empty for a
+    sandbox made before these records were kept. Raises ``SandboxError`` for a bad file."""
+    known = read_json(rotation_file(secrets_path))
+    if not isinstance(known, dict):
+        return {}
+    try:
+        return {str(name): datetime.fromisoformat(str(at)) for name, at in known.items()}
+    except ValueError as exc:
+        raise SandboxError(f"{rotation_file(secrets_path)}: {exc}; delete it (the rotation"
+                           " check then reports the dates as unknown)") from None
