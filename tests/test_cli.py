@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from runbook.config import TARGET_VARIABLES
 from runbook.sandbox.services import migrate
 from tests.conftest import RunningSandbox
+from tests.network import BlackHole
 
 CLEAN = {k: v for k, v in os.environ.items()
          if k not in (*TARGET_VARIABLES, "PLATFORM", "RUNBOOK_ENVIRONMENT", "RUNBOOK_HOME")}
@@ -126,31 +126,6 @@ def test_stopping_redis_fails_the_redis_checks_and_names_the_runbook_steps(
     assert seen["The database answers"] == "passed"
     assert "redis check failed on sandbox" in result.stdout
     assert "Troubleshooting > Worker Not Processing Jobs" in result.stdout
-
-
-class BlackHole:
-    """A listener that accepts connections and never answers."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.closed = True
-        self.server.close()
-        for conn in self.held:
-            conn.close()
 
 
 @pytest.mark.parametrize(
