@@ -10,8 +10,10 @@ from runbook.actions import backup, database
 from runbook.actions.backup import BackupRecord
 from runbook.checks import require_observed, require_ok, require_record
 from runbook.config import Target
+from runbook.errors import CheckFailed
 from runbook.probes import postgres
 from runbook.results import ProbeResult
+from runbook.sections import next_steps
 from runbook.timeouts import Timeouts
 
 
@@ -49,7 +51,14 @@ def _(migrations: ProbeResult) -> None:
 @when("the on-call engineer checks the rollback preconditions for the newest migration",
       target_fixture="rollback")
 def _(target: Target, timeouts: Timeouts, migrations: ProbeResult) -> ProbeResult:
-    return database.rollback_preconditions(target, timeouts, migrations.observed["applied"][-1])
+    applied = migrations.observed.get("applied") or ()
+    if not applied:
+        # No migration could be read (the database is unreachable, or none is applied): the
+        # status check's own failure says why, in the runbook's words.
+        require_ok(migrations)
+        raise CheckFailed("database", "", "no applied migration to check the rollback of",
+                          "at least one applied migration", next_steps("database-migrations"))
+    return database.rollback_preconditions(target, timeouts, applied[-1])
 
 
 @then("Prisma would refuse to mark an applied migration rolled back")
