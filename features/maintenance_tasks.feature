@@ -138,7 +138,7 @@ Feature: Maintenance Tasks
     When the on-call engineer reads when each table was last vacuumed and analyzed, allowing 31 days
     Then every table that changed was vacuumed and analyzed in time
 
-  @synthetic @monthly @warning @runbook:monthly
+  @synthetic @monthly @warning @runbook:monthly @runbook:runbook-updates
   Scenario: The runbook's Next Review date has not passed
     "Review and update documentation": the runbook states when it is due for review.
 

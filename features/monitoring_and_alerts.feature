@@ -76,3 +76,13 @@ Feature: Monitoring & Alerts
       | queue           |
       | email           |
       | release-process |
+
+  @synthetic @monthly @warning @runbook:alert-channels
+  Scenario: The runbook's failures reach a team channel
+    "Slack/Discord webhooks for team notifications": the runbook posts each failed tier to
+    a webhook. Checked monthly, without posting: that the critical and warning tiers are
+    routed to one. Railway's, Vercel's and PagerDuty's own notifications live in those
+    services: a person confirms them (Emergency Contacts, quarterly).
+
+    When the on-call engineer reads where the runbook's alerts go
+    Then the critical and warning tiers each reach a team channel

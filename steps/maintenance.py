@@ -150,6 +150,26 @@ def _(review: ProbeResult) -> None:
     require_ok(review)
 
 
+@when("the on-call engineer reads the runbook's emergency contacts", target_fixture="contacts")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return maintenance.emergency_contacts(target, timeouts, RUNBOOK)
+
+
+@then("every on-call and vendor contact is filled in, none a placeholder")
+def _(contacts: ProbeResult) -> None:
+    require_ok(contacts)
+
+
+@when("the on-call engineer reads where the runbook's alerts go", target_fixture="channels")
+def _(target: Target, timeouts: Timeouts) -> ProbeResult:
+    return maintenance.alert_channels(target, timeouts)
+
+
+@then("the critical and warning tiers each reach a team channel")
+def _(channels: ProbeResult) -> None:
+    require_ok(channels)
+
+
 # -- quarterly --------------------------------------------------------------------------------
 
 

@@ -79,9 +79,13 @@ def test_the_page_shows_real_results_figures_records_and_gaps_without_secrets(
     drill.completed = True
     write_record(drill.finish(), reports / "drills", Redactor(enabled=False))
 
-    result = runbook("docs", "--reports", str(reports), cwd=checked,
-                     env={"RUNBOOK_HOME": str(sandbox.home),
-                          "RUNBOOK_RECORDS": str(checked / "records")})
+    # The project's runbook is fully covered: a section added to a copy of it is the gap.
+    runbook_copy = checked / "RUNBOOK.md"
+    runbook_copy.write_text((ROOT / RUNBOOK_FILE).read_text()
+                            + "\n## Capacity Planning\n\nReview growth each quarter.\n")
+    result = runbook("docs", "--reports", str(reports), "--runbook", str(runbook_copy),
+                     cwd=checked, env={"RUNBOOK_HOME": str(sandbox.home),
+                                       "RUNBOOK_RECORDS": str(checked / "records")})
     assert result.returncode == 0, result.stderr
     page = (reports / docs.MARKDOWN_FILE).read_text()
     html = (reports / docs.HTML_FILE).read_text()
@@ -101,7 +105,8 @@ def test_the_page_shows_real_results_figures_records_and_gaps_without_secrets(
     assert "INC-42" in page
     # Gaps: the runbook's sections that no executable scenario restates.
     gaps = page.split("## Gaps: sections with no executable scenario", 1)[1]
-    assert "- Runbook Updates (uncovered)" in gaps
+    assert "- Capacity Planning (uncovered)" in gaps
+    assert "Runbook Updates" not in gaps
     assert "Table of Contents" not in gaps
     for text in (page, html, result.stdout):
         assert admin_token not in text

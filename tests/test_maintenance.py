@@ -21,6 +21,7 @@ from runbook.drills.record import DrillRecord, Objective, write_record
 from runbook.errors import ConfigError
 from runbook.probes import audit, maintenance
 from runbook.redact import Redactor
+from runbook.sections import next_steps
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 from tests.test_cli import outcomes, runbook
@@ -264,3 +265,45 @@ def test_the_sandbox_tables_are_maintained_in_time(sandbox: RunningSandbox) -> N
     assert result.ok, result.problem
     assert {"AuditLog", "User", "_prisma_migrations"} <= set(result.observed["tables"])
     assert result.observed["autovacuum"] == "on"
+
+
+# -- emergency contacts and alert channels ---------------------------------------------------
+
+_LOCAL = Target.from_variables("doc", {}, source="test", environment="staging",
+                               platform="sandbox")
+
+
+def test_emergency_contacts_fail_while_a_placeholder_is_left(tmp_path: Path) -> None:
+    runbook_file = tmp_path / "RUNBOOK.md"
+    runbook_file.write_text(
+        "# R\n\n## Emergency Contacts\n\n- Railway: [help](https://railway.app/help)\n"
+        "- Primary: [Name] - [Contact]\n- AWS Support (S3): [Phone/Email]\n\n## Next\n"
+        "- Secondary: [Name]\n")
+    result = maintenance.emergency_contacts(_LOCAL, TIMEOUTS, runbook_file)
+    assert not result.ok
+    assert result.observed["placeholders"] == ["- Primary: [Name] - [Contact]",
+                                               "- AWS Support (S3): [Phone/Email]"]
+    assert "Maintenance Tasks > Monthly" in " ".join(next_steps(result.advice))
+    runbook_file.write_text(
+        "## Emergency Contacts\n\n- Railway: [help](https://railway.app/help)\n"
+        "- Primary: Alice Example - +44 20 7946 0000\n")
+    assert maintenance.emergency_contacts(_LOCAL, TIMEOUTS, runbook_file).ok
+    runbook_file.write_text("## Something Else\n")
+    missing = maintenance.emergency_contacts(_LOCAL, TIMEOUTS, runbook_file)
+    assert not missing.ok and "no Emergency Contacts section" in missing.problem
+
+
+@pytest.mark.parametrize(("env", "ok", "says"), [
+    ({}, False, "no alert channel for critical, warning"),
+    ({"RUNBOOK_WEBHOOK_URL_CRITICAL": "https://hooks.example/T1/B1/tok-123456"}, False,
+     "no alert channel for warning"),
+    ({"RUNBOOK_WEBHOOK_URL": "hooks.example/T1/B1/tok-123456"}, False, "not an http(s) URL"),
+    ({"RUNBOOK_WEBHOOK_URL": "https://hooks.example/T1/B1/tok-123456"}, True, ""),
+])
+def test_alert_channels_need_a_webhook_for_each_paging_tier(
+    env: dict[str, str], ok: bool, says: str
+) -> None:
+    result = maintenance.alert_channels(_LOCAL, TIMEOUTS, env)
+    assert result.ok is ok, result.problem
+    assert says in result.problem
+    assert "tok-123456" not in repr(result.evidence())

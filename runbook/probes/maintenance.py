@@ -308,6 +308,74 @@ def next_review(target: Target, timeouts: Timeouts, runbook_file: Path, *,
     return run_probe("runbook", "next review date", target, timeouts, body, expected=expected)
 
 
+#: A placeholder a runbook template leaves for a person to fill in: ``[Name]``, ``[Contact]``,
+#: ``[Phone/Email]`` (a Markdown link, ``[text](url)``, is not one).
+_PLACEHOLDER = re.compile(r"\[(?:[A-Z][A-Za-z]*)(?:[ /][A-Za-z]+)*\](?!\()")
+
+
+def _section(text: str, title: str) -> str:
+    """The body of the ``##`` or ``###`` section headed ``title`` (up to the next heading of
+    the same or a higher level); empty when there is none."""
+    found = re.search(rf"^(#{{2,3}})\s+{re.escape(title)}\s*$", text, re.MULTILINE)
+    if found is None:
+        return ""
+    level = len(found.group(1))
+    rest = text[found.end():]
+    end = re.search(rf"^#{{1,{level}}}\s", rest, re.MULTILINE)
+    return rest[:end.start()] if end else rest
+
+
+def emergency_contacts(target: Target, timeouts: Timeouts, runbook_file: Path) -> ProbeResult:
+    """The runbook's Emergency Contacts section names people and numbers, not the template's
+    placeholders. Records each placeholder line found."""
+    expected = "an Emergency Contacts section with every on-call and vendor contact filled in"
+
+    def body() -> Verdict:
+        section = _section(runbook_file.read_text(encoding="utf-8"), "Emergency Contacts")
+        observed: dict[str, Any] = {"runbook": str(runbook_file)}
+        if not section.strip():
+            return Verdict(False, expected, f"{runbook_file.name} has no Emergency Contacts"
+                           " section", observed, advice=DOCUMENTATION_ADVICE)
+        unfilled = [line.strip() for line in section.splitlines()
+                    if _PLACEHOLDER.search(line)]
+        observed["placeholders"] = unfilled
+        if unfilled:
+            return Verdict(False, expected, f"{len(unfilled)} contact(s) still a placeholder:"
+                           f" {'; '.join(unfilled[:4])}", observed, advice=DOCUMENTATION_ADVICE)
+        return Verdict(True, expected, observed=observed)
+
+    return run_probe("runbook", "emergency contacts", target, timeouts, body, expected=expected)
+
+
+def alert_channels(target: Target, timeouts: Timeouts,
+                   env: Mapping[str, str] | None = None) -> ProbeResult:
+    """Every paging tier (critical, warning) has a webhook the runbook's failures go to
+    (``RUNBOOK_WEBHOOK_URL`` or ``RUNBOOK_WEBHOOK_URL_<TIER>``), an http(s) URL. Nothing is
+    posted: the URL itself is a secret, so only which tiers are routed is recorded."""
+    from runbook.reporting.alerts import WEBHOOK_VARIABLE, webhook_for
+
+    expected = f"a webhook for the critical and warning tiers ({WEBHOOK_VARIABLE}[_<TIER>])"
+    env = os.environ if env is None else env
+
+    def body() -> Verdict:
+        routes = {tier: webhook_for(tier, env=env) for tier in ("critical", "warning", "info")}
+        observed: dict[str, Any] = {f"{tier}_routed": url is not None
+                                    for tier, url in routes.items()}
+        missing = [t for t in ("critical", "warning") if routes[t] is None]
+        bad = [t for t, url in routes.items()
+               if url is not None and not url.startswith(("https://", "http://"))]
+        if missing or bad:
+            said = "; ".join(
+                ([f"no alert channel for {', '.join(missing)}: set {WEBHOOK_VARIABLE} (or"
+                  f" {WEBHOOK_VARIABLE}_<TIER>) to the team's Slack or Discord webhook"]
+                 if missing else [])
+                + ([f"{', '.join(bad)}: the webhook is not an http(s) URL"] if bad else []))
+            return Verdict(False, expected, said, observed, advice=DOCUMENTATION_ADVICE)
+        return Verdict(True, expected, observed=observed)
+
+    return run_probe("alerts", "alert channels", target, timeouts, body, expected=expected)
+
+
 # -- quarterly --------------------------------------------------------------------------------
 
 
