@@ -9,6 +9,7 @@ presigned URL (its query names the access key), only its host and path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -54,19 +55,28 @@ def client(target: Target, timeouts: Timeouts) -> S3Client:
                           else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
         raise ConfigError(f"target {target.name!r} sets {given} but not {missing}; set both,"
                           " or neither to use boto3's default credential chain")
+    return _client(key_id or None, secret or None, target.s3_region or None,
+                   target.s3_endpoint_url or None, timeouts.connect, timeouts.read)
+
+
+@functools.lru_cache(maxsize=8)
+def _client(key_id: str | None, secret: str | None, region: str | None, endpoint: str | None,
+            connect_s: float, read_s: float) -> S3Client:
+    """One client per credentials, endpoint and timeouts, for the process: building a boto3
+    session loads its service models (100-200 ms each time); its clients are thread-safe."""
     session = boto3.session.Session(
-        aws_access_key_id=key_id or None,
-        aws_secret_access_key=secret or None,
-        region_name=target.s3_region or None,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name=region,
     )
     s3 = session.client(
         "s3",
-        endpoint_url=target.s3_endpoint_url or None,
+        endpoint_url=endpoint,
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
-            connect_timeout=timeouts.connect,
-            read_timeout=timeouts.read,
+            connect_timeout=connect_s,
+            read_timeout=read_s,
             retries={"total_max_attempts": 1, "mode": "standard"},
             user_agent_extra="legacyvideo-runbook",
         ),
