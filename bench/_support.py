@@ -1,0 +1,176 @@
+"""What the benchmark scripts share: a fresh sandbox in a temporary ``RUNBOOK_HOME``,
+``runbook check`` run the way a user runs it, medians, the load average, the printed table.
+
+Every figure the scripts judge is a ratio of two things measured in the same run, so the
+load other processes put on the machine cancels out as far as it can; the load average is
+printed with every figure so a reader can tell a quiet run from a busy one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runbook.config import META_VARIABLES, TARGET_VARIABLES
+from runbook.sandbox import Sandbox
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: Exit codes of the benchmark scripts: a goal missed; the benchmark could not measure.
+EXIT_GOAL_MISSED = 1
+EXIT_BENCH_FAILED = 2
+#: Seconds one ``runbook check`` may take before the benchmark gives up on it.
+CHECK_TIMEOUT_S = 900.0
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure (a check failed, the sandbox did not start)."""
+
+
+def load_1min() -> float:
+    """The 1-minute load average now."""
+    return os.getloadavg()[0]
+
+
+def machine() -> str:
+    """``2 CPUs, load 7.38 9.49 6.36 (1/5/15 min)``."""
+    one, five, fifteen = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min)"
+
+
+@dataclass
+class Series:
+    """Seconds of repeated runs of one measurement, with the 1-minute load before each."""
+
+    seconds: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float, load: float) -> None:
+        self.seconds.append(seconds)
+        self.loads.append(load)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def load(self) -> float:
+        """The median 1-minute load average before the runs."""
+        return statistics.median(self.loads)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"median_s": round(self.median, 3), "runs_s": [round(s, 3) for s in self.seconds],
+                "load_1min": round(self.load, 2)}
+
+
+def print_table(rows: Sequence[tuple[str, str, str]], head: tuple[str, str, str] = (
+        "figure", "median", "load (1 min)")) -> None:
+    """A plain three-column table: name, value, load average."""
+    width = max(len(r[0]) for r in (head, *rows))
+    value_width = max(len(r[1]) for r in (head, *rows))
+    for name, value, load in (head, *rows):
+        print(f"  {name:<{width}}  {value:>{value_width}}  {load}")
+
+
+@contextlib.contextmanager
+def fresh_sandbox() -> Iterator[Sandbox]:
+    """A sandbox started in a new temporary ``RUNBOOK_HOME``, destroyed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="runbook-bench-home-"))
+    os.chmod(base, 0o755)  # PostgreSQL runs as another user when we are root
+    box = Sandbox(base / "home")
+    try:
+        box.up(timeout=120)
+        yield box
+    finally:
+        box.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def check_env(home: Path, features: Path | None = None) -> dict[str, str]:
+    """This process's environment minus every target variable, so ``runbook check`` picks
+    the sandbox of ``home`` as its target, with ``RUNBOOK_FEATURES`` when given."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in (*TARGET_VARIABLES, *META_VARIABLES, "RUNBOOK_FEATURES")}
+    env["RUNBOOK_HOME"] = str(home)
+    if features is not None:
+        env["RUNBOOK_FEATURES"] = str(features)
+    return env
+
+
+def runbook_command() -> list[str]:
+    """The ``runbook`` console script of this interpreter's environment."""
+    script = Path(sys.executable).parent / "runbook"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runbook.cli"]
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """One ``runbook check``: wall seconds, exit code, output, and its ``summary.json``."""
+
+    seconds: float
+    code: int
+    output: str
+    summary: Mapping[str, Any] | None
+
+    @property
+    def scenarios(self) -> list[Mapping[str, Any]]:
+        return list(self.summary.get("scenarios", [])) if self.summary else []
+
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for scenario in self.scenarios:
+            counts[str(scenario.get("outcome"))] = counts.get(str(scenario.get("outcome")), 0) + 1
+        return counts
+
+
+def runbook_check(home: Path, args: Sequence[str], workdir: Path, *,
+                  features: Path | None = None) -> CheckRun:
+    """Run ``runbook check ARGS --reports <fresh dir>`` in ``workdir`` against the sandbox of
+    ``home`` and time it from start to exit. The reports directory is emptied first."""
+    reports = workdir / "reports"
+    shutil.rmtree(reports, ignore_errors=True)
+    command = [*runbook_command(), "check", *args, "--reports", str(reports)]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=workdir, env=check_env(home, features),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace",
+                          timeout=CHECK_TIMEOUT_S, check=False)
+    seconds = time.monotonic() - started
+    summary = None
+    with contextlib.suppress(OSError, ValueError):
+        summary = json.loads((reports / "summary.json").read_text(encoding="utf-8"))
+    return CheckRun(seconds, done.returncode, done.stdout, summary)
+
+
+def require_passed(run: CheckRun, what: str) -> CheckRun:
+    """``run`` when every scenario passed; else ``BenchError`` with the tail of its output
+    (a benchmark of a failing suite measures the failure, not the suite)."""
+    if run.code != 0 or not run.scenarios:
+        tail = "\n".join(run.output.strip().splitlines()[-15:])
+        raise BenchError(f"{what} exited {run.code} ({run.outcomes()}); its output ends:\n{tail}")
+    return run
+
+
+def require_nothing_ran(run: CheckRun, what: str) -> CheckRun:
+    """``run`` when it selected no scenario (the start-up alone): ``runbook check`` says
+    "no scenario matches" and exits 2."""
+    if run.code != 2 or "no scenario matches" not in run.output:
+        tail = "\n".join(run.output.strip().splitlines()[-15:])
+        raise BenchError(f"{what} was to select nothing but exited {run.code}:\n{tail}")
+    return run
+
+
+#: A ``-k`` expression no scenario name matches: ``runbook check`` then only starts up.
+NO_SCENARIO = "runbook_bench_selects_no_scenario"

@@ -1,0 +1,190 @@
+"""How the synthetic suite scales: two workers against one, and ten times the scenarios
+against one time.
+
+    .venv/bin/python bench/scaling.py [--runs 3] [--json]
+
+Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards) and writes two
+features directories: ``x1`` holds the @synthetic scenarios without a cadence (what
+``runbook check`` runs) taken from features/, each renamed "... (copy 1)"; ``x10`` holds
+ten such copies of each, renamed "(copy 1)" to "(copy 10)". Each run measures, in a
+rotating order, with ``RUNBOOK_FEATURES`` naming the directory:
+
+* ``runbook check --workers 1`` and ``--workers 2`` on ``x1``;
+* ``runbook check`` on ``x10``;
+* the start-up of each (the same command with ``-k <nothing>``: no scenario runs).
+
+One warm-up run is discarded. Prints the medians and the ratios, each with its ideal:
+two workers against one (ideal: the start-up plus half the scenario time, on a machine
+with two idle cores), ten times the scenarios against one time (ideal: the start-up of
+``x10`` plus ten times the scenario time of ``x1``). Issue 9 sets no goal for scaling, so
+the exit code is 0 unless the benchmark cannot measure (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import (
+    EXIT_BENCH_FAILED,
+    NO_SCENARIO,
+    PROJECT_ROOT,
+    BenchError,
+    Series,
+    fresh_sandbox,
+    load_1min,
+    machine,
+    print_table,
+    require_nothing_ran,
+    require_passed,
+    runbook_check,
+)
+
+from runbook.features import ScenarioInfo, parse_feature
+from runbook.sandbox import Sandbox
+
+CADENCES = frozenset({"daily", "weekly", "monthly", "quarterly"})
+
+
+def selected(scenario: ScenarioInfo) -> bool:
+    """What ``runbook check`` runs without options: @synthetic, no maintenance cadence."""
+    return "synthetic" in scenario.tags and not scenario.tags & CADENCES
+
+
+def synthetic_copy(path: Path, copy: int) -> str | None:
+    """The feature file at ``path`` keeping only the selected scenarios, each renamed
+    "<name> (copy <copy>)"; ``None`` when it has none. A scenario's block runs from its
+    first tag line to the line before the next scenario's."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    scenarios = parse_feature(path)
+    starts = []
+    for scenario in scenarios:
+        start = scenario.line - 1
+        while start > 0 and lines[start - 1].lstrip().startswith("@"):
+            start -= 1
+        starts.append(start)
+    kept = [i for i, s in enumerate(scenarios) if selected(s)]
+    if not kept:
+        return None
+    text = lines[:starts[0]]
+    for i in kept:
+        block = lines[starts[i]:starts[i + 1] if i + 1 < len(starts) else len(lines)]
+        at = scenarios[i].line - 1 - starts[i]
+        block[at] = f"{block[at].rstrip()} (copy {copy})"
+        text.extend(block)
+    return "\n".join(text) + "\n"
+
+
+def write_features(directory: Path, copies: int) -> Path:
+    """``copies`` renamed copies of every feature file's selected scenarios in ``directory``."""
+    directory.mkdir(parents=True)
+    for path in sorted((PROJECT_ROOT / "features").glob("*.feature")):
+        for copy in range(1, copies + 1):
+            text = synthetic_copy(path, copy)
+            if text is not None:
+                (directory / f"{path.stem}.copy{copy:02d}.feature").write_text(
+                    text, encoding="utf-8")
+    return directory
+
+
+#: Each measurement: (features directory, extra arguments, whether it only starts up).
+MEASUREMENTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "w1": ("x1", ("--workers", "1"), False),
+    "w2": ("x1", ("--workers", "2"), False),
+    "x10": ("x10", ("--workers", "1"), False),
+    "w1_startup": ("x1", ("--workers", "1", "-k", NO_SCENARIO), True),
+    "w2_startup": ("x1", ("--workers", "2", "-k", NO_SCENARIO), True),
+    "x10_startup": ("x10", ("--workers", "1", "-k", NO_SCENARIO), True),
+}
+
+
+def bench(box: Sandbox, runs: int, workdir: Path) -> dict[str, Any]:
+    features = {"x1": write_features(workdir / "x1", 1), "x10": write_features(workdir / "x10", 10)}
+    series = {name: Series() for name in MEASUREMENTS}
+    scenarios: dict[str, int] = {}
+    names = list(MEASUREMENTS)
+    for run in range(runs + 1):
+        for name in names[run % len(names):] + names[:run % len(names)]:
+            directory, args, startup_only = MEASUREMENTS[name]
+            load = load_1min()
+            done = runbook_check(box.home, args, workdir, features=features[directory])
+            if startup_only:
+                require_nothing_ran(done, f"{name} (runbook check {' '.join(args)})")
+            else:
+                require_passed(done, f"{name} (runbook check {' '.join(args)})")
+                scenarios[name] = len(done.scenarios)
+            if run:
+                series[name].add(done.seconds, load)
+    if scenarios["x10"] != 10 * scenarios["w1"] or scenarios["w2"] != scenarios["w1"]:
+        raise BenchError(f"unexpected scenario counts: {scenarios}")
+    m = {name: s.median for name, s in series.items()}
+    part = {k: m[k] - m[f"{k}_startup"] for k in ("w1", "w2", "x10")}
+    return {
+        "runs": runs,
+        "cpus": os.cpu_count(),
+        "scenarios": scenarios,
+        **{name: s.to_json() for name, s in series.items()},
+        "workers_2_vs_1": round(m["w2"] / m["w1"], 3),
+        "workers_2_vs_1_ideal": round((m["w2_startup"] + part["w1"] / 2) / m["w1"], 3),
+        "workers_2_vs_1_scenarios": round(part["w2"] / part["w1"], 3),
+        "x10_vs_x1": round(m["x10"] / m["w1"], 3),
+        "x10_vs_x1_ideal": round((m["x10_startup"] + 10 * part["w1"]) / m["w1"], 3),
+        "x10_vs_x1_scenarios": round(part["x10"] / part["w1"], 3),
+        "per_scenario_ms": {k: round(1000 * part[k] / scenarios[k], 1)
+                            for k in ("w1", "w2", "x10")},
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    counts = result["scenarios"]
+    print(f"scaling of the synthetic suite: {counts['w1']} and {counts['x10']} scenarios,"
+          f" median of {result['runs']} runs; now {machine()}")
+    rows = []
+    for name, label in (("w1", "x1, --workers 1"), ("w1_startup", "  its start-up"),
+                        ("w2", "x1, --workers 2"), ("w2_startup", "  its start-up"),
+                        ("x10", "x10, --workers 1"), ("x10_startup", "  its start-up")):
+        figure = result[name]
+        rows.append((label, f"{figure['median_s']:.3f} s", f"{figure['load_1min']:.2f}"))
+    per = result["per_scenario_ms"]
+    rows += [
+        ("per scenario (less start-up): 1, 2 workers, x10",
+         f"{per['w1']:.0f} / {per['w2']:.0f} / {per['x10']:.0f} ms", ""),
+        ("--workers 2 / --workers 1, wall", f"{result['workers_2_vs_1']:.2f}x",
+         f"ideal {result['workers_2_vs_1_ideal']:.2f}x"),
+        ("  scenario time only", f"{result['workers_2_vs_1_scenarios']:.2f}x", "ideal 0.50x"),
+        ("x10 / x1, wall", f"{result['x10_vs_x1']:.2f}x",
+         f"ideal {result['x10_vs_x1_ideal']:.2f}x"),
+        ("  scenario time only", f"{result['x10_vs_x1_scenarios']:.2f}x", "ideal 10.00x"),
+    ]
+    print_table(rows, head=("figure", "median", "load (1 min) / ideal"))
+    print("issue 9 sets no goal for scaling: the ideals are what linear scaling would give")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="measured runs (after a warm-up)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    try:
+        with fresh_sandbox() as box, tempfile.TemporaryDirectory(
+                prefix="runbook-bench-") as work:
+            result = bench(box, max(1, args.runs), Path(work))
+    except Exception as exc:  # one line saying why, whatever failed
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BENCH_FAILED
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
