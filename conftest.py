@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import allure
 import pytest
+from pytest_bdd.exceptions import StepDefinitionNotFoundError
 from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-from harness import allure_labels, allure_redaction
+from harness import allure_labels, allure_redaction, parallel
 from runbook import targets
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.record import DrillRecord, write_record
+from runbook.drills.record import DrillRecord, PhaseListener, ProgressFile, write_record
 from runbook.errors import CheckFailed, ConfigError, RunbookError
 from runbook.manual import EXPIRED
 from runbook.platforms import PlatformAdapter, RecordingPlatform, platform_for
-from runbook.redact import Redactor
+from runbook.redact import Redactor, redact_log_records
 from runbook.reporting.summary import (
     CADENCES,
+    EXIT_USAGE,
     ScenarioOutcome,
     append_history,
     exit_code,
@@ -53,6 +56,7 @@ pytest_plugins = [
     "steps.users",
     "steps.drill",
     "steps.manual",
+    "steps.maintenance",
 ]
 
 CHOICE = pytest.StashKey[TargetChoice]()
@@ -65,6 +69,8 @@ HEADINGS = pytest.StashKey[dict[str, "Heading"]]()
 VERSIONS = pytest.StashKey[dict[str, str]]()
 FIGURES = pytest.StashKey[dict[str, float]]()
 STARTED = pytest.StashKey[str]()
+#: What an undefined step's message says (a usage error: the run exits 2).
+UNDEFINED = "no step definition for"
 TIERS = ("critical", "warning", "info")
 
 
@@ -129,6 +135,22 @@ def pytest_configure(config: pytest.Config) -> None:
     allure_redaction.install(config.stash[REDACTOR], config.add_cleanup)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist the controller checks the target and the gates on its own
+    collection and gathers the outcomes its workers send (see harness/parallel.py)."""
+    config = session.config
+    if not parallel.is_controller(config):
+        return
+
+    def received(sent: parallel.Sent) -> None:
+        config.stash[OUTCOMES][sent.outcome.nodeid] = sent.outcome
+        if sent.target:
+            config.stash[TARGET_NAME] = sent.target
+        config.stash.setdefault(VERSIONS, {}).update(sent.versions)
+
+    config.pluginmanager.register(parallel.Controller(received), "runbook-parallel")
+
+
 def pytest_bdd_apply_tag(tag: str, function: Callable[..., object]) -> object:
     """``@runbook:<section>`` becomes ``pytest.mark.runbook("<section>")``."""
     if tag.startswith("runbook:"):
@@ -171,8 +193,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             config.stash[REDACTOR].add(Target.from_variables(
                 choice.name, choice.variables, source=choice.source).secret_values())
     except ConfigError as exc:
+        if parallel.is_worker(config):
+            return  # the xdist controller said so, once, and hands out no scenario
         pytest.exit(f"configuration error: {exc}", returncode=exc.exit_code)
     config.stash[CHOICE] = choice
+    # Log records too, whoever writes them (captured, live, --log-file): client libraries
+    # log credentials at DEBUG, botocore its Authorization header.
+    config.add_cleanup(redact_log_records(config.stash[REDACTOR]))
+    if parallel.is_worker(config):
+        return  # the controller checked the gates on its own collection (harness/parallel.py)
     environment = _environment_of(choice)
     for item in scenarios:
         for kind in KINDS:
@@ -184,6 +213,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                            allow_operations=config.getoption("--allow-operations"))
             except RunbookError as exc:
                 pytest.exit(f"{exc} [{item.name}]", returncode=exc.exit_code)
+    # Only a drill the gates allow gets this far; it still never shares the target.
+    if parallel.is_controller(config):
+        changing = next((item for item in scenarios if item.get_closest_marker("drill")
+                         or item.get_closest_marker("operation")), None)
+        if changing is not None:
+            pytest.exit(f"drills and operations never run in parallel: each changes the target"
+                        f" (a fault, a restart) the other scenarios would be checking; run them"
+                        f" without --workers (pytest -n) [{changing.name}]",
+                        returncode=EXIT_USAGE)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -280,6 +318,14 @@ def guard(request: pytest.FixtureRequest, drill_context: DrillContext) -> Iterat
 
 
 @pytest.fixture
+def drill_progress(request: pytest.FixtureRequest) -> Callable[[str], PhaseListener]:
+    """Where a drill announces each phase as it starts: ``reports/drills/<drill>.progress``
+    (``ProgressFile``; kept next to the record once it is written)."""
+    directory = _reports(request.config) / "drills"
+    return lambda drill: ProgressFile(directory, drill)
+
+
+@pytest.fixture
 def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None]:
     """Write a drill's record under reports/drills/ and attach it to the scenario."""
     redact = request.config.stash[REDACTOR]
@@ -370,6 +416,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         return report
     outcomes = item.config.stash[OUTCOMES]
     redact = item.config.stash[REDACTOR]
+    # Captured output and logs reach the terminal and junit.xml beside the longrepr.
+    report.sections = [(title, redact(text)) for title, text in report.sections]
     previous = outcomes.get(item.nodeid)
     attempts = previous.attempts if previous else 1
     outcome = previous.outcome if previous else "passed"
@@ -380,7 +428,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         attempts += 1
         outcome = "retrying" if previous.failed else outcome
     failure = call.excinfo.value if call.excinfo is not None else None
-    if report.failed and isinstance(failure, CheckFailed):
+    if report.failed and isinstance(failure, StepDefinitionNotFoundError):
+        # The feature file and the steps disagree: a usage error (exit 2), said in one line.
+        outcome = "error"
+        message = redact(_undefined_step(str(failure)))
+        report.longrepr = message
+    elif report.failed and isinstance(failure, CheckFailed):
         # The runbook's own words are the whole story: no traceback through the harness.
         if not failure.target:
             failure.target = item.config.stash.get(TARGET_NAME, "the target")
@@ -413,17 +466,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         tags=_tags(item), cadence=_cadence(item), figures=dict(figures),
         finished_at=utcnow().isoformat(),
     )
+    if parallel.is_worker(item.config):  # the xdist controller reports it, not this worker
+        parallel.attach(report, parallel.Sent(outcomes[item.nodeid],
+                                              item.config.stash.get(TARGET_NAME, None),
+                                              item.config.stash.get(VERSIONS, {})))
     return report
+
+
+def _undefined_step(text: str) -> str:
+    """pytest-bdd's message as ``file:line: no step definition for <step>; ...``."""
+    found = re.match(r'Step definition is not found: (?P<step>.*?)\. Line (?P<line>\d+) in'
+                     r' scenario "(?P<scenario>.*)" in the feature "(?P<file>.*)"', text)
+    if found is None:
+        return text.strip().splitlines()[0]
+    return (f"{found['file']}:{found['line']}: {UNDEFINED} {found['step']}"
+            f" (scenario {found['scenario']!r}); fix the wording to match a step in steps/,"
+            " or add one")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     outcomes = list(config.stash[OUTCOMES].values())
-    if not outcomes or not _runs_scenarios(config):
+    if not outcomes or not _runs_scenarios(config) or parallel.is_worker(config):
         return
+    if parallel.is_controller(config):  # outcomes came in as workers finished: collection order
+        order = {item.nodeid: index for index, item in enumerate(session.items)}
+        outcomes.sort(key=lambda o: order.get(o.nodeid, len(order)))
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        session.exitstatus = exit_code(outcomes)
+        undefined = any(o.outcome == "error" and UNDEFINED in o.message for o in outcomes)
+        session.exitstatus = EXIT_USAGE if undefined else exit_code(outcomes)
     results = getattr(config.option, "allure_report_dir", None)
     if results:
         allure_labels.write_extras(Path(results), {
@@ -445,7 +517,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
                             config: pytest.Config) -> None:
     outcomes = list(config.stash[OUTCOMES].values())
-    if not outcomes or not _runs_scenarios(config):
+    if not outcomes or not _runs_scenarios(config) or parallel.is_worker(config):
         return
     terminalreporter.write_sep("=", "runbook summary")
     for line in render(outcomes):

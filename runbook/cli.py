@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,7 @@ from runbook import targets
 from runbook.config import Target, TargetChoice, choose_target
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
+from runbook.reporting import allure3, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -187,20 +189,28 @@ def run_scenarios(
     reports: Path,
     extra: Sequence[str] = (),
     allow_drills: str | None = None,
+    delivery: publish.Delivery | None = None,
+    run_id: str | None = None,
+    echo: bool = True,
 ) -> int:
     """Run the bound scenarios selected by ``marks`` in a pytest subprocess.
 
-    Its output is streamed through the redactor; returns the runbook exit code.
+    Its output is streamed through the redactor (dropped when not ``echo``); returns the
+    runbook exit code. With ``delivery`` the run's metrics are written (and pushed) and its
+    failures posted to the webhook; ``runbook watch`` does that itself (``None``).
     """
     config_file = config_file or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
+    features = Path(os.environ.get("RUNBOOK_FEATURES") or PROJECT_ROOT / "features").resolve()
     try:
+        _check_features(features)
         choice, target = _resolve(target_name, config_file)
     except RunbookError as exc:
         err.print(f"runbook: {exc}", markup=False)
         return exc.exit_code
     reports = reports.resolve()
     reports.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
+    started = datetime.now(UTC)
     command = [
         sys.executable, "-m", "pytest", str(SCENARIOS),
         "-m", marks,
@@ -208,6 +218,11 @@ def run_scenarios(
         "--alluredir", str(reports / "allure-results"),
         "--junitxml", str(reports / "junit.xml"),
         "--runbook-reports", str(reports),
+        "-o", f"bdd_features_base_dir={features}",
+        # Allure names a feature by its path under the root: a common one, for features
+        # outside the project (RUNBOOK_FEATURES), so the run still finds its ini file.
+        "-c", str(PROJECT_ROOT / "pyproject.toml"),
+        "--rootdir", os.path.commonpath([PROJECT_ROOT, features]),
         "-o", "junit_family=xunit2",
         "--color", "yes" if sys.stdout.isatty() else "no",
         "-rN",
@@ -224,31 +239,69 @@ def run_scenarios(
     env = dict(os.environ, RUNBOOK_HOME=str(_home()), RUNBOOK_RUN_ID=run_id,
                RUNBOOK_RECORDS=str(manual.records_file().parent.resolve()))
     redact = Redactor(target.secret_values())
-    code = _stream(command, env, redact)
+    if delivery is not None:
+        redact.add(delivery.secrets())
+    code = _stream(command, env, redact, echo)
     if code == EXIT_INTERRUPTED:
         return code
-    return _runbook_exit(code, reports / "summary.json", run_id, marks)
+    code = _runbook_exit(code, reports / "summary.json", run_id, marks)
+    if delivery is not None:
+        publish.publish_run(reports, run_id=run_id, code=code, target=choice.name,
+                            started=started, redact=redact, delivery=delivery,
+                            warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
+                                                        markup=False))
+    return code
 
 
-def _stream(command: list[str], env: dict[str, str], redact: Redactor) -> int:
+def _check_features(directory: Path) -> None:
+    """Every feature file parses: a malformed one is one line naming it, before any run."""
+    from runbook.features import load_features
+
+    if not load_features(directory):
+        raise ConfigError(f"{directory}: no scenarios in any .feature file; check"
+                          " RUNBOOK_FEATURES")
+
+
+def _stream(command: list[str], env: dict[str, str], redact: Redactor, echo: bool = True
+            ) -> int:
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, errors="replace", bufsize=1,
     )
     assert process.stdout is not None
+
+    terminated: list[int] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        # A scheduler stopping the run: the child must stop too (a drill restores first),
+        # not carry on unwatched; then as for Ctrl-C (once).
+        process.send_signal(signal.SIGTERM)
+        if not terminated:
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread
+        previous = None
     try:
         for line in process.stdout:
-            sys.stdout.write(redact(line))
-            sys.stdout.flush()
+            if echo:
+                sys.stdout.write(redact(line))
+                sys.stdout.flush()
         return process.wait()
     except KeyboardInterrupt:
         # The child got the same SIGINT (same process group); let it finish its teardown.
         process.send_signal(signal.SIGINT)
         for line in process.stdout:
-            sys.stdout.write(redact(line))
+            if echo:
+                sys.stdout.write(redact(line))
         process.wait()
         err.print("runbook: interrupted", markup=False)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _runbook_exit(code: int, summary: Path, run_id: str, marks: str) -> int:
@@ -272,12 +325,18 @@ def _runbook_exit(code: int, summary: Path, run_id: str, marks: str) -> int:
     return EXIT_FAILED if code else 0
 
 
+#: What runs every few minutes (``check`` without options, ``watch``): the synthetic checks
+#: that have no maintenance cadence; those run at their cadence, with ``--cadence``.
+SYNTHETIC = "synthetic and not (daily or weekly or monthly or quarterly)"
+
+
 def _marks(tags: str | None, cadence: str | None) -> str:
-    """The scenarios a check runs: ``tags`` (default: the @synthetic ones), at a cadence
-    (then the @manual items of that cadence too, so what is due shows as expired)."""
+    """The scenarios a check runs: ``tags`` (default: the @synthetic ones without a
+    cadence), at a cadence (then its @synthetic and @manual items, so what is due shows as
+    expired)."""
     if cadence:
         return f"({tags or 'synthetic or manual'}) and {cadence}"
-    return f"({tags})" if tags else "synthetic"
+    return f"({tags})" if tags else SYNTHETIC
 
 
 TargetOption = Annotated[
@@ -288,6 +347,22 @@ ReportsOption = Annotated[Path, typer.Option("--reports", help="where reports ar
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="runbook.toml with target profiles")
 ]
+PushgatewayOption = Annotated[str | None, typer.Option(
+    "--pushgateway", metavar="URL",
+    help="push reports/metrics.prom to this Pushgateway after the run"
+         " (default: $RUNBOOK_PUSHGATEWAY_URL)")]
+WebhookOption = Annotated[str | None, typer.Option(
+    "--webhook", metavar="URL",
+    help="Slack-compatible webhook for every alert tier (default: $RUNBOOK_WEBHOOK_URL,"
+         " or $RUNBOOK_WEBHOOK_URL_CRITICAL|_WARNING|_INFO per tier); never printed")]
+
+
+def _delivery(pushgateway: str | None, webhook: str | None) -> publish.Delivery:
+    """Where metrics and alerts go; a URL that cannot work is a usage error (exit 2)."""
+    delivery = publish.Delivery(pushgateway=pushgateway, webhook=webhook)
+    for problem in delivery.problems():
+        raise _fail(problem, EXIT_USAGE)
+    return delivery
 
 
 @app.command()
@@ -299,7 +374,8 @@ def check(
     match: Annotated[str | None, typer.Option(
         "--match", "-k", help="only scenarios whose name matches (pytest -k syntax)")] = None,
     cadence: Annotated[
-        str | None, typer.Option(help="daily, weekly, monthly or quarterly")
+        str | None, typer.Option(help="daily, weekly, monthly or quarterly: that cadence's"
+                                      " maintenance checks and manual items")
     ] = None,
     reports: ReportsOption = Path("reports"),
     config: ConfigOption = None,
@@ -311,9 +387,16 @@ def check(
         min=0, max=10,
         help="re-run a failing scenario up to N times; it counts as failed only if every"
              " attempt fails, and a pass on retry is reported as flaky")] = 0,
+    pushgateway: PushgatewayOption = None,
+    webhook: WebhookOption = None,
+    workers: Annotated[int, typer.Option(
+        min=1, max=32,
+        help="run the scenarios in N parallel processes (pytest-xdist); the summary and"
+             " the exit code are the same as with 1")] = 1,
 ) -> None:
-    """Run the @synthetic scenarios (read-only, bounded) against the target, or those
-    --tags selects (@operation ones pass the safety gates first)."""
+    """Run the @synthetic scenarios (read-only, bounded; maintenance checks only with
+    --cadence) against the target, or those --tags selects (@operation ones pass the
+    safety gates first)."""
     if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
         raise _fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
                     EXIT_USAGE)
@@ -322,8 +405,11 @@ def check(
         extra += ["-k", match]
     if allow_operations:
         extra += ["--allow-operations", allow_operations]
+    if workers > 1:  # 1: the scenarios run in pytest's own process, as without xdist
+        extra += ["-n", str(workers)]
     code = run_scenarios(marks=_marks(tags, cadence), target_name=target,
-                         config_file=config, reports=reports, extra=extra)
+                         config_file=config, reports=reports, extra=extra,
+                         delivery=_delivery(pushgateway, webhook))
     raise typer.Exit(code)
 
 
@@ -339,13 +425,72 @@ def drill(
              " production is always refused")] = None,
     reports: ReportsOption = Path("reports"),
     config: ConfigOption = None,
+    pushgateway: PushgatewayOption = None,
+    webhook: WebhookOption = None,
+    workers: Annotated[int, typer.Option(hidden=True)] = 1,
 ) -> None:
     """Run @drill scenarios: game days and DR drills that inject faults, measure detection
-    and recovery, and always restore. Records go to reports/drills/."""
+    and recovery, and always restore. Records go to reports/drills/. One at a time, never in
+    parallel: each injects a fault into the target the others would be measuring."""
+    if workers != 1:
+        raise _fail("drills never run in parallel (--workers): each injects a fault into the"
+                    " target the others would be measuring; drop --workers", EXIT_USAGE)
     extra = ["--runbook-sections", ",".join(names)] if names else []
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
-                         reports=reports, extra=extra, allow_drills=allow_drills)
+                         reports=reports, extra=extra, allow_drills=allow_drills,
+                         delivery=_delivery(pushgateway, webhook))
     raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    target: TargetOption = None,
+    interval: Annotated[float, typer.Option(
+        min=0.0, help="seconds from one round's start to the next")] = 60.0,
+    fail_after: Annotated[int, typer.Option(
+        min=1, help="alert after N failing rounds in a row")] = 3,
+    resolve_after: Annotated[int, typer.Option(
+        min=1, help="resolve after M passing rounds in a row")] = 2,
+    rounds: Annotated[int, typer.Option(
+        min=0, help="stop after K rounds (0: until Ctrl-C)")] = 0,
+    match: Annotated[str | None, typer.Option(
+        "--match", "-k", help="only scenarios whose name matches (pytest -k syntax)")] = None,
+    reports: ReportsOption = Path("reports"),
+    config: ConfigOption = None,
+    pushgateway: PushgatewayOption = None,
+    webhook: WebhookOption = None,
+) -> None:
+    """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
+    resolve after M passing ones, each once to the webhook; metrics.prom every round."""
+    from runbook.watch import Watcher, WatchSettings, state_file
+
+    delivery = _delivery(pushgateway, webhook)
+    config = config or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
+    try:
+        choice, resolved = _resolve(target, config)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    redact = Redactor(resolved.secret_values())
+    redact.add(delivery.secrets())
+    settings = WatchSettings(target=choice.name, reports=reports.resolve(),
+                             state_file=state_file(_home()), interval_s=interval,
+                             fail_after=fail_after, resolve_after=resolve_after, rounds=rounds)
+
+    def run_round(run_id: str) -> int:
+        return run_scenarios(marks=SYNTHETIC, target_name=target, config_file=config,
+                             reports=reports, extra=["-k", match] if match else [],
+                             run_id=run_id, echo=False)
+
+    def say(line: str) -> None:
+        out.print(redact(line), markup=False)
+        out.file.flush()
+
+    watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
+                      warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
+                                                  markup=False))
+    out.print(f"watching {choice.name} every {interval:g} s: alert after {fail_after} failing"
+              f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
+    raise typer.Exit(watcher.run())
 
 
 manual_app = typer.Typer(help="Record what only a person can do, with who, when, evidence.",
@@ -428,8 +573,12 @@ def allure_cli() -> str | None:
 def report(
     reports: ReportsOption = Path("reports"),
     timeout: Annotated[float, typer.Option(help="seconds the Allure CLI may take")] = 300.0,
+    history_limit: Annotated[int, typer.Option(
+        min=1, help="runs kept in reports/allure-history.jsonl for the trend"
+    )] = allure3.HISTORY_LIMIT,
 ) -> None:
-    """Render reports/allure-results as HTML in reports/allure-report with the Allure 3 CLI."""
+    """Render reports/allure-results as HTML in reports/allure-report with the Allure 3 CLI,
+    with the run's incident categories and the history of earlier runs (the trend)."""
     results = reports.resolve() / "allure-results"
     if not any(results.glob("*-result.json")):
         raise _fail(f"no Allure results in {results}; run runbook check or runbook drill first",
@@ -441,19 +590,86 @@ def report(
             f" install Node.js, then run 'npm install' in {PROJECT_ROOT}; the raw results in"
             f" {results} stay usable", EXIT_USAGE)
     output = reports.resolve() / "allure-report"
+    history = reports.resolve() / "allure-history.jsonl"
     try:
-        done = subprocess.run(
-            [cli, "generate", str(results), "--output", str(output),
-             "--report-name", "LegacyVideo runbook"],
-            capture_output=True, text=True, timeout=timeout, check=False,
-            env=dict(os.environ, NO_COLOR="1"),
-        )
-    except subprocess.TimeoutExpired:
-        raise _fail(f"the Allure CLI did not finish within {timeout:g} s", EXIT_FAILED) from None
-    if done.returncode != 0 or not (output / "index.html").exists():
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise _fail(f"the Allure CLI failed (exit {done.returncode}): {last[0]}", EXIT_FAILED)
-    out.print(f"HTML report: {output / 'index.html'}", markup=False)
+        allure3.generate(cli, results, output, history=history, name="LegacyVideo runbook",
+                         history_limit=history_limit, timeout=timeout)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    index = output / "index.html"
+    out.print(f"HTML report: {index} (history: {history})", markup=False)
+
+
+FeaturesOption = Annotated[Path | None, typer.Option(
+    "--features", help="the directory of the .feature files (default: the project's features/)")]
+
+
+def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path, Path]:
+    """The runbook and features to read: the given ones, else the project's own."""
+    from runbook.sections import RUNBOOK_FILE
+
+    return markdown or PROJECT_ROOT / RUNBOOK_FILE, features or PROJECT_ROOT / "features"
+
+
+@app.command()
+def coverage(
+    runbook_markdown: Annotated[Path | None, typer.Argument(
+        metavar="[RUNBOOK_MARKDOWN]",
+        help="the runbook in Markdown (default: the project's docs/RUNBOOK.md)")] = None,
+    features: FeaturesOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Each heading of the runbook: covered, manual or uncovered by the @runbook: tags of
+    the features; then the covered share (leaves counted, parts rolled up)."""
+    from runbook.reporting import coverage as measured
+
+    try:
+        result = measured.measure(*_runbook_inputs(runbook_markdown, features))
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    if as_json:
+        out.print(json.dumps(result.to_json(), indent=2), markup=False)
+        return
+    for line in result.lines():
+        out.print(line, markup=False)
+
+
+@app.command()
+def docs(
+    reports: ReportsOption = Path("reports"),
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="where the page is written (default: the reports directory)")] = None,
+    runbook_markdown: Annotated[Path | None, typer.Option(
+        "--runbook", help="the runbook in Markdown (default: the project's docs/RUNBOOK.md)"
+    )] = None,
+    features: FeaturesOption = None,
+) -> None:
+    """Write the runbook as executed, living-runbook.md and .html: each section with its
+    scenarios' last status, when they ran and what they measured, manual records, gaps."""
+    from runbook.reporting import coverage as measured
+    from runbook.reporting import docs as living
+
+    try:
+        inputs = living.gather(measured.measure(*_runbook_inputs(runbook_markdown, features)),
+                               reports.resolve())
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    written = living.write(inputs, (output or reports).resolve(), Redactor(_known_secrets()))
+    out.print(f"living runbook: {written.markdown} and {written.html} ({written.scenarios}"
+              f" executable scenarios, {written.never_run} never run; {written.gaps} gaps)",
+              markup=False)
+    if not inputs.runs:
+        out.print(f"no run recorded yet in {reports}: {living.HOW_TO_RUN}", markup=False)
+
+
+def _known_secrets() -> list[str]:
+    """The secrets of the target in the environment and of the sandbox in RUNBOOK_HOME, so
+    pages written from recorded results mask them even where a record did not."""
+    try:
+        sandbox = _secrets_of(_sandbox().env())
+    except RunbookError:
+        sandbox = []  # no sandbox was ever started here
+    return _secrets_of(dict(os.environ)) + sandbox
 
 
 def main() -> None:

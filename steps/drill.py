@@ -15,7 +15,7 @@ from runbook.drills.catalog import GAMEDAYS
 from runbook.drills.disaster import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.record import DrillRecord, Objective
+from runbook.drills.record import DrillRecord, Objective, PhaseListener
 from runbook.errors import CheckFailed
 from runbook.probes import backups, e2e
 from runbook.results import ProbeResult
@@ -45,9 +45,10 @@ def _(target: Target, timeouts: Timeouts
       target_fixture="drill_record")
 def _(drill_context: DrillContext, guard: Guard, name: str,
       steady: Callable[[DrillContext], ProbeResult],
-      record_drill: Callable[[DrillRecord], None]) -> DrillRecord:
+      record_drill: Callable[[DrillRecord], None],
+      drill_progress: Callable[[str], PhaseListener]) -> DrillRecord:
     return gameday.run(GAMEDAYS[name], drill_context, steady=steady, guard=guard,
-                       on_record=record_drill)
+                       on_record=record_drill, on_phase=drill_progress(name))
 
 
 @then(parsers.parse('the synthetic checks detected it, naming the runbook\'s "{section}"'))
@@ -74,9 +75,11 @@ def _(drill_record: DrillRecord) -> None:
                     " RTO of {rto_s:g} seconds and an RPO of {rpo_s:g} seconds"),
       target_fixture="drill_record")
 def _(drill_context: DrillContext, guard: Guard, name: str, rto_s: float, rpo_s: float,
-      record_drill: Callable[[DrillRecord], None]) -> DrillRecord:
+      record_drill: Callable[[DrillRecord], None],
+      drill_progress: Callable[[str], PhaseListener]) -> DrillRecord:
     return DRILLS[name].run(drill_context, guard=guard, on_record=record_drill,
-                            objective=Objective(rto_s=rto_s, rpo_s=rpo_s))
+                            objective=Objective(rto_s=rto_s, rpo_s=rpo_s),
+                            on_phase=drill_progress(name))
 
 
 @then("service was back within the RTO")

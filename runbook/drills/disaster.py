@@ -24,6 +24,8 @@ recorded with its timestamps:
 9. restore (``finally``: pass, fail, timeout, Ctrl-C, SIGTERM): when the procedure did not
    finish, the fault's revert (the same procedure, idempotent) runs, and the guard runs it
    if this process dies; then the end-to-end check must be green again. Canaries removed.
+   Interruptions arriving meanwhile, or after the first, wait until it and the record
+   are done (``guard.Interruptions``).
 
 The record (``on_record``, however the drill ends) carries the objective from the table:
 
@@ -99,8 +101,8 @@ from runbook.drills.dr_integrity import Figures, compare, read_figures, row_key
 from runbook.drills.dr_replay import NOT_REPLAYABLE, export_audit, replay, save_export
 from runbook.drills.faults import DrillContext
 from runbook.drills.gameday import SteadyStateRed
-from runbook.drills.guard import Guard, sigterm_raises
-from runbook.drills.record import DrillRecord, DrillRun, Objective
+from runbook.drills.guard import Guard, interruptible
+from runbook.drills.record import DrillRecord, DrillRun, Objective, PhaseListener
 from runbook.errors import SafetyGateError, SandboxError
 from runbook.platforms.base import record as record_activity
 from runbook.probes import Verdict, e2e, run_probe
@@ -837,7 +839,7 @@ class DisasterDrill:
     def run(self, context: DrillContext, *, guard: Guard,
             on_record: Callable[[DrillRecord], None], steady: Check | None = None,
             objective: Objective | None = None, options: DrillOptions | None = None,
-            on_phase: Callable[[str], None] | None = None) -> DrillRecord:
+            on_phase: PhaseListener | None = None) -> DrillRecord:
         """Run this drill (see ``run``)."""
         return run(self, context, guard=guard, on_record=on_record, steady=steady,
                    objective=objective, options=options, on_phase=on_phase)
@@ -947,7 +949,7 @@ class _Abandoned(Exception):
 def run(drill: DisasterDrill, context: DrillContext, *, guard: Guard,
         on_record: Callable[[DrillRecord], None], steady: Check | None = None,
         objective: Objective | None = None, options: DrillOptions | None = None,
-        on_phase: Callable[[str], None] | None = None) -> DrillRecord:
+        on_phase: PhaseListener | None = None) -> DrillRecord:
     """Run ``drill`` on ``context``'s sandbox and return its record.
 
     Measures detection, RTO (fault to the first of N consecutive green end-to-end checks),
@@ -963,7 +965,7 @@ def run(drill: DisasterDrill, context: DrillContext, *, guard: Guard,
     goal = objective or drill.objective
     state = _State(drill, context, chosen, steady or seeded_check(),
                    DrillRun(drill.name, drill.section, context.target.describe(),
-                            context.target.environment.value, goal))
+                            context.target.environment.value, goal, on_phase))
     plan = drill.plan(state)
     run_ = state.drill
     run_.evidence.update(scenario=drill.scenario, objective_source=(
@@ -973,17 +975,14 @@ def run(drill: DisasterDrill, context: DrillContext, *, guard: Guard,
             "canary_interval_s", "backup")})
     run_.notes.extend(drill.notes)
 
-    def phase(name: str) -> datetime:
-        if on_phase is not None:
-            on_phase(name)
-        return utcnow()
+    phase = run_.begin
 
     def healthy() -> ProbeResult:
         return state.steady(state.context)
 
     injected = struck = False
-    try:
-        with sigterm_raises():
+    with interruptible() as interruptions:
+        try:
             started = phase("steady state")
             before = healthy()
             run_.phase("steady state", started, before.ok, before.problem or "green",
@@ -1082,44 +1081,57 @@ def run(drill: DisasterDrill, context: DrillContext, *, guard: Guard,
                         f" RPO {report.rpo_s if report.rpo_s is None else round(report.rpo_s, 3)}"
                         f" s ({report.basis})"), [report.evidence()])
             run_.completed = True
-    except _Abandoned as exc:
-        run_.notes.append(f"abandoned: {exc}")
-        run_.completed = True
-    except BaseException as exc:
-        run_.notes.append(f"ended early by {type(exc).__name__}: {exc}")
-        raise
-    finally:
-        if state.writer is not None:
-            state.writer.stop()
-        if injected:
-            started = phase("restore")
-            reverted: list[Mapping[str, Any]] = []
-            revert_ok = True
-            if not struck:
-                revert = spec.revert(state.context, state.params)
-                revert_ok = revert.ok
-                reverted.append(revert.evidence())
-                if revert.ok:
-                    guard.strike(drill.fault)
-                    with contextlib.suppress(SandboxError, OSError):
-                        state.context = dr_faults._context_now(state.context)
-            after_ok, _, _, after_seen = _watch(healthy, want_ok=True, consecutive=1,
-                                                timeout=chosen.restore_within_s,
-                                                interval=0.2)
-            state.healthy_after = revert_ok and after_ok
-            run_.phase("restore", started, revert_ok and after_ok,
-                       ("healthy" if struck else "reverted and healthy") if after_ok
-                       else "NOT healthy after restoring: " + "; ".join(after_seen), reverted)
-        started = phase("clean up")
-        try:
-            problems = plan.cleanup()
-            run_.phase("clean up", started, not problems, "; ".join(problems) or
-                       "canaries removed", [_jsonable(state.facts)])
-        except Exception as exc:  # a cleanup failure is recorded, never hides the outcome
-            run_.phase("clean up", started, False, f"{type(exc).__name__}: {exc}")
-        final = run_.finish()
-        on_record(final)
+        except _Abandoned as exc:
+            run_.notes.append(f"abandoned: {exc}")
+            run_.completed = True
+        except BaseException as exc:
+            run_.ended_early(exc)
+            raise
+        finally:
+            with interruptions.restoring():
+                try:
+                    _restore(state, plan, spec, guard, injected=injected, struck=struck)
+                finally:
+                    run_.held([signum.name for signum in interruptions.held])
+                    final = run_.finish()
+                    on_record(final)
     return final
+
+
+def _restore(state: _State, plan: _Plan, spec: faults.FaultSpec, guard: Guard, *,
+             injected: bool, struck: bool) -> None:
+    """The phases every drill ends with: ``restore`` (when the fault went in: its revert
+    unless the procedure already recovered, then the end-to-end check green) and
+    ``clean up`` (the canaries)."""
+    run_, drill, chosen = state.drill, state.spec, state.options
+    if state.writer is not None:
+        state.writer.stop()
+    if injected:
+        started = run_.begin("restore")
+        reverted: list[Mapping[str, Any]] = []
+        revert_ok = True
+        if not struck:
+            revert = spec.revert(state.context, state.params)
+            revert_ok = revert.ok
+            reverted.append(revert.evidence())
+            if revert.ok:
+                guard.strike(drill.fault)
+                with contextlib.suppress(SandboxError, OSError):
+                    state.context = dr_faults._context_now(state.context)
+        after_ok, _, _, after_seen = _watch(lambda: state.steady(state.context), want_ok=True,
+                                            consecutive=1, timeout=chosen.restore_within_s,
+                                            interval=0.2)
+        state.healthy_after = revert_ok and after_ok
+        run_.phase("restore", started, revert_ok and after_ok,
+                   ("healthy" if struck else "reverted and healthy") if after_ok
+                   else "NOT healthy after restoring: " + "; ".join(after_seen), reverted)
+    started = run_.begin("clean up")
+    try:
+        problems = plan.cleanup()
+        run_.phase("clean up", started, not problems, "; ".join(problems) or
+                   "canaries removed", [_jsonable(state.facts)])
+    except Exception as exc:  # a cleanup failure is recorded, never hides the outcome
+        run_.phase("clean up", started, False, f"{type(exc).__name__}: {exc}")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,7 +10,10 @@ Phases, each recorded with its timestamps:
 4. follow the runbook: the subsection's steps, through the platform adapter;
 5. recover: the first of N consecutive green end-to-end checks (time to recover);
 6. restore: the fault's revert, always (pass, fail, timeout, Ctrl-C, SIGTERM), then the
-   end-to-end check green again.
+   end-to-end check green again. Interruptions arriving meanwhile, or after the first,
+   wait until it and the record are done (``guard.Interruptions``).
+
+``on_phase`` hears each phase's name as it starts (e.g. a ``record.ProgressFile``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from typing import Any
 
 from runbook.drills import faults
 from runbook.drills.faults import DrillContext
-from runbook.drills.guard import Guard, sigterm_raises
-from runbook.drills.record import DrillRecord, DrillRun, Objective, watch_until
-from runbook.results import Activity, ProbeResult, utcnow
+from runbook.drills.guard import Guard, interruptible
+from runbook.drills.record import DrillRecord, DrillRun, Objective, PhaseListener, watch_until
+from runbook.results import Activity, ProbeResult
 from runbook.sections import next_steps
 
 Check = Callable[[DrillContext], ProbeResult]
@@ -67,16 +70,16 @@ def _named(result: ProbeResult, diagnosis: str) -> bool:
 
 def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
         on_record: Callable[[DrillRecord], None], consecutive: int = 3,
-        interval_s: float = 0.2) -> DrillRecord:
+        interval_s: float = 0.2, on_phase: PhaseListener | None = None) -> DrillRecord:
     """Rehearse ``gameday`` on ``context``'s target; ``steady`` is the end-to-end check.
 
     ``on_record`` receives the record however the drill ends (also when interrupted, before
-    the interruption propagates). Raises ``SteadyStateRed`` (after recording it) when the
-    target is unhealthy to begin with; ``KeyboardInterrupt``/``DrillInterrupted`` after
-    restoring.
+    the interruption propagates); ``on_phase`` hears each phase's name as it starts. Raises
+    ``SteadyStateRed`` (after recording it) when the target is unhealthy to begin with;
+    ``KeyboardInterrupt``/``DrillInterrupted`` (or a timeout's exception) after restoring.
     """
     drill = DrillRun(gameday.name, gameday.section, context.target.describe(),
-                     context.target.environment.value, gameday.objective)
+                     context.target.environment.value, gameday.objective, on_phase)
     spec = faults.get(gameday.fault, context.platform.name)
     last_failure: list[ProbeResult] = []
 
@@ -96,16 +99,16 @@ def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
         return gameday.verify(context)
 
     injected = False
-    try:
-        with sigterm_raises():
-            started = utcnow()
+    with interruptible() as interruptions:
+        try:
+            started = drill.begin("steady state")
             before = steady(context)
             drill.phase("steady state", started, before.ok, before.problem or "green",
                         [before.evidence()])
             if not before.ok:
                 raise SteadyStateRed(f"steady state red before the drill: {before.problem}")
 
-            started = utcnow()
+            started = drill.begin("inject")
             guard.record(gameday.fault, gameday.params)
             injected = True
             activity = spec.inject(context, gameday.params)
@@ -113,7 +116,7 @@ def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
             drill.phase("inject", started, activity.ok, f"{spec.description}",
                         [activity.evidence()])
 
-            started = utcnow()
+            started = drill.begin("detect")
             seen = watch_until(detect, want_ok=False, timeout=gameday.detect_within_s,
                                interval=interval_s)
             drill.detected_at = seen.at
@@ -125,12 +128,12 @@ def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
             drill.phase("detect", started, seen.ok and diagnosed, detail,
                         [failure.evidence()] if failure else [])
 
-            started = utcnow()
+            started = drill.begin("follow the runbook")
             steps = list(gameday.remedy(context))
             drill.phase("follow the runbook", started, all(a.ok for a in steps),
                         "; ".join(a.name for a in steps), [a.evidence() for a in steps])
 
-            started = utcnow()
+            started = drill.begin("recover")
             recovery = watch_until(restored, want_ok=True, consecutive=consecutive,
                                    timeout=gameday.recover_within_s, interval=interval_s)
             drill.recovered_at = recovery.at
@@ -140,20 +143,26 @@ def run(gameday: GameDay, context: DrillContext, *, steady: Check, guard: Guard,
             if gameday.defect:
                 drill.notes.append(f"runbook defect: {gameday.defect}")
             drill.completed = True
-    except BaseException as exc:
-        drill.notes.append(f"ended early by {type(exc).__name__}: {exc}")
-        raise
-    finally:
-        if injected:
-            started = utcnow()
-            revert = spec.revert(context, gameday.params)
-            guard.strike(gameday.fault)
-            after = watch_until(healthy, want_ok=True, timeout=gameday.recover_within_s,
-                                interval=interval_s)
-            drill.phase("restore", started, revert.ok and after.ok,
-                        "reverted and healthy" if after.ok else
-                        "NOT healthy after revert: " + "; ".join(after.observations),
-                        [revert.evidence()])
-        record = drill.finish()
-        on_record(record)
+        except BaseException as exc:
+            drill.ended_early(exc)
+            raise
+        finally:
+            with interruptions.restoring():
+                try:
+                    if injected:
+                        started = drill.begin("restore")
+                        revert = spec.revert(context, gameday.params)
+                        if revert.ok:
+                            guard.strike(gameday.fault)
+                        after = watch_until(healthy, want_ok=True,
+                                            timeout=gameday.recover_within_s,
+                                            interval=interval_s)
+                        drill.phase("restore", started, revert.ok and after.ok,
+                                    "reverted and healthy" if after.ok else
+                                    "NOT healthy after revert: "
+                                    + "; ".join(after.observations), [revert.evidence()])
+                finally:
+                    drill.held([signum.name for signum in interruptions.held])
+                    record = drill.finish()
+                    on_record(record)
     return record

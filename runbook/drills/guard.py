@@ -6,8 +6,11 @@ parameters, no secrets) and struck off once its revert is verified. If the drill
 dies with faults still on the ledger (SIGKILL, a crash, a timeout method that skips
 teardown), the guard reverts them itself, newest first, and writes what it did to its log.
 
-In the drill's own process SIGTERM is turned into ``DrillInterrupted`` so ``finally`` blocks
-run for it as they do for Ctrl-C.
+In the drill's own process (``interruptible``) SIGTERM is turned into ``DrillInterrupted``
+so ``finally`` blocks run for it as they do for Ctrl-C, and once a drill is interrupted, or
+while it reverts a fault, further Ctrl-C, SIGTERM and SIGALRM (pytest-timeout's deadline)
+wait until the revert and the record are done. A guard disarmed with faults still on its
+ledger (a restoration cut short by something else) reverts them before it exits.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from typing import Any
 POLL_S = 0.2
 
 
-class DrillInterrupted(BaseException):
-    """SIGTERM arrived during a drill; raised so restoration runs (like KeyboardInterrupt)."""
+class DrillInterrupted(KeyboardInterrupt):
+    """SIGTERM arrived during a drill; raised so restoration runs, and whatever runs the
+    drill stops as it does for Ctrl-C (pytest ends the session rather than going on to the
+    next drill)."""
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> None:
@@ -114,13 +119,15 @@ class Guard:
     def pending(self) -> list[str]:
         return [f["name"] for f in self._load()]
 
-    def disarm(self, timeout: float = 5.0) -> None:
-        """Tell the guard the drill ended cleanly; it exits without acting."""
+    def disarm(self, timeout: float = 5.0, restore_timeout: float = 180.0) -> None:
+        """Tell the guard the drill ended. With an empty ledger it exits without acting;
+        with faults still on it (their restoration was cut short) it reverts them first,
+        waited for up to ``restore_timeout`` seconds (it carries on if this one stops)."""
         faults = self._load()
         self._save(faults, disarmed=True)
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
+                self.process.wait(restore_timeout if faults else timeout)
 
     def __enter__(self) -> Guard:
         return self
@@ -129,21 +136,97 @@ class Guard:
         self.disarm()
 
 
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises ``DrillInterrupted`` in the main thread."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise DrillInterrupted(f"signal {signum}")
+#: What interrupts a drill: Ctrl-C, SIGTERM, and SIGALRM (pytest-timeout's ``signal``
+#: method: the scenario's deadline).
+INTERRUPTIONS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
 
+
+class Interruptions:
+    """A drill's interruptions, while ``interruptible()`` is in force (main thread only).
+
+    The first SIGINT, SIGTERM or SIGALRM raises in the drill as it would anyway:
+    ``KeyboardInterrupt``; ``DrillInterrupted`` (SIGTERM would otherwise end the process
+    before any ``finally``); for SIGALRM whatever the handler it had raises
+    (pytest-timeout's: ``Failed``). A signal that was ignored stays ignored. Every one
+    after the first, and every one while ``restoring()``, waits in ``held``: a second
+    Ctrl-C (a terminal sends one to the CLI and to its pytest, and the CLI forwards one
+    more) must not cut short the revert of the fault or the writing of its record. Held
+    ones are delivered once restoring ends: SIGINT and SIGTERM unless the drill is already
+    ending by one of them; SIGALRM only when nothing else is ending it (the deadline's
+    work is done).
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[signal.Signals, Any] = {}
+        #: Every signal held, in order of arrival (for the record).
+        self.held: list[signal.Signals] = []
+        self.raised: signal.Signals | None = None
+        self._restoring = False
+        self._pending: list[signal.Signals] = []
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        if self.previous.get(sig) is signal.SIG_IGN:
+            return
+        if self.raised is not None or self._restoring:
+            self.held.append(sig)
+            self._pending.append(sig)
+            return
+        self.raised = sig
+        self._raise(sig, frame)
+
+    def _raise(self, sig: signal.Signals, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM:
+            raise DrillInterrupted(f"signal {int(sig)}")
+        previous = self.previous.get(sig)
+        if callable(previous):  # default_int_handler, pytest-timeout's handler
+            previous(int(sig), frame)
+        elif sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:  # SIGALRM's default: the process ends, as it would have without us
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    @contextlib.contextmanager
+    def restoring(self) -> Iterator[None]:
+        """While inside (the fault's revert, the record), every interruption waits."""
+        self._restoring = True
+        try:
+            yield
+        finally:
+            self._restoring = False
+            self.deliver()
+
+    def deliver(self) -> None:
+        """Deliver what was held and still matters (see the class)."""
+        pending, self._pending = self._pending, []
+        ending = sys.exc_info()[1]
+        stopping = isinstance(ending, (KeyboardInterrupt, DrillInterrupted))
+        for sig in dict.fromkeys(pending):
+            if (sig == signal.SIGALRM and ending is None) or (
+                    sig != signal.SIGALRM and not stopping):
+                self._raise(sig, None)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[Interruptions]:
+    """Run a drill under ``Interruptions``' handlers; the previous ones are put back after.
+    Outside the main thread no handler can be installed, and nothing is held."""
+    interruptions = Interruptions()
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: nothing to install
-        yield
-        return
+        for sig in INTERRUPTIONS:
+            if signal.getsignal(sig) is not None:  # None: a handler Python cannot put back
+                interruptions.previous[sig] = signal.signal(sig, interruptions.handle)
+    except ValueError:  # not the main thread
+        pass
     try:
-        yield
+        yield interruptions
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            interruptions.deliver()  # any that came after restoring
+        finally:
+            for sig, handler in interruptions.previous.items():
+                signal.signal(sig, handler)
 
 
 # -- the guard process ---------------------------------------------------------------------
@@ -187,14 +270,13 @@ def watch(ledger_path: Path) -> int:
         except (OSError, ValueError):
             _log("ledger gone; nothing to guard")
             return 0
-        if document.get("disarmed"):
-            ledger_path.unlink(missing_ok=True)
-            return 0
-        if not _alive(int(document["owner_pid"])):
+        disarmed = bool(document.get("disarmed"))
+        if disarmed or not _alive(int(document["owner_pid"])):
             if not document["faults"]:
                 ledger_path.unlink(missing_ok=True)
                 return 0
-            _log(f"drill process {document['owner_pid']} died with faults pending:"
+            ended = "was disarmed" if disarmed else "died"
+            _log(f"drill process {document['owner_pid']} {ended} with faults pending:"
                  f" {', '.join(f['name'] for f in document['faults'])}")
             failures = restore(ledger_path, _revert_for_real)
             if failures == 0:

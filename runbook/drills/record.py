@@ -3,6 +3,7 @@ the verdict, and the record a reviewer signs (JSON and Markdown)."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import socket
@@ -15,6 +16,9 @@ from typing import Any
 
 from runbook.redact import Redactor
 from runbook.results import ProbeResult, utcnow
+
+#: Hears each phase's name as the phase starts (``DrillRun.begin``).
+PhaseListener = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,8 @@ class DrillRun:
     """Collects a drill's phases as they happen; ``finish`` freezes them into a record."""
 
     def __init__(self, drill: str, runbook_section: str, target: str, environment: str,
-                 objective: Objective | None = None) -> None:
+                 objective: Objective | None = None, on_phase: PhaseListener | None = None
+                 ) -> None:
         self.drill = drill
         self.runbook_section = runbook_section
         self.target = target
@@ -166,6 +171,36 @@ class DrillRun:
         self.notes: list[str] = []
         self.evidence: dict[str, Any] = {}
         self.completed = False
+        self.on_phase = on_phase
+        #: The phase under way (``begin``'s last), "" before the first: what an interruption
+        #: cut short.
+        self.current = ""
+
+    def begin(self, name: str) -> datetime:
+        """Phase ``name`` starts: announce it to ``on_phase`` and return its start time. A
+        listener that fails is noted, never stops the drill (nor its restore); an
+        interruption raised in it goes through."""
+        self.current = name
+        if self.on_phase is not None:
+            try:
+                self.on_phase(name)
+            except Exception as exc:
+                self.notes.append(f"phase listener failed at {name!r}: {type(exc).__name__}:"
+                                  f" {exc}")
+        return utcnow()
+
+    def ended_early(self, exc: BaseException) -> None:
+        """Note what cut the drill short and in which phase."""
+        where = f" in phase {self.current!r}" if self.current else ""
+        self.notes.append(f"ended early{where} by {type(exc).__name__}: {exc}")
+
+    def held(self, signals: Sequence[str]) -> None:
+        """Note the interruptions held while the drill was ending or restoring
+        (``guard.Interruptions``)."""
+        if signals:
+            self.notes.append(f"{', '.join(dict.fromkeys(signals))} arrived while the drill"
+                              " was ending or restoring: held until the fault was reverted"
+                              " and this record written")
 
     def phase(self, name: str, started_at: datetime, ok: bool, detail: str = "",
               evidence: Sequence[Mapping[str, Any]] = ()) -> Phase:
@@ -233,7 +268,8 @@ def render_markdown(record: DrillRecord) -> str:
 
 
 def write_record(record: DrillRecord, directory: Path, redact: Redactor) -> tuple[Path, Path]:
-    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted."""
+    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted; the
+    drill's running progress file there, if any, becomes ``<UTC time>-<drill>.progress``."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
     json_path = directory / f"{stem}.json"
@@ -242,4 +278,48 @@ def write_record(record: DrillRecord, directory: Path, redact: Redactor) -> tupl
     json_path.write_text(json.dumps(redact.data(record.to_json()), indent=2),
                          encoding="utf-8")
     md_path.write_text(redact(render_markdown(record)), encoding="utf-8")
+    running = ProgressFile(directory, record.drill)
+    if running.path.exists():
+        with contextlib.suppress(OSError):  # the record is what matters, and it is written
+            running.line(f"recorded: {record.verdict}")
+            running.path.replace(directory / f"{stem}.progress")
     return json_path, md_path
+
+
+class ProgressFile:
+    """Where a running drill is, for operators (``tail -f``) and for whoever must act in a
+    given phase: ``<directory>/<drill>.progress``, one ``<UTC ISO time> <phase>`` line as
+    each phase starts, flushed at once. Started afresh by the drill's first phase; once the
+    record is written (``write_record``) it is kept next to it as ``<stem>.progress`` and
+    ends with ``recorded: <verdict>``. A drill that died keeps it under the running name,
+    its last line the phase it died in. No secret: phase names and times only."""
+
+    def __init__(self, directory: Path, drill: str) -> None:
+        self.path = directory / f"{drill}.progress"
+        self._fresh = True
+
+    def __call__(self, phase: str) -> None:
+        if self._fresh:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("", encoding="utf-8")
+            self._fresh = False
+        self.line(phase)
+
+    def line(self, text: str) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{utcnow().isoformat()} {text}\n")
+
+
+def read_progress(path: Path) -> list[tuple[datetime, str]]:
+    """The ``(time, phase)`` lines of a progress file, oldest first (``[]`` when absent; a
+    line being written is left out)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    lines = []
+    for line in text.splitlines(keepends=True):
+        at, _, phase = line.rstrip("\n").partition(" ")
+        if line.endswith("\n") and phase:
+            lines.append((datetime.fromisoformat(at), phase))
+    return lines

@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# The runbook's image, as deploy/kubernetes/runbook-cronjobs.yaml names it:
+#
+#   docker build -t ghcr.io/legacyvideo/runbook:0.1.0 .                  # with the HTML report
+#   docker build --target runbook-slim -t ghcr.io/legacyvideo/runbook:0.1.0-slim .   # without Node.js
+#
+# Its entry point is the runbook command: `docker run --rm --env-file production.env
+# ghcr.io/legacyvideo/runbook:0.1.0 check --target env`. The project is installed editable
+# because the runbook runs its scenarios (steps/, features/, conftest.py) from its source tree.
+
+# The Allure 3 CLI, pinned by package-lock.json, for `runbook report`.
+FROM node:20-bookworm-slim AS allure
+WORKDIR /opt/runbook
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
+FROM python:3.11-slim AS runbook-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp
+WORKDIR /opt/runbook
+COPY . .
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends tini >/dev/null \
+ && rm -rf /var/lib/apt/lists/* \
+ && python -m pip install -e . \
+ && groupadd --gid 10001 runbook \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp runbook \
+ && mkdir -p /data && chown runbook:runbook /data
+# Reports, records and the runbook's state go under /data (a volume in Kubernetes).
+WORKDIR /data
+USER 10001:10001
+# tini as PID 1: signals reach the runbook, and the processes it starts are reaped.
+ENTRYPOINT ["tini", "--", "runbook"]
+CMD ["--help"]
+
+# The default image: the slim one plus Node.js and the Allure CLI (node from Debian bookworm,
+# whose glibc is no newer than the Python image's).
+FROM runbook-slim AS runbook
+COPY --from=allure /usr/local/bin/node /usr/local/bin/node
+COPY --from=allure /opt/runbook/node_modules /opt/runbook/node_modules
