@@ -75,6 +75,10 @@ def test_variables_are_those_the_supervisor_gave_each_process(
     assert not any(secret in captured for secret in _secrets(env))
 
 
+#: Log lines both counts read.
+WINDOW = 20_000
+
+
 def test_an_api_error_is_in_the_logs_and_counted(
     healthy_sandbox: Any, sandbox_target: Target,
 ) -> None:
@@ -82,7 +86,8 @@ def test_an_api_error_is_in_the_logs_and_counted(
     lost"): a login then fails with 500 and one ERROR line, which the logs must show."""
     box = healthy_sandbox.sandbox
     platform = platform_for(sandbox_target, allow_changes=False)
-    before = recent_logs(platform, "api")
+    # Both counts over the same window, wide enough that no earlier error drops out of it.
+    before = recent_logs(platform, "api", lines=WINDOW)
     assert before.ok, before.activity.error
 
     box.restart("api", {"DATABASE_URL": LOST_DATABASE})
@@ -95,7 +100,7 @@ def test_an_api_error_is_in_the_logs_and_counted(
     assert response.status_code == 500
 
     # The request line is written just after the response goes out: allow it a moment.
-    waited = wait_until(lambda: recent_logs(platform, "api", lines=200), timeout=5,
+    waited = wait_until(lambda: recent_logs(platform, "api", lines=WINDOW), timeout=5,
                         interval=0.05, accept=lambda s: s.server_errors > before.server_errors)
     assert waited.ok and waited.value is not None, waited.summary()
     summary = waited.value

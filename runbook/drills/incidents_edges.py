@@ -89,6 +89,10 @@ ANOMALY_WINDOW_S = 120.0
 VERIFY_WITHIN_S = 20.0
 _OUTPUT_DATA_CHARS = 3000
 _QUERY_TOOK = re.compile(r"query took (\d+)ms: (.*)$")
+#: The API's slow-query threshold when SLOW_QUERY_MS is unset, and how many logins the
+#: slow-query game day times to see one over it.
+SLOW_QUERY_MS = 500
+SYMPTOM_LOGINS = 5
 
 
 # -- recording helpers -----------------------------------------------------------------------
@@ -1094,10 +1098,18 @@ def slow_query_performance(context: DrillContext) -> list[Activity]:
               ("railway", "variables", "--service", "api"), logging_on)
 
     def symptom() -> tuple[bool, str, str]:
+        # The lock comes and goes (the holder takes it a second at a time): a login that
+        # arrives late in a hold waits less than the threshold. Time a few, as a user who
+        # reports "sometimes slow" would, until one is over it.
+        took: list[str] = []
         with users.canary_user(target, timeouts) as canary:
-            attempt = users.login(target, timeouts, canary.email, canary.password)
+            for _ in range(SYMPTOM_LOGINS):
+                attempt = users.login(target, timeouts, canary.email, canary.password)
+                took.append(f"{attempt.elapsed_s * 1000:.0f} ms")
+                if attempt.status_code != 200 or attempt.elapsed_s * 1000 >= SLOW_QUERY_MS:
+                    break
         return attempt.status_code == 200, _output(
-            f"a login took {attempt.elapsed_s * 1000:.0f} ms (HTTP {attempt.status_code})"), ""
+            f"logins took {', '.join(took)} (HTTP {attempt.status_code})"), ""
 
     book.step("the symptom: time a user's login", ("curl", users.LOGIN_PATH), symptom)
 

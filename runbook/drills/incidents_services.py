@@ -442,13 +442,21 @@ def _verify(context: DrillContext, name: str, check: Check, *,
                     output=redact(output), error="" if result.ok else redact(result.problem))
 
 
+#: Restored means green this many checks in a row (as the recovery phase counts it): one
+#: lucky sample (a starved CPU hog reading under its alert) is not a recovery.
+RESTORED_CHECKS = 3
+
+
 def _after_runbook(context: DrillContext, check: Check, defect: str, headline: str
                    ) -> tuple[Activity, bool]:
-    """The incident's check right after the runbook's own steps. Still failing: an
-    activity named ``runbook defect: <headline>`` whose output ends with ``defect`` (the
-    corrected procedure), and True (a correction is needed). Passing: the runbook's steps
-    restored service, and False."""
-    result = check(context)
+    """The incident's check right after the runbook's own steps, up to ``RESTORED_CHECKS``
+    times. Failing once: an activity named ``runbook defect: <headline>`` whose output ends
+    with ``defect`` (the corrected procedure), and True (a correction is needed). Passing
+    every time: the runbook's steps restored service, and False."""
+    for _ in range(RESTORED_CHECKS):
+        result = check(context)
+        if not result.ok:
+            break
     if result.ok:
         return _check_step(context, "after the runbook's steps: service restored",
                            ("check", result.component, result.check), result), False
