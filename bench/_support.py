@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,3 +174,20 @@ def require_nothing_ran(run: CheckRun, what: str) -> CheckRun:
 
 #: A ``-k`` expression no scenario name matches: ``runbook check`` then only starts up.
 NO_SCENARIO = "runbook_bench_selects_no_scenario"
+
+
+def conclude(measure: Callable[[], dict[str, Any]], report: Callable[[dict[str, Any]], None],
+             *, as_json: bool) -> int:
+    """Run ``measure``, then print its figures (``report``, or JSON) and return the exit
+    code: ``EXIT_GOAL_MISSED`` when its ``goal_met`` is false, ``EXIT_BENCH_FAILED`` (one
+    line saying why) when it could not measure, else 0."""
+    try:
+        result = measure()
+    except Exception as exc:  # one line saying why, whatever failed
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BENCH_FAILED
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        report(result)
+    return EXIT_GOAL_MISSED if result.get("goal_met") is False else 0

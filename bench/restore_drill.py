@@ -28,7 +28,6 @@ ratio less the drill's comparison step (shown, not judged), with the load averag
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -40,10 +39,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (
-    EXIT_BENCH_FAILED,
-    EXIT_GOAL_MISSED,
     BenchError,
     Series,
+    conclude,
     fresh_sandbox,
     load_1min,
     machine,
@@ -173,17 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows to add to the sandbox's database first (0: the seed only)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    try:
+
+    def measure() -> dict[str, Any]:
         with fresh_sandbox() as box:
-            result = bench(box, max(1, args.runs), max(0, args.rows))
-    except Exception as exc:  # one line saying why, whatever failed
-        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BENCH_FAILED
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
-    return 0 if result["goal_met"] else EXIT_GOAL_MISSED
+            return bench(box, max(1, args.runs), max(0, args.rows))
+
+    return conclude(measure, report, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ the exit code is 0 unless the benchmark cannot measure (2).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -33,11 +32,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (
-    EXIT_BENCH_FAILED,
     NO_SCENARIO,
     PROJECT_ROOT,
     BenchError,
     Series,
+    conclude,
     fresh_sandbox,
     load_1min,
     machine,
@@ -172,18 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="measured runs (after a warm-up)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    try:
+
+    def measure() -> dict[str, Any]:
         with fresh_sandbox() as box, tempfile.TemporaryDirectory(
                 prefix="runbook-bench-") as work:
-            result = bench(box, max(1, args.runs), Path(work))
-    except Exception as exc:  # one line saying why, whatever failed
-        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BENCH_FAILED
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
-    return 0
+            return bench(box, max(1, args.runs), Path(work))
+
+    return conclude(measure, report, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -49,11 +49,10 @@ import httpx
 import psycopg
 import redis
 from _support import (
-    EXIT_BENCH_FAILED,
-    EXIT_GOAL_MISSED,
     NO_SCENARIO,
     BenchError,
     Series,
+    conclude,
     fresh_sandbox,
     load_1min,
     machine,
@@ -444,18 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured runs (after a warm-up)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    try:
+
+    def measure() -> dict[str, Any]:
         with fresh_sandbox() as box, tempfile.TemporaryDirectory(
                 prefix="runbook-bench-") as work:
-            result = bench(box, max(1, args.runs), Path(work))
-    except Exception as exc:  # one line saying why, whatever failed
-        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BENCH_FAILED
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
-    return 0 if result["goal_met"] else EXIT_GOAL_MISSED
+            return bench(box, max(1, args.runs), Path(work))
+
+    return conclude(measure, report, as_json=args.json)
 
 
 if __name__ == "__main__":
