@@ -8,6 +8,7 @@ the next test.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,11 @@ from types import MappingProxyType
 import pytest
 
 from runbook.sandbox import Sandbox, SandboxStatus
+
+# A test run started in the background (nohup, `cmd &` in a script) inherits SIGINT ignored,
+# and so would every process it starts. The interrupt tests send SIGINT as a user's Ctrl-C
+# does: give this process Python's own handler, which its children then start without.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
