@@ -50,7 +50,7 @@ from runbook.actions import users
 from runbook.clients import http_client
 from runbook.config import Target
 from runbook.drills.faults import DrillContext, Params, fault
-from runbook.drills.processes import read_json, stop_recorded
+from runbook.drills.processes import read_json, stop_recorded, terminate_sessions
 from runbook.drills.slow_query_holder import APPLICATION_NAME as SLOW_QUERY_APP
 from runbook.errors import SandboxError
 from runbook.platforms.base import record
@@ -441,20 +441,7 @@ def terminate_backends(target: Target, timeouts: Timeouts, application_name: str
                        ) -> tuple[int, int]:
     """Terminate every session named ``application_name`` (the application's role may end
     its own sessions); returns ``(terminated, left)`` after at most a read timeout."""
-    with connect(target.require("DATABASE_URL"), timeouts, read_only=False) as conn:
-        row = conn.execute(
-            "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity"
-            " where application_name = %s and pid <> pg_backend_pid()", (application_name,),
-        ).fetchone()
-        terminated = int(row[0]) if row else 0
-        deadline = time.monotonic() + timeouts.read
-        while True:
-            left_row = conn.execute("select count(*) from pg_stat_activity where"
-                                    " application_name = %s", (application_name,)).fetchone()
-            left = int(left_row[0]) if left_row else 0
-            if left == 0 or time.monotonic() > deadline:
-                return terminated, left
-            time.sleep(0.05)
+    return terminate_sessions(target.require("DATABASE_URL"), timeouts, application_name)
 
 
 def _holder_environment(dsn: str, state: Path, params: Params) -> dict[str, str]:

@@ -40,12 +40,11 @@ from redis.asyncio import Redis
 from runbook.config import SECRET_VARIABLES, Target
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.holder import APPLICATION_NAME
-from runbook.drills.processes import read_json, stop_recorded
+from runbook.drills.processes import read_json, stop_recorded, terminate_sessions
 from runbook.errors import ConfigError, SandboxError
 from runbook.platforms.base import SERVICES, record
 from runbook.probes import describe_error
 from runbook.probes import queues as queue_probe
-from runbook.probes.postgres import connect
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
@@ -198,21 +197,8 @@ def stop_holder(context: DrillContext) -> str:
 def terminate_connections(context: DrillContext, application_name: str) -> tuple[int, int]:
     """As the database's superuser, terminate every connection named ``application_name``;
     returns ``(terminated, left)``. Raises ``psycopg.Error`` when the server does not answer."""
-    dsn = Sandbox(context.home).superuser_dsn()
-    with connect(dsn, context.timeouts, read_only=False) as conn:
-        row = conn.execute(
-            "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity"
-            " where application_name = %s and pid <> pg_backend_pid()", (application_name,),
-        ).fetchone()
-        terminated = int(row[0]) if row else 0
-        deadline = time.monotonic() + context.timeouts.read
-        while True:
-            left_row = conn.execute("select count(*) from pg_stat_activity where"
-                                    " application_name = %s", (application_name,)).fetchone()
-            left = int(left_row[0]) if left_row else 0
-            if left == 0 or time.monotonic() > deadline:
-                return terminated, left
-            time.sleep(0.05)
+    return terminate_sessions(Sandbox(context.home).superuser_dsn(), context.timeouts,
+                              application_name)
 
 
 def _holder_environment(dsn: str, state: Path, application_name: str, max_s: float

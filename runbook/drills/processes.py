@@ -4,10 +4,13 @@ and how they are stopped, by the drill or by the guard after a crash."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from runbook.probes.postgres import connect
 from runbook.sandbox.procs import is_alive, stop_process
+from runbook.timeouts import Timeouts
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -42,3 +45,23 @@ def stop_recorded(pidfile: Path, module: str, *, grace: float, name: str = "hold
             pid, int(started) if started is not None else None, grace=grace):
         return f"{name} pid {pid} stopped", pid
     return f"{name} pid {pid} already gone", pid
+
+
+def terminate_sessions(dsn: str, timeouts: Timeouts, application_name: str) -> tuple[int, int]:
+    """Connected to ``dsn``, terminate every other session named ``application_name`` (a
+    helper's connections); returns ``(terminated, left)`` after at most a read timeout.
+    Raises ``psycopg.Error`` when the server does not answer."""
+    with connect(dsn, timeouts, read_only=False) as conn:
+        row = conn.execute(
+            "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity"
+            " where application_name = %s and pid <> pg_backend_pid()", (application_name,),
+        ).fetchone()
+        terminated = int(row[0]) if row else 0
+        deadline = time.monotonic() + timeouts.read
+        while True:
+            left_row = conn.execute("select count(*) from pg_stat_activity where"
+                                    " application_name = %s", (application_name,)).fetchone()
+            left = int(left_row[0]) if left_row else 0
+            if left == 0 or time.monotonic() > deadline:
+                return terminated, left
+            time.sleep(0.05)
