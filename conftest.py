@@ -40,7 +40,7 @@ from runbook.reporting.summary import (
 )
 from runbook.results import ProbeResult, utcnow
 from runbook.safety import KINDS, check_gate
-from runbook.sections import RUNBOOK_FILE, Heading, parse_headings
+from runbook.sections import RUNBOOK_FILE, Heading, named_sections, parse_headings
 from runbook.timeouts import Timeouts
 
 pytest_plugins = [
@@ -419,6 +419,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     # Captured output and logs reach the terminal and junit.xml beside the longrepr.
     report.sections = [(title, redact(text)) for title, text in report.sections]
     previous = outcomes.get(item.nodeid)
+    named = previous.named if previous else ()
     attempts = previous.attempts if previous else 1
     outcome = previous.outcome if previous else "passed"
     message = previous.message if previous else ""
@@ -440,6 +441,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         outcome = "failed" if report.when == "call" else "error"
         report.longrepr = redact(failure.render())
         message = redact(f"{failure.component} on {failure.target}: {failure.seen}")
+        named = named_sections(failure.next_steps)
     elif report.failed:
         outcome = "failed" if report.when == "call" else "error"
         crash = getattr(report.longrepr, "reprcrash", None)
@@ -464,7 +466,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         nodeid=item.nodeid, name=name or item.name, feature=feature, sections=sections,
         tier=tier, outcome=outcome, duration_s=duration, message=message, attempts=attempts,
         tags=_tags(item), cadence=_cadence(item), figures=dict(figures),
-        finished_at=utcnow().isoformat(),
+        finished_at=utcnow().isoformat(), named=named,
     )
     if parallel.is_worker(item.config):  # the xdist controller reports it, not this worker
         parallel.attach(report, parallel.Sent(outcomes[item.nodeid],
@@ -495,7 +497,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         outcomes.sort(key=lambda o: order.get(o.nodeid, len(order)))
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         undefined = any(o.outcome == "error" and UNDEFINED in o.message for o in outcomes)
-        session.exitstatus = EXIT_USAGE if undefined else exit_code(outcomes)
+        session.exitstatus = EXIT_USAGE if undefined else exit_code(
+            outcomes, environment=_environment_of(config.stash[CHOICE]).value)
     results = getattr(config.option, "allure_report_dir", None)
     if results:
         allure_labels.write_extras(Path(results), {
@@ -520,5 +523,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     if not outcomes or not _runs_scenarios(config) or parallel.is_worker(config):
         return
     terminalreporter.write_sep("=", "runbook summary")
-    for line in render(outcomes):
+    for line in render(outcomes, environment=_environment_of(config.stash[CHOICE]).value):
         terminalreporter.write_line(line)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -21,16 +19,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from runbook import targets
+from runbook import runner, targets
 from runbook.config import Target, TargetChoice, choose_target
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
-from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
+from runbook.reporting.summary import EXIT_USAGE
+from runbook.runner import EXIT_INTERRUPTED, PROJECT_ROOT, SCENARIOS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = PROJECT_ROOT / "steps" / "test_runbook.py"
-EXIT_INTERRUPTED = 130
+__all__ = ["PROJECT_ROOT", "SCENARIOS", "app", "main"]
 
 app = typer.Typer(
     help="The LegacyVideo operations runbook, executable: checks, drills, the sandbox.",
@@ -193,150 +190,50 @@ def run_scenarios(
     run_id: str | None = None,
     echo: bool = True,
 ) -> int:
-    """Run the bound scenarios selected by ``marks`` in a pytest subprocess.
+    """Run the bound scenarios selected by ``marks`` in a pytest subprocess
+    (``runbook.runner``).
 
     Its output is streamed through the redactor (dropped when not ``echo``); returns the
     runbook exit code. With ``delivery`` the run's metrics are written (and pushed) and its
     failures posted to the webhook; ``runbook watch`` does that itself (``None``).
     """
     config_file = config_file or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
-    features = Path(os.environ.get("RUNBOOK_FEATURES") or PROJECT_ROOT / "features").resolve()
     try:
-        _check_features(features)
+        runner.check_features(runner.features_directory())
         choice, target = _resolve(target_name, config_file)
     except RunbookError as exc:
         err.print(f"runbook: {exc}", markup=False)
         return exc.exit_code
     reports = reports.resolve()
-    reports.mkdir(parents=True, exist_ok=True)
-    run_id = run_id or uuid.uuid4().hex
+    selection = runner.Selection(marks=marks, target_name=choice.name, reports=reports,
+                                 run_id=run_id or uuid.uuid4().hex, extra=tuple(extra),
+                                 config_file=config_file, allow_drills=allow_drills)
     started = datetime.now(UTC)
-    command = [
-        sys.executable, "-m", "pytest", str(SCENARIOS),
-        "-m", marks,
-        "--target", choice.name,
-        "--alluredir", str(reports / "allure-results"),
-        "--junitxml", str(reports / "junit.xml"),
-        "--runbook-reports", str(reports),
-        "-o", f"bdd_features_base_dir={features}",
-        # Allure names a feature by its path under the root: a common one, for features
-        # outside the project (RUNBOOK_FEATURES), so the run still finds its ini file.
-        "-c", str(PROJECT_ROOT / "pyproject.toml"),
-        "--rootdir", os.path.commonpath([PROJECT_ROOT, features]),
-        "-o", "junit_family=xunit2",
-        "--color", "yes" if sys.stdout.isatty() else "no",
-        "-rN",
-        # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
-        "--timeout", os.environ.get("RUNBOOK_SCENARIO_DEADLINE", "120"),
-        *extra,
-    ]
-    if config_file is not None:
-        command += ["--runbook-config", str(config_file.resolve())]
-    if allow_drills:
-        command += ["--allow-drills", allow_drills]
-    from runbook import manual
-
-    env = dict(os.environ, RUNBOOK_HOME=str(_home()), RUNBOOK_RUN_ID=run_id,
-               RUNBOOK_RECORDS=str(manual.records_file().parent.resolve()))
     redact = Redactor(target.secret_values())
     if delivery is not None:
         redact.add(delivery.secrets())
-    code = _stream(command, env, redact, echo)
+
+    def shown(line: str) -> None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+    code = runner.execute(selection, runner.environment(selection.run_id, _home()), redact,
+                          echo=shown if echo else None,
+                          say=lambda line: err.print(f"runbook: {line}", markup=False))
     if code == EXIT_INTERRUPTED:
+        err.print("runbook: interrupted", markup=False)
         return code
-    code = _runbook_exit(code, reports / "summary.json", run_id, marks)
     if delivery is not None:
-        publish.publish_run(reports, run_id=run_id, code=code, target=choice.name,
+        publish.publish_run(reports, run_id=selection.run_id, code=code, target=choice.name,
                             started=started, redact=redact, delivery=delivery,
                             warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                         markup=False))
     return code
 
 
-def _check_features(directory: Path) -> None:
-    """Every feature file parses: a malformed one is one line naming it, before any run."""
-    from runbook.features import load_features
-
-    if not load_features(directory):
-        raise ConfigError(f"{directory}: no scenarios in any .feature file; check"
-                          " RUNBOOK_FEATURES")
-
-
-def _stream(command: list[str], env: dict[str, str], redact: Redactor, echo: bool = True
-            ) -> int:
-    process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", bufsize=1,
-    )
-    assert process.stdout is not None
-
-    terminated: list[int] = []
-
-    def terminate(signum: int, frame: object) -> None:
-        # A scheduler stopping the run: the child must stop too (a drill restores first),
-        # not carry on unwatched; then as for Ctrl-C (once).
-        process.send_signal(signal.SIGTERM)
-        if not terminated:
-            terminated.append(signum)
-            raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        for line in process.stdout:
-            if echo:
-                sys.stdout.write(redact(line))
-                sys.stdout.flush()
-        return process.wait()
-    except KeyboardInterrupt:
-        # The child got the same SIGINT (same process group); let it finish its teardown.
-        process.send_signal(signal.SIGINT)
-        for line in process.stdout:
-            if echo:
-                sys.stdout.write(redact(line))
-        process.wait()
-        err.print("runbook: interrupted", markup=False)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _runbook_exit(code: int, summary: Path, run_id: str, marks: str) -> int:
-    """Map pytest's exit code onto the runbook's, trusting only this run's summary."""
-    recorded: int | None = None
-    try:
-        document = json.loads(summary.read_text(encoding="utf-8"))
-        if document.get("run_id") == run_id:
-            recorded = int(document["exit_code"])
-    except (OSError, ValueError, KeyError):
-        recorded = None
-    if recorded is not None:
-        return recorded
-    if code == 5:
-        err.print(f"runbook: no scenario matches {marks!r}; check --tags", markup=False)
-        return EXIT_USAGE
-    if code in (2, 3):  # pytest.exit from the configuration check or a safety gate
-        return code
-    if code == 4 or code == EXIT_WARNINGS:
-        return EXIT_USAGE  # pytest's usage error (a warnings-only run writes its summary)
-    return EXIT_FAILED if code else 0
-
-
-#: What runs every few minutes (``check`` without options, ``watch``): the synthetic checks
-#: that have no maintenance cadence; those run at their cadence, with ``--cadence``.
-SYNTHETIC = "synthetic and not (daily or weekly or monthly or quarterly)"
-
-
-def _marks(tags: str | None, cadence: str | None) -> str:
-    """The scenarios a check runs: ``tags`` (default: the @synthetic ones without a
-    cadence), at a cadence (then its @synthetic and @manual items, so what is due shows as
-    expired)."""
-    if cadence:
-        return f"({tags or 'synthetic or manual'}) and {cadence}"
-    return f"({tags})" if tags else SYNTHETIC
+#: What runs every few minutes (``check`` without options, ``watch``).
+SYNTHETIC = runner.SYNTHETIC
+_marks = runner.marks_for
 
 
 TargetOption = Annotated[

@@ -234,6 +234,22 @@ class Target(BaseModel):
         )
         return f"{self.name} ({self.environment.value}, {where})"
 
+    def variables(self) -> dict[str, str]:
+        """The target as the runbook's variables (``PLATFORM``, ``RUNBOOK_ENVIRONMENT`` and
+        ``RUNBOOK_HOME`` included), so ``from_variables`` gives it back: for a subprocess's
+        environment only (secrets revealed; never a command line, a log or a record)."""
+        found: dict[str, str] = {"RUNBOOK_ENVIRONMENT": self.environment.value}
+        if self.platform is not None:
+            found["PLATFORM"] = self.platform.value
+        if self.runbook_home is not None:
+            found["RUNBOOK_HOME"] = str(self.runbook_home)
+        for variable in TARGET_VARIABLES:
+            value = getattr(self, variable.lower(), None)
+            if value is not None and value != "":
+                found[variable] = (value.get_secret_value() if isinstance(value, SecretStr)
+                                   else str(value))
+        return found
+
     def require(self, variable: str) -> str:
         """The value of ``variable`` (secrets revealed: for building clients only).
 

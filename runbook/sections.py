@@ -8,6 +8,7 @@ runs of non-alphanumerics turned into one hyphen (``Monitoring & Alerts`` ->
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -383,6 +384,12 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
 def next_steps(component: str) -> list[str]:
     """The runbook's next steps for a failed check of ``component``, as lines."""
     return [line for advice in NEXT_STEPS.get(component, ()) for line in advice.lines()]
+
+
+def named_sections(steps: Iterable[str]) -> tuple[str, ...]:
+    """The runbook sections next-step lines (``"<section>: <step>"``) name, first first:
+    the diagnosis a failed check gives."""
+    return tuple(dict.fromkeys(line.split(": ", 1)[0] for line in steps if ": " in line))
 
 
 @dataclass(frozen=True)

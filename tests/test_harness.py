@@ -170,14 +170,56 @@ def test_a_warning_and_a_critical_failure_exit_1(
     assert run(project).ret == 1
 
 
-def test_a_missing_variable_skips_with_the_reason(
+PASSING_SCENARIO = """
+  @synthetic @warning @runbook:quick-health-check
+  Scenario: Something else is checked
+    Given a check that passes
+"""
+
+PASSING_STEP = '''
+
+from pytest_bdd import given
+
+
+@given("a check that passes")
+def _() -> None:
+    assert True
+'''
+
+
+def test_a_run_that_checked_nothing_exits_2_and_says_why(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"))
-    result = run(project, "-rs")
-    assert result.ret == 0
-    result.stdout.fnmatch_lines(["*target 'env' sets no API_URL*"])
+    result = run(project)
+    assert result.ret == 2, result.stdout.str()
+    result.stdout.fnmatch_lines(["*skip*API is healthy [[]critical[]]",
+                                 "*target 'env' sets no API_URL*",
+                                 "nothing was checked*"])
+    [scenario] = summary(project)["scenarios"]  # type: ignore[misc]
+    assert scenario["outcome"] == "skipped"
+    assert summary(project)["exit_code"] == 2
+
+
+@pytest.mark.parametrize(("environment", "expected"), [("staging", 4), ("sandbox", 0)])
+def test_a_skipped_critical_check_off_the_sandbox_is_not_green(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, environment: str, expected: int
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("RUNBOOK_ENVIRONMENT", environment)
+    with (project.path / "steps" / "target.py").open("a") as module:
+        module.write(PASSING_STEP)
+    feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"),
+            PASSING_SCENARIO)
+    result = run(project)
+    assert result.ret == expected, result.stdout.str()
+    assert summary(project)["exit_code"] == expected
+    result.stdout.fnmatch_lines(["*1 not checked (skipped)*"])
+    if expected:
+        result.stdout.fnmatch_lines([
+            "1 critical check(s) not run on this staging target*API is healthy: target 'env'"
+            " sets no API_URL*"])
 
 
 def test_a_malformed_variable_exits_2_in_one_line_before_running(

@@ -116,11 +116,13 @@ def test_manual_scenarios_read_back_what_a_person_recorded(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     env = {"RUNBOOK_HOME": str(sandbox.home)}
-    # Nothing recorded yet: every manual item is due, which is not a failure.
+    # Nothing recorded yet: every manual item is due, which is not a failure, but nothing
+    # was checked either: not green (exit 2, said in the summary).
     first = runbook("check", "--tags", "manual", cwd=tmp_path, env=env)
-    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.returncode == 2, first.stdout + first.stderr
     assert set(outcomes(tmp_path / "reports").values()) == {"expired"}
     assert "when done: runbook manual record" in first.stdout
+    assert "nothing was checked" in first.stdout
 
     recorded = runbook("manual", "record", "the incident timeline is documented",
                        "--by", "alice", "--evidence", "https://wiki.example/INC-42",

@@ -53,28 +53,54 @@ class ScenarioOutcome:
     last_passed_at: str | None = None
     #: Its cadence has gone by since it last passed: the check is overdue.
     expired: bool = False
+    #: The runbook sections its failure's next steps name, first first (its diagnosis).
+    named: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
         return self.outcome in {"failed", "error"}
 
 
-def exit_code(outcomes: Iterable[ScenarioOutcome]) -> int:
-    """0 all passed; 4 only warning- or info-tier scenarios failed; 1 otherwise."""
+#: Outcomes that mean the scenario was really checked (a person's record counts for a
+#: @manual one); skipped and expired ones were not.
+CHECKED = frozenset({"passed", "flaky", "failed", "error"})
+
+
+def checked(outcomes: Iterable[ScenarioOutcome]) -> bool:
+    """Whether at least one scenario was really checked (not skipped, not merely due)."""
+    return any(o.outcome in CHECKED for o in outcomes)
+
+
+def unchecked_critical(outcomes: Iterable[ScenarioOutcome]) -> list[ScenarioOutcome]:
+    """The @critical scenarios that were skipped: a paging check nobody ran."""
+    return [o for o in outcomes if o.outcome == "skipped" and o.tier == "critical"]
+
+
+def exit_code(outcomes: Iterable[ScenarioOutcome], *, environment: str = "sandbox") -> int:
+    """0 all passed; 4 only warning- or info-tier scenarios failed, or (off the sandbox) a
+    @critical scenario was skipped; 1 otherwise; 2 when nothing was checked at all (every
+    selected scenario skipped or only due): a run that checked nothing is not green."""
+    outcomes = list(outcomes)
+    if not checked(outcomes):
+        return EXIT_USAGE
     failed = [o for o in outcomes if o.failed]
-    if not failed:
-        return EXIT_OK
-    if all(o.tier in NON_PAGING_TIERS for o in failed):
+    if failed:
+        if all(o.tier in NON_PAGING_TIERS for o in failed):
+            return EXIT_WARNINGS
+        return EXIT_FAILED
+    if environment != "sandbox" and unchecked_critical(outcomes):
         return EXIT_WARNINGS
-    return EXIT_FAILED
+    return EXIT_OK
 
 
 _MARK = {"passed": "ok  ", "flaky": "FLKY", "failed": "FAIL", "error": "ERR ",
          "skipped": "skip", "expired": "EXPD"}
 
 
-def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
-    """Lines grouped by runbook section, each scenario with its verdict and duration."""
+def render(outcomes: Sequence[ScenarioOutcome], *, environment: str = "sandbox") -> list[str]:
+    """Lines grouped by runbook section, each scenario with its verdict and duration (and
+    the reason of every failure, skip and expiry); then the counts, and what was not
+    checked."""
     by_section: dict[str, list[ScenarioOutcome]] = {}
     for outcome in outcomes:
         key = outcome.sections[0] if outcome.sections else "(no runbook section)"
@@ -86,7 +112,7 @@ def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
             tier = f" [{o.tier}]" if o.tier else ""
             mark = _MARK.get(o.outcome, o.outcome)
             lines.append(f"  {mark} {o.duration_s:6.2f}s  {o.name}{tier}")
-            if (o.failed or o.outcome in ("flaky", "expired")) and o.message:
+            if (o.failed or o.outcome in ("flaky", "expired", "skipped")) and o.message:
                 prefix = f"passed on attempt {o.attempts}; first: " if o.outcome == "flaky" else ""
                 lines.append(f"         {prefix}{o.message}")
             if o.expired and o.outcome != "expired":
@@ -99,6 +125,18 @@ def render(outcomes: Sequence[ScenarioOutcome]) -> list[str]:
     lines.append(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no scenarios ran")
     if overdue:
         lines.append(f"{overdue} overdue for their cadence (expired): see above")
+    not_checked = counts.get("skipped", 0)
+    if outcomes and not checked(outcomes):
+        lines.append("nothing was checked: every selected scenario was skipped or is only due"
+                     " (exit 2); see the reasons above")
+    elif not_checked:
+        lines.append(f"{not_checked} not checked (skipped): a skip is not a pass; see the"
+                     " reasons above")
+    critical = unchecked_critical(outcomes)
+    if critical and checked(outcomes) and environment != "sandbox":
+        lines.append(f"{len(critical)} critical check(s) not run on this {environment} target"
+                     " (exit 4 unless something failed): "
+                     + "; ".join(f"{o.name}: {o.message}" for o in critical))
     return lines
 
 

@@ -1,0 +1,248 @@
+"""Running the bound scenarios in a pytest subprocess: one code path for ``runbook check``,
+``runbook drill``, every ``runbook watch`` round, and a game day's detection round (the
+scheduled suite run against the faulted target, as the schedule would run it).
+
+The subprocess gets the target by name (``--target``); secrets travel in its environment,
+never on its command line. Its output is streamed through the redactor. The runbook exit
+code comes from the run's own ``summary.json`` (its ``run_id`` must match), else from
+pytest's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runbook.config import Target
+from runbook.errors import ConfigError
+from runbook.redact import Redactor
+from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = PROJECT_ROOT / "steps" / "test_runbook.py"
+EXIT_INTERRUPTED = 130
+
+#: What runs every few minutes (``check`` without options, ``watch``, a game day's
+#: detection): the synthetic checks that have no maintenance cadence; those run at their
+#: cadence, with ``--cadence``.
+SYNTHETIC = "synthetic and not (daily or weekly or monthly or quarterly)"
+#: Variables that describe the pytest process a run was started from (a game day's
+#: detection round runs while the drill's own pytest is running): not the new run's.
+#: ``PYTEST_ADDOPTS`` and ``PYTEST_PLUGINS`` are the user's and go through.
+_PYTEST_VARIABLES = ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER",
+                     "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+def marks_for(tags: str | None, cadence: str | None) -> str:
+    """The scenarios a check runs: ``tags`` (default: the @synthetic ones without a
+    cadence), at a cadence (then its @synthetic and @manual items, so what is due shows as
+    expired)."""
+    if cadence:
+        return f"({tags or 'synthetic or manual'}) and {cadence}"
+    return f"({tags})" if tags else SYNTHETIC
+
+
+def features_directory() -> Path:
+    """The feature files the runs use: ``RUNBOOK_FEATURES``, else the project's."""
+    return Path(os.environ.get("RUNBOOK_FEATURES") or PROJECT_ROOT / "features").resolve()
+
+
+def check_features(directory: Path) -> None:
+    """Every feature file parses: a malformed one is one line naming it, before any run."""
+    from runbook.features import load_features
+
+    if not load_features(directory):
+        raise ConfigError(f"{directory}: no scenarios in any .feature file; check"
+                          " RUNBOOK_FEATURES")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One pytest run of the bound scenarios: which (``marks``, ``extra``), against which
+    target (its name for ``--target``), writing where."""
+
+    marks: str
+    target_name: str
+    reports: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    extra: Sequence[str] = ()
+    config_file: Path | None = None
+    allow_drills: str | None = None
+    #: Allure results and junit.xml (a detection round keeps only its summary).
+    full_reports: bool = True
+    #: Every scenario's overall deadline (pytest-timeout), seconds.
+    deadline_s: str = field(default_factory=lambda: os.environ.get(
+        "RUNBOOK_SCENARIO_DEADLINE", "120"))
+
+    def command(self) -> list[str]:
+        """The pytest command line (no secret on it)."""
+        features = features_directory()
+        command = [
+            sys.executable, "-m", "pytest", str(SCENARIOS),
+            "-m", self.marks,
+            "--target", self.target_name,
+            "--runbook-reports", str(self.reports),
+            "-o", f"bdd_features_base_dir={features}",
+            # Allure names a feature by its path under the root: a common one, for features
+            # outside the project (RUNBOOK_FEATURES), so the run still finds its ini file.
+            "-c", str(PROJECT_ROOT / "pyproject.toml"),
+            "--rootdir", os.path.commonpath([PROJECT_ROOT, features]),
+            "--color", "yes" if sys.stdout.isatty() else "no",
+            "-rN",
+            # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
+            "--timeout", self.deadline_s,
+            *self.extra,
+        ]
+        if self.full_reports:
+            command += ["--alluredir", str(self.reports / "allure-results"),
+                        "--junitxml", str(self.reports / "junit.xml"),
+                        "-o", "junit_family=xunit2"]
+        else:
+            command += ["-p", "no:allure_pytest_bdd"]
+        if self.config_file is not None:
+            command += ["--runbook-config", str(self.config_file.resolve())]
+        if self.allow_drills:
+            command += ["--allow-drills", self.allow_drills]
+        return command
+
+
+def environment(run_id: str, home: Path, extra: Mapping[str, str] | None = None
+                ) -> dict[str, str]:
+    """The subprocess's environment: this one (without a parent pytest's variables), the
+    run id, ``RUNBOOK_HOME`` and ``RUNBOOK_RECORDS`` made absolute, then ``extra``."""
+    from runbook import manual
+
+    env = {k: v for k, v in os.environ.items() if k not in _PYTEST_VARIABLES}
+    env.update(RUNBOOK_HOME=str(home), RUNBOOK_RUN_ID=run_id,
+               RUNBOOK_RECORDS=str(manual.records_file().parent.resolve()))
+    env.update(extra or {})
+    return env
+
+
+def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
+            echo: Callable[[str], None] | None = None, handle_signals: bool = True,
+            timeout_s: float | None = None, say: Callable[[str], None] | None = None) -> int:
+    """Run ``selection`` and return the runbook exit code.
+
+    ``echo`` hears every output line, redacted (nothing is shown without it).
+    ``handle_signals``: SIGTERM stops the child too, then it is treated as Ctrl-C (exit
+    130); without it (a run started inside a drill, whose own handlers are installed), an
+    interruption stops the child and propagates. ``timeout_s`` bounds the whole run: the
+    child is stopped and the run counts as failed. ``say`` hears why a run that wrote no
+    summary ended as it did."""
+    selection.reports.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        selection.command(), cwd=PROJECT_ROOT, env=dict(env), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+    )
+    assert process.stdout is not None
+    terminated: list[int] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        # A scheduler stopping the run: the child must stop too (a drill restores first),
+        # not carry on unwatched; then as for Ctrl-C (once).
+        process.send_signal(signal.SIGTERM)
+        if not terminated:
+            terminated.append(signum)
+            raise KeyboardInterrupt
+
+    previous = None
+    if handle_signals:
+        try:
+            previous = signal.signal(signal.SIGTERM, terminate)
+        except ValueError:  # not the main thread
+            previous = None
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    timer = None
+    if deadline is not None:
+        import threading
+
+        def overdue() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+        timer = threading.Timer(timeout_s or 0.0, overdue)
+        timer.daemon = True
+        timer.start()
+    try:
+        for line in process.stdout:
+            if echo is not None:
+                echo(redact(line))
+        code = process.wait()
+    except KeyboardInterrupt:
+        if not handle_signals:
+            _stop(process)
+            raise
+        # The child got the same SIGINT (same process group); let it finish its teardown.
+        process.send_signal(signal.SIGINT)
+        for line in process.stdout:
+            if echo is not None:
+                echo(redact(line))
+        process.wait()
+        return EXIT_INTERRUPTED
+    except BaseException:
+        _stop(process)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if deadline is not None and time.monotonic() > deadline and code != 0:
+        return EXIT_FAILED
+    return runbook_exit(code, selection.reports / "summary.json", selection.run_id,
+                        selection.marks, say)
+
+
+def _stop(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:
+    """Stop the child (SIGTERM, then SIGKILL after ``grace_s``) and reap it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace_s)
+
+
+def load_summary(reports: Path, run_id: str) -> dict[str, Any] | None:
+    """This run's ``summary.json`` (``None`` when absent, torn, or another run's)."""
+    try:
+        document = json.loads((reports / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("run_id") != run_id:
+        return None
+    return document
+
+
+def runbook_exit(code: int, summary: Path, run_id: str, marks: str,
+                 say: Callable[[str], None] | None = None) -> int:
+    """Map pytest's exit code onto the runbook's, trusting only this run's summary."""
+    document = load_summary(summary.parent, run_id)
+    if document is not None and isinstance(document.get("exit_code"), int):
+        return int(document["exit_code"])
+    if code == 5:
+        if say is not None:
+            say(f"no scenario matches {marks!r}; check --tags")
+        return EXIT_USAGE
+    if code in (2, 3):  # pytest.exit from the configuration check or a safety gate
+        return code
+    if code == 4 or code == EXIT_WARNINGS:
+        return EXIT_USAGE  # pytest's usage error (a warnings-only run writes its summary)
+    return EXIT_FAILED if code else 0
+
+
+def target_environment(target: Target) -> dict[str, str]:
+    """The target as the ``env`` target's variables, for a subprocess's environment (it
+    holds the target's secrets: never put it on a command line or in a record)."""
+    return target.variables()
