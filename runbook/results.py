@@ -97,11 +97,16 @@ class Activity:
     """
 
     name: str
+    #: The call that really ran: a subprocess's argv, or ``("library", "<module.function>",
+    #: args...)`` for a call into a library (never a command that did not run).
     command: tuple[str, ...]
     timing: Timing
     ok: bool
     output: str = ""
     error: str = ""
+    #: The runbook's own command for this step, as written there (what an operator on the
+    #: real platform would type), when it differs from what ran; "" when none.
+    runbook_says: str = ""
 
     @property
     def elapsed_s(self) -> float:
@@ -112,6 +117,7 @@ class Activity:
         return {
             "name": self.name,
             "command": list(self.command),
+            "runbook_says": self.runbook_says,
             "started_at": self.timing.started_at.isoformat(),
             "finished_at": self.timing.finished_at.isoformat(),
             "elapsed_s": round(self.elapsed_s, 3),

@@ -56,12 +56,16 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
 
 @pytest.fixture
 def healthy_sandbox(sandbox: RunningSandbox) -> Iterator[RunningSandbox]:
-    """The session's sandbox, with every component running again after the test (a plain
-    restart of anything left with environment overrides)."""
+    """The session's sandbox, with every component running again after the test as
+    configured (a plain restart of anything left with environment overrides or stored
+    variables, which are forgotten first)."""
     yield sandbox
     box = sandbox.sandbox
+    stored = box.stored_variables()
+    for service, values in stored.items():
+        box.unset_variables(service, list(values))
     status = box.status()
     for name, component in status.components.items():
-        if component.env_overrides:
+        if component.env_overrides or name in stored:
             box.restart(name)
     box.up(timeout=60)

@@ -49,7 +49,7 @@ def test_status_is_the_supervisors_view(sandbox: Any, sandbox_target: Target) ->
     api = platform.status("api")
     assert api.ok and api.output.startswith("api running pid=")
     assert "worker" not in api.output
-    assert api.command == ("runbook", "sandbox", "status", "--json")
+    assert api.command == ("library", "runbook.sandbox.Sandbox.status")
 
 
 def test_variables_are_those_the_supervisor_gave_each_process(
@@ -59,7 +59,7 @@ def test_variables_are_those_the_supervisor_gave_each_process(
     api, worker, web = (platform.variables(s) for s in ("api", "worker", "web"))
     env = sandbox.env
     assert api.ok and worker.ok and web.ok
-    assert api.activity.command[1].startswith("/proc/")
+    assert api.activity.command[2].startswith("/proc/")
     # "Verify API_SECRET matches between services", without showing it.
     assert api.matches(worker, "API_SECRET") is True
     assert api.fingerprints["API_SECRET"] == fingerprint(env["API_SECRET"])
@@ -120,7 +120,7 @@ def test_logs_of_every_service_can_be_read(sandbox: Any, sandbox_target: Target)
         logs = platform.logs(service, since="1h", lines=50)
         assert logs.ok and logs.lines, f"no {service} log lines"
         assert len(logs.lines) <= 50
-        assert logs.activity.command == ("runbook", "sandbox", "logs", service)
+        assert logs.activity.command == ("library", "runbook.sandbox.Sandbox.logs", service)
 
 
 def test_restart_needs_allow_changes(sandbox: Any, sandbox_target: Target) -> None:
@@ -139,7 +139,7 @@ def test_restart_through_the_adapter_replaces_the_process(
     activity = platform_for(sandbox_target, allow_changes=True).restart("web")
     after = box.status().components["web"]
     assert activity.ok, activity.error
-    assert activity.command == ("runbook", "sandbox", "restart", "web")
+    assert activity.command == ("library", "runbook.sandbox.Sandbox.restart", "web")
     assert after.running and after.pid != before.pid and after.launches == before.launches + 1
 
 
@@ -150,6 +150,7 @@ def test_without_proc_the_configured_environment_gives_the_same_fingerprints(
     from_process = platform.variables("worker")
     monkeypatch.setattr("runbook.platforms.sandbox._process_environ", lambda pid, start: None)
     configured = platform.variables("worker")
-    assert configured.ok and configured.activity.command[1] == "worker configured environment"
+    assert configured.ok and configured.activity.command[1:] == (
+        "runbook.sandbox.components.service_environment", "worker")
     assert "could not be read" in configured.note
     assert dict(configured.fingerprints) == dict(from_process.fingerprints)

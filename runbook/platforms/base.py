@@ -145,6 +145,12 @@ class PlatformAdapter(Protocol):
         Raises ``SafetyGateError`` unless the adapter was built with ``allow_changes``."""
         ...
 
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
+        """Store ``changes`` in ``service``'s variables (``None``: unset one) and restart it
+        with them, as ``railway variables --set`` does; they last across restarts. No value
+        is recorded. Raises ``SafetyGateError`` unless built with ``allow_changes``."""
+        ...
+
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
         """At most ``lines`` recent log lines of ``service`` from the last ``since``."""
         ...
@@ -266,8 +272,10 @@ def clip_output(text: str) -> str:
 
 
 def record(name: str, command: Sequence[str], body: Callable[[], tuple[bool, str, str]],
-           redactor: Redactor) -> Activity:
+           redactor: Redactor, *, runbook_says: str = "") -> Activity:
     """Time ``body`` (returning ``ok, output, error``) into a redacted ``Activity``.
+    ``command`` is what ``body`` really runs (``library_call`` for a library call);
+    ``runbook_says`` the runbook's own command for the step, when it differs.
 
     An exception from ``body`` propagates; nothing is recorded then."""
     started_at = utcnow()
@@ -281,7 +289,35 @@ def record(name: str, command: Sequence[str], body: Callable[[], tuple[bool, str
         ok=ok,
         output=clip_output(redactor(output)),
         error=one_line(redactor(error)),
+        runbook_says=redactor(runbook_says),
     )
+
+
+def library_call(function: str, *args: object) -> tuple[str, ...]:
+    """An ``Activity.command`` for a call into a library rather than a command line:
+    ``("library", "<module.function>", args...)``, so a record never names a CLI that did
+    not run."""
+    return ("library", function, *(str(a) for a in args))
+
+
+def chained(*commands: Sequence[str]) -> tuple[str, ...]:
+    """Several calls one step made, in order, as one ``Activity.command`` (``&&`` between)."""
+    joined: list[str] = []
+    for command in commands:
+        if joined:
+            joined.append("&&")
+        joined.extend(command)
+    return tuple(joined)
+
+
+def variables_not_settable(platform: str, service: str, changes: Mapping[str, str | None]
+                           ) -> Activity:
+    """What ``set_variables`` gives on a platform whose CLI takes a variable's value on its
+    command line (where ``ps`` shows it to every user of the machine): nothing is run."""
+    return not_run(f"set variables {', '.join(sorted(changes))} of {service}",
+                   f"not done: {platform}'s CLI takes the value on its command line, where"
+                   " other users of this machine could read it; set it in the platform's"
+                   " dashboard")
 
 
 def not_run(name: str, error: str) -> Activity:
@@ -499,7 +535,8 @@ class PlatformTimeouts:
 CallKind = Literal["read", "destructive"]
 #: What each adapter method is, for the safety-gate checks.
 KINDS: Mapping[str, CallKind] = MappingProxyType(
-    {"restart": "destructive", "logs": "read", "variables": "read", "status": "read"}
+    {"restart": "destructive", "set_variables": "destructive", "logs": "read",
+     "variables": "read", "status": "read"}
 )
 
 
@@ -554,6 +591,10 @@ class RecordingPlatform:
 
     def restart(self, service: str) -> Activity:
         return self._call("restart", service, lambda: self.inner.restart(service))
+
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
+        return self._call("set_variables", service,
+                          lambda: self.inner.set_variables(service, changes))
 
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
         return self._call("logs", service,

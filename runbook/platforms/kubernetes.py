@@ -41,6 +41,7 @@ from runbook.platforms.base import (
     fingerprints,
     one_line,
     parse_since,
+    variables_not_settable,
 )
 from runbook.redact import Redactor
 from runbook.results import Activity, Timing
@@ -208,6 +209,16 @@ class KubernetesPlatform:
         activity = done.to_activity(f"logs {service}", self.redactor,
                                     output="\n".join([*kept, done.stderr.strip()]))
         return LogLines(service, activity, tuple(kept), error_lines(kept))
+
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
+        """Not done through the CLI (``variables_not_settable``): raises ``SafetyGateError``
+        without ``allow_changes`` first, as every change does."""
+        check_service(service)
+        if not self.allow_changes:
+            raise SafetyGateError(
+                f"refused: setting {service}'s variables changes state, and this platform"
+                f" adapter for {self.target.describe()} was built without allow_changes")
+        return variables_not_settable("kubernetes", service, changes)
 
     def variables(self, service: str) -> Variables:
         """The Deployment's container env from ``kubectl get deployment NAME -o json``:

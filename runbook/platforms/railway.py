@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,6 +39,7 @@ from runbook.platforms.base import (
     fingerprints,
     not_run,
     parse_since,
+    variables_not_settable,
 )
 from runbook.redact import Redactor
 from runbook.results import Activity
@@ -186,6 +187,16 @@ class RailwayPlatform:
         activity = done.to_activity(f"logs {service}", self.redactor,
                                     output="\n".join([*kept, strip_ansi(done.stderr)]))
         return LogLines(service, activity, tuple(kept), error_lines(kept))
+
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
+        """Not done through the CLI (``variables_not_settable``): raises ``SafetyGateError``
+        without ``allow_changes`` first, as every change does."""
+        check_service(service)
+        if not self.allow_changes:
+            raise SafetyGateError(
+                f"refused: setting {service}'s variables changes state, and this platform"
+                f" adapter for {self.target.describe()} was built without allow_changes")
+        return variables_not_settable("railway", service, changes)
 
     def variables(self, service: str) -> Variables:
         """``railway variables --service SERVICE``, parsed and fingerprinted; the listing

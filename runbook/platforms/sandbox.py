@@ -1,8 +1,8 @@
 """The sandbox as a platform: its supervisor restarts the services, keeps their logs, and
 gives each its environment (``runbook.sandbox.Sandbox``, home from ``target.runbook_home``).
 
-Commands are recorded as the ``runbook sandbox ...`` command that does the same thing, so
-the evidence reads like the other platforms'.
+Its records name the library call that really ran (``library_call``): no command line is
+run, so none is recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from runbook.platforms.base import (
     check_service,
     error_lines,
     fingerprints,
+    library_call,
     lines_since,
     parse_since,
     record,
@@ -77,8 +78,37 @@ class SandboxPlatform:
             return True, (f"{service} running again: pid {before.pid} -> {after.pid},"
                           f" launch {after.launches}"), ""
 
-        return record(f"restart {service}", ("runbook", "sandbox", "restart", service), body,
+        return record(f"restart {service}",
+                      library_call("runbook.sandbox.Sandbox.restart", service), body,
                       self.redactor)
+
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
+        """Store ``changes`` in ``service``'s variables (``Sandbox.set_variables``: they last
+        across restarts, as a platform's do) and restart it with them, waiting until it
+        runs. The activity names the variables, never their values. Raises
+        ``SafetyGateError`` without ``allow_changes``."""
+        check_service(service)
+        if not self.allow_changes:
+            raise SafetyGateError(
+                f"refused: setting {service}'s variables changes state, and this platform"
+                f" adapter for {self.target.describe()} was built without allow_changes"
+            )
+        names = sorted(changes)
+        redactor = Redactor([*self.target.secret_values(),
+                             *(v for v in changes.values() if v)])
+
+        def body() -> tuple[bool, str, str]:
+            try:
+                self.sandbox.set_variables(service, changes)
+                after = self.sandbox.restart(service, timeout=self.restart_timeout_s)
+            except SandboxError as exc:
+                return False, "", str(exc)
+            shown = ", ".join(f"{n} {'unset' if changes[n] is None else 'set'}" for n in names)
+            return True, f"{shown}; {service} running again with them: pid {after.pid}", ""
+
+        return record(f"set variables of {service}",
+                      library_call("runbook.sandbox.Sandbox.set_variables", service, *names),
+                      body, redactor)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -97,7 +127,8 @@ class SandboxPlatform:
             kept.extend(self.redactor(line) for line in lines_since(text.splitlines(), window))
             return True, "\n".join(kept), ""
 
-        activity = record(f"logs {service}", ("runbook", "sandbox", "logs", service), body,
+        activity = record(f"logs {service}",
+                          library_call("runbook.sandbox.Sandbox.logs", service), body,
                           self.redactor)
         return LogLines(service, activity, tuple(kept), error_lines(kept))
 
@@ -114,14 +145,14 @@ class SandboxPlatform:
         values: dict[str, str] = {}
         unreadable: tuple[str, ...] = ()
         if environ is not None:
-            command: tuple[str, ...] = ("read", f"/proc/{component.pid}/environ")
+            command: tuple[str, ...] = library_call("open", f"/proc/{component.pid}/environ")
             note = f"read from the running {service} process (pid {component.pid})"
 
             def body() -> tuple[bool, str, str]:
                 values.update({n: environ[n] for n in names if n in environ})
                 return True, _summary(values, ()), ""
         else:
-            command = ("read", f"{service} configured environment")
+            command = library_call("runbook.sandbox.components.service_environment", service)
             unreadable = tuple(sorted(component.env_overrides))
             note = ("the process environment could not be read; fingerprints are of the"
                     " environment the supervisor starts it with"
@@ -166,7 +197,8 @@ class SandboxPlatform:
             return not down, "\n".join(lines), error
 
         name = f"status {service}" if service else "status"
-        return record(name, ("runbook", "sandbox", "status", "--json"), body, self.redactor)
+        return record(name, library_call("runbook.sandbox.Sandbox.status"), body,
+                      self.redactor)
 
     # -- helpers -----------------------------------------------------------------------------
 

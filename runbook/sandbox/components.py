@@ -130,6 +130,20 @@ def service_environment(
     return env
 
 
+def stored_variables(path: Path) -> dict[str, dict[str, str | None]]:
+    """The services' stored variables (``service -> {name: value}``; a ``None`` value: the
+    variable is removed from the service's environment). ``{}`` when none are stored or
+    the file cannot be read (a component must still start)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {str(service): {str(k): (None if v is None else str(v)) for k, v in values.items()}
+            for service, values in document.items() if isinstance(values, dict)}
+
+
 def service_argv(name: str) -> list[str]:
     """``python -m runbook.sandbox.services.<name>`` with this interpreter."""
     return [sys.executable, "-m", f"runbook.sandbox.services.{name}"]

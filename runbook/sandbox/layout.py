@@ -57,6 +57,11 @@ class Layout:
         return self.root / "control.json"
 
     @property
+    def variables(self) -> Path:
+        """The services' stored variables (0600): what ``railway variables --set`` keeps."""
+        return self.root / "service-variables.json"
+
+    @property
     def pgdata(self) -> Path:
         return self.root / "pgdata"
 

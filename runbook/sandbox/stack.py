@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +31,9 @@ from runbook.sandbox.layout import COMPONENTS, Layout, default_home, read_json, 
 from runbook.sandbox.ports import load_ports, port_is_listening
 from runbook.sandbox.postgres import SUPERUSER, dsn, remove_data_directory
 from runbook.sandbox.procs import is_alive, is_same_process, read_pidfile, stop_process
+
+#: The components that are services with variables of their own (as on Railway).
+_SERVICES: tuple[str, ...] = ("api", "worker", "web")
 
 STATES: tuple[str, ...] = ("running", "starting", "stopped", "crashed", "held")
 #: Components whose death the supervisor answers with a restart.
@@ -604,6 +607,38 @@ class Sandbox:
         """
         answer = self._command(component, "restart", env_overrides)
         return self._wait_running(component, answer.launches, timeout) if wait else answer
+
+    # -- the services' stored variables (the platform's configuration) -------------------
+
+    def stored_variables(self) -> dict[str, dict[str, str | None]]:
+        """Every service's stored variables (``service -> {name: value}``, ``None``: removed
+        from its environment), on top of the sandbox's own. They last across restarts, as a
+        platform's service variables do. Values are secrets: never print them."""
+        return components.stored_variables(self.layout.variables)
+
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> None:
+        """Store ``changes`` for ``service`` (``None``: remove the variable from its
+        environment), as ``railway variables --set`` does; they apply from its next start
+        (``restart`` it). Raises ``SandboxError`` for a component that is not a service."""
+        if service not in _SERVICES:
+            raise SandboxError(f"{service!r} has no variables to set; one of"
+                               f" {', '.join(_SERVICES)}")
+        stored = self.stored_variables()
+        stored.setdefault(service, {}).update(dict(changes))
+        self.layout.create()
+        write_json_atomic(self.layout.variables, stored, mode=0o600)
+
+    def unset_variables(self, service: str, names: Iterable[str]) -> None:
+        """Forget ``names`` of ``service``'s stored variables: the sandbox's own values apply
+        again from its next start."""
+        stored = self.stored_variables()
+        values = stored.get(service, {})
+        for name in names:
+            values.pop(name, None)
+        if not values:
+            stored.pop(service, None)
+        if stored or self.layout.variables.exists():
+            write_json_atomic(self.layout.variables, stored, mode=0o600)
 
     def stop(self, component: str) -> ComponentStatus:
         """Stop ``component`` and hold it down: the supervisor does not restart it until

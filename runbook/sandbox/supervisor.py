@@ -478,7 +478,11 @@ class Supervisor:
             env.update({k: v for k, v in overrides.items() if v is not None})
         else:
             argv = components.service_argv(name)
-            env = components.service_environment(name, self.targets, self.ports, overrides)
+            # Stored variables (``Sandbox.set_variables``: the platform's configuration) last
+            # across restarts; a restart's own overrides go on top, for that run only.
+            stored = components.stored_variables(self.layout.variables).get(name, {})
+            env = components.service_environment(name, self.targets, self.ports,
+                                                 {**stored, **overrides})
         with open(self.layout.log(name), "ab") as out:
             return self.spawn(
                 argv,
