@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from harness import allure_labels, allure_redaction, parallel
 from runbook import targets
+from runbook.actions.users import CanaryPool
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
@@ -69,6 +71,7 @@ HEADINGS = pytest.StashKey[dict[str, "Heading"]]()
 VERSIONS = pytest.StashKey[dict[str, str]]()
 FIGURES = pytest.StashKey[dict[str, float]]()
 STARTED = pytest.StashKey[str]()
+DRILL_RECORDS = pytest.StashKey[list[DrillRecord]]()
 #: What an undefined step's message says (a usage error: the run exits 2).
 UNDEFINED = "no step definition for"
 TIERS = ("critical", "warning", "info")
@@ -88,6 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where summary.json goes (default ./reports)")
     group.addoption("--runbook-sections", default=None, metavar="SLUG,...",
                     help="only scenarios restating these runbook sections (@runbook:<slug>)")
+    group.addoption("--runbook-stop-when-named", default=None, metavar="SECTION",
+                    help="stop the run after the first failure whose next steps name this"
+                         " runbook section (a game day's detection round)")
 
 
 def _template(item: pytest.Item) -> ScenarioTemplate | None:
@@ -257,6 +263,16 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     yield resolved
 
 
+@pytest.fixture(scope="session")
+def canary_pool() -> Iterator[CanaryPool]:
+    """The run's canary user, shared by the canary journeys (one made per run and target,
+    not one per journey), removed when the run ends; a removal that fails is a warning."""
+    pool = CanaryPool()
+    yield pool
+    for problem in pool.close():
+        warnings.warn(f"a canary user was not removed: {problem}", stacklevel=1)
+
+
 @pytest.fixture
 def scenario_name(request: pytest.FixtureRequest) -> str:
     """The name of the running scenario, as the feature file gives it."""
@@ -326,11 +342,20 @@ def drill_progress(request: pytest.FixtureRequest) -> Callable[[str], PhaseListe
 
 
 @pytest.fixture
+def drill_evidence(request: pytest.FixtureRequest) -> Path:
+    """Where a game day's detection rounds (the scheduled suite against the faulted target)
+    write their summaries: ``reports/drills/detection/``."""
+    return (_reports(request.config) / "drills" / "detection").resolve()
+
+
+@pytest.fixture
 def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None]:
-    """Write a drill's record under reports/drills/ and attach it to the scenario."""
+    """Write a drill's record under reports/drills/ and attach it to the scenario; the
+    scenario's verdict is then the record's (``pytest_runtest_makereport``)."""
     redact = request.config.stash[REDACTOR]
 
     def write(record: DrillRecord) -> None:
+        request.node.stash.setdefault(DRILL_RECORDS, []).append(record)
         figures = request.node.stash.setdefault(FIGURES, {})
         for name, value in (("rto_s", record.rto_s), ("rpo_s", record.rpo_s),
                             ("time_to_detect_s", record.time_to_detect_s),
@@ -414,6 +439,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     report: pytest.TestReport = yield
     if not _is_scenario(item):
         return report
+    failed_record = next((r for r in item.stash.get(DRILL_RECORDS, []) if r.verdict != "pass"),
+                         None)
+    if report.when == "call" and report.passed and failed_record is not None:
+        # The drill record's verdict is the only verdict: a scenario never passes beside a
+        # record that failed (an inject or a clean-up no step looked at, say).
+        verdict = CheckFailed(
+            "drill", failed_record.target,
+            f"the drill record says {failed_record.verdict.upper()}: " + next(
+                (f"phase {p.name!r} failed: {p.detail}" for p in failed_record.phases
+                 if not p.ok), "; ".join(failed_record.notes) or "it did not complete"),
+            "every phase passed, the figures within the limits",
+            (f"read the drill record of {failed_record.drill} under reports/drills/",))
+        report.outcome = "failed"
+        # On the call itself, so the Allure listener (a wrapper around this one) reports the
+        # scenario failed, as pytest and the summary do.
+        call.excinfo = pytest.CallInfo.from_call(lambda: _raise(verdict), when="call").excinfo
+    failure = call.excinfo.value if call.excinfo is not None else None
     outcomes = item.config.stash[OUTCOMES]
     redact = item.config.stash[REDACTOR]
     # Captured output and logs reach the terminal and junit.xml beside the longrepr.
@@ -428,7 +470,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         # A retry (--reruns): a pass from here on is flaky, never silently green.
         attempts += 1
         outcome = "retrying" if previous.failed else outcome
-    failure = call.excinfo.value if call.excinfo is not None else None
     if report.failed and isinstance(failure, StepDefinitionNotFoundError):
         # The feature file and the steps disagree: a usage error (exit 2), said in one line.
         outcome = "error"
@@ -468,11 +509,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         tags=_tags(item), cadence=_cadence(item), figures=dict(figures),
         finished_at=utcnow().isoformat(), named=named,
     )
+    wanted = item.config.getoption("--runbook-stop-when-named")
+    if wanted and outcome in ("failed", "error") and wanted in named:
+        # Detected: what the rest of the round would add is not needed to say so.
+        item.session.shouldfail = f"a failure named {wanted!r}: detected"
     if parallel.is_worker(item.config):  # the xdist controller reports it, not this worker
         parallel.attach(report, parallel.Sent(outcomes[item.nodeid],
                                               item.config.stash.get(TARGET_NAME, None),
                                               item.config.stash.get(VERSIONS, {})))
     return report
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _undefined_step(text: str) -> str:

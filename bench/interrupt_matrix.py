@@ -30,8 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runbook.drills.catalog import GAMEDAYS
-from runbook.drills.disaster import DRILLS
+from runbook.drills.catalog import DISASTERS, GAME_DAYS
 from runbook.sandbox import Sandbox
 from tests.conftest import RunningSandbox
 from tests.interrupts import INTERRUPTS, Cell, Checked, Runner, check_cell, matrix
@@ -78,6 +77,10 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
                          f"  {_seconds(statistics.median(times) if times else None):>22}"
                          f" {_seconds(max(times) if times else None):>6}")
     return lines
+
+
+GAMEDAYS = [d.name for d in GAME_DAYS]
+DRILLS = [d.name for d in DISASTERS]
 
 
 def main() -> int:

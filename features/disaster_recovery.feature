@@ -1,12 +1,17 @@
 @runbook:disaster-recovery
 Feature: Disaster Recovery
-  The runbook's recovery objectives, measured. The RTO clock starts at the fault's
-  timestamp; detection is recorded separately; recovery ends at the first of three
-  consecutive green end-to-end checks (health, a login that writes, the user read back),
-  not when a process starts. RPO comes from canary records written at known times before
-  the fault: the fault's time minus the commit time of the newest canary that survived, and
-  the exact number of canaries lost. Integrity is checked table by table (row counts and
-  ordered checksums) and object by object (sha256 and version ids).
+  The runbook's recovery objectives, measured. The RTO clock starts when the fault's
+  injection starts (its first effect), as for the game days; recovery ends at the first of
+  three consecutive green end-to-end checks (health, a login that writes, the user read
+  back), not when a process starts. These losses are silent to the scheduled checks (a
+  deleted release, an overwritten object): each drill detects its own with a check of the
+  data, and the record says so. RPO comes from canary records written at known times: some
+  before a backup the drill takes, the rest after it. It is the fault's time minus the
+  commit time of the newest canary that survived (before the first one lost), with the
+  exact number lost; the backup's snapshot time is shown beside it. When no canary survives,
+  the RPO is unmeasured and the drill fails: a bound is not a measurement. Integrity is
+  checked table by table (row counts and ordered checksums) and object by object (sha256 and
+  version ids).
 
   Each drill writes its sign-off record to reports/drills/ and attaches it here. These drills
   destroy data and run on the sandbox only; the fault is always reverted, whatever happens.
@@ -22,8 +27,9 @@ Feature: Disaster Recovery
 
   @drill @rto @rpo @runbook:recovery-time-objectives
   Scenario Outline: <scenario>: recovered within <rto> losing at most <rpo>
-    When the on-call engineer runs the "<drill>" disaster recovery drill against an RTO of <rto_s> seconds and an RPO of <rpo_s> seconds
-    Then service was back within the RTO
+    When the on-call engineer runs the "<drill>" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of <rto_s> seconds and an RPO of <rpo_s> seconds
+    Then the drill's own check detected it
+    And service was back within the RTO
     And the data lost is within the RPO
     And the data that survived is intact
     And the target is healthy again after the drill
@@ -38,8 +44,9 @@ Feature: Disaster Recovery
   Scenario: Database corruption: restored from the latest backup, recent transactions replayed from the audit log
     What the audit log does not record (uploads) cannot be replayed: the record names it.
 
-    When the on-call engineer runs the "database-corruption" disaster recovery drill against an RTO of 1800 seconds and an RPO of 3600 seconds
-    Then service was back within the RTO
+    When the on-call engineer runs the "database-corruption" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
+    Then the drill's own check detected it
+    And service was back within the RTO
     And the data lost is within the RPO
     And the data that survived is intact
     And the target is healthy again after the drill
@@ -48,8 +55,9 @@ Feature: Disaster Recovery
   Scenario: S3 data loss: versioned objects restored, unversioned ones reported unrecoverable
     The runbook's table has no S3 row: the drill is judged against the database's.
 
-    When the on-call engineer runs the "s3-data-loss" disaster recovery drill against an RTO of 1800 seconds and an RPO of 3600 seconds
-    Then service was back within the RTO
+    When the on-call engineer runs the "s3-data-loss" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
+    Then the drill's own check detected it
+    And service was back within the RTO
     And the data lost is within the RPO
     And the data that survived is intact
     And the target is healthy again after the drill

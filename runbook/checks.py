@@ -133,29 +133,50 @@ def require_record(
     return record
 
 
+def _first_failed(record: Any) -> str:
+    failed = next((p for p in record.phases if not p.ok), None)
+    if failed is not None:
+        return f"phase {failed.name!r} failed: {failed.detail}"
+    return "; ".join(record.notes) or "no phase failed"
+
+
 def require_phase(record: Any, phase: str, expected: str, *, contains: str = "",
                   within: tuple[str, float] | None = None) -> None:
     """Raise ``CheckFailed`` unless the drill ``record`` has ``phase``, passed, its detail
     mentions ``contains``, and the record's figure ``within=(name, limit)`` is measured and
-    at most the limit. The message tells what the drill saw instead."""
+    at most the limit. The message tells what the drill saw instead: the phase's detail, or,
+    when the drill never reached it, the phase that failed before it."""
     __tracebackhide__ = True
     found = [p for p in record.phases if p.name == phase]
     seen: str | None = None
     if not found:
         done = ", ".join(p.name for p in record.phases) or "none"
-        seen = f"the drill never reached {phase!r} (phases done: {done}); notes: " + (
-            "; ".join(record.notes) or "none")
+        seen = (f"the drill never reached {phase!r} (phases done: {done});"
+                f" {_first_failed(record)}")
     elif not found[0].ok or (contains and contains not in found[0].detail):
         seen = f"{phase}: {found[0].detail}"
     elif within is not None:
         value = getattr(record, within[0], None)
         if not isinstance(value, int | float) or value > within[1]:
-            shown = "not measured" if value is None else f"{value:.3f} s"
-            seen = f"{within[0].replace('_', ' ')} {shown}"
+            shown = "unmeasured" if value is None else f"{value:.3f} s"
+            seen = f"{within[0].replace('_', ' ')} {shown} (limit {within[1]:g} s)"
     if seen is not None:
         raise CheckFailed(component="drill", target=record.target, seen=seen,
                           expected=expected, next_steps=(
                               f"read the drill record of {record.drill} under reports/drills/",))
+
+
+def require_verdict(record: Any) -> None:
+    """Raise ``CheckFailed`` unless the drill record's own verdict is ``pass``: the scenario
+    fails exactly when its record does, naming the failed phase."""
+    __tracebackhide__ = True
+    if record.verdict != "pass":
+        raise CheckFailed(component="drill", target=record.target,
+                          seen=f"the drill record says {record.verdict.upper()}:"
+                               f" {_first_failed(record)}",
+                          expected="every phase passed, the figures within the limits",
+                          next_steps=(f"read the drill record of {record.drill} under"
+                                      " reports/drills/",))
 
 
 def require_observed(result: ProbeResult, **expected: object) -> ProbeResult:

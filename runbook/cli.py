@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -189,6 +190,7 @@ def run_scenarios(
     delivery: publish.Delivery | None = None,
     run_id: str | None = None,
     echo: bool = True,
+    deadline_s: str | None = None,
 ) -> int:
     """Run the bound scenarios selected by ``marks`` in a pytest subprocess
     (``runbook.runner``).
@@ -208,6 +210,8 @@ def run_scenarios(
     selection = runner.Selection(marks=marks, target_name=choice.name, reports=reports,
                                  run_id=run_id or uuid.uuid4().hex, extra=tuple(extra),
                                  config_file=config_file, allow_drills=allow_drills)
+    if deadline_s is not None:
+        selection = replace(selection, deadline_s=deadline_s)
     started = datetime.now(UTC)
     redact = Redactor(target.secret_values())
     if delivery is not None:
@@ -335,7 +339,8 @@ def drill(
     extra = ["--runbook-sections", ",".join(names)] if names else []
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
                          reports=reports, extra=extra, allow_drills=allow_drills,
-                         delivery=_delivery(pushgateway, webhook))
+                         delivery=_delivery(pushgateway, webhook),
+                         deadline_s=os.environ.get("RUNBOOK_DRILL_DEADLINE", "900"))
     raise typer.Exit(code)
 
 

@@ -27,6 +27,8 @@ class ScenarioInfo:
     #: Tags without the ``@``, the scenario's own and those of its feature and rule.
     tags: frozenset[str]
     steps: tuple[str, ...]
+    #: The rows of its Examples tables (an outline's), each as ``{column: value}``.
+    examples: tuple[Mapping[str, str], ...] = ()
 
     @property
     def sections(self) -> tuple[str, ...]:
@@ -76,7 +78,15 @@ def _scenarios(node: Mapping[str, Any], path: Path, inherited: frozenset[str],
                 line=scenario["location"]["line"], tags=inherited | _tags(scenario),
                 steps=tuple(f"{s['keyword'].strip()} {s['text']}"
                             for s in scenario.get("steps", ())),
+                examples=tuple(_rows(scenario)),
             )
+
+
+def _rows(scenario: Mapping[str, Any]) -> Iterator[Mapping[str, str]]:
+    for table in scenario.get("examples", ()):
+        header = [cell["value"] for cell in table.get("tableHeader", {}).get("cells", ())]
+        for row in table.get("tableBody", ()):
+            yield dict(zip(header, (cell["value"] for cell in row["cells"]), strict=True))
 
 
 def load_features(directory: Path) -> list[ScenarioInfo]:

@@ -221,7 +221,7 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
     "api-500": (API_500,),
     # A job or request refused with "Invalid or expired token": the services disagree.
     "api-secret": (INVALID_TOKEN,),
-    # Upload, e-mail, security and slow-query game days (runbook/drills/incidents_edges.py).
+    # Upload, e-mail, security and slow-query game days (runbook/drills/incidents/).
     # S3 refused an upload for a reason other than the signature: permissions first.
     "s3-upload-denied": (
         Advice(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_bdd import then, when
+from pytest_bdd import parsers, then, when
 
 from runbook.actions import backup, database
 from runbook.actions.backup import BackupRecord
@@ -82,3 +82,15 @@ def _(backup_record: BackupRecord) -> None:
 def _(backup_record: BackupRecord) -> None:
     require_record(backup_record, "database", "the scratch database dropped",
                    check=lambda record: record.scratch_dropped)
+
+
+@when(parsers.re(r"the on-call engineer looks for queries running over (?P<ms>\d+)"
+                 r" milliseconds, watching for (?P<seconds>[\d.]+) seconds?"),
+      converters={"ms": int, "seconds": float}, target_fixture="slow_queries")
+def _(target: Target, timeouts: Timeouts, ms: int, seconds: float) -> ProbeResult:
+    return postgres.slow_queries(target, timeouts, threshold_ms=ms, watch_s=seconds)
+
+
+@then("no query ran over it and none waited on a lock")
+def _(slow_queries: ProbeResult) -> None:
+    require_ok(slow_queries)

@@ -1,21 +1,24 @@
-"""Steps about drills and game days: run one, then read its record phase by phase."""
+"""Steps about drills and game days: run one within the Gherkin's limits, then read its
+record phase by phase. The record's verdict is the scenario's: the last step fails on any
+failed phase, naming it (and the harness fails a scenario whose record failed)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from pytest_bdd import given, parsers, then, when
 
 from runbook.actions import users
-from runbook.checks import require_ok, require_phase
+from runbook.checks import require_ok, require_phase, require_verdict
 from runbook.config import Target
-from runbook.drills import gameday
-from runbook.drills.catalog import GAMEDAYS
-from runbook.drills.disaster import DRILLS
+from runbook.drills import engine
+from runbook.drills.catalog import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.record import DrillRecord, Objective, PhaseListener
+from runbook.drills.incidents.disaster import seeded_check
+from runbook.drills.record import DrillRecord, PhaseListener
 from runbook.errors import CheckFailed
 from runbook.probes import backups, e2e
 from runbook.results import ProbeResult
@@ -25,8 +28,7 @@ from steps.support import skip_if_unavailable
 
 
 @given("a canary user for the end-to-end check", target_fixture="steady")
-def _(target: Target, timeouts: Timeouts
-      ) -> Iterator[Callable[[DrillContext], ProbeResult]]:
+def _(target: Target, timeouts: Timeouts) -> Iterator[engine.Check]:
     with contextlib.ExitStack() as stack:
         try:
             canary = stack.enter_context(users.canary_user(target, timeouts))
@@ -41,62 +43,62 @@ def _(target: Target, timeouts: Timeouts
                                              canary.password)
 
 
-@when(parsers.parse('the on-call engineer runs the "{name}" game day'),
+@when(parsers.parse('the on-call engineer runs the "{name}" game day, allowing {detect_s:g}'
+                    " seconds to detect it and {rto_s:g} seconds to restore service"),
       target_fixture="drill_record")
-def _(drill_context: DrillContext, guard: Guard, name: str,
-      steady: Callable[[DrillContext], ProbeResult],
-      record_drill: Callable[[DrillRecord], None],
-      drill_progress: Callable[[str], PhaseListener]) -> DrillRecord:
-    return gameday.run(GAMEDAYS[name], drill_context, steady=steady, guard=guard,
-                       on_record=record_drill, on_phase=drill_progress(name))
+def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto_s: float,
+      steady: engine.Check, record_drill: Callable[[DrillRecord], None],
+      drill_progress: Callable[[str], PhaseListener], drill_evidence: Path) -> DrillRecord:
+    return engine.run(DRILLS[name], drill_context, limits=engine.Limits(detect_s, rto_s),
+                      guard=guard, steady=steady, on_record=record_drill,
+                      on_phase=drill_progress(name), evidence_dir=drill_evidence)
 
 
-@then(parsers.parse('the synthetic checks detected it, naming the runbook\'s "{section}"'))
+@when(parsers.parse('the on-call engineer runs the "{name}" disaster recovery drill, allowing'
+                    " {detect_s:g} seconds to detect it, against an RTO of {rto_s:g} seconds"
+                    " and an RPO of {rpo_s:g} seconds"), target_fixture="drill_record")
+def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto_s: float,
+      rpo_s: float, record_drill: Callable[[DrillRecord], None],
+      drill_progress: Callable[[str], PhaseListener], drill_evidence: Path) -> DrillRecord:
+    return engine.run(DRILLS[name], drill_context,
+                      limits=engine.Limits(detect_s, rto_s, rpo_s), guard=guard,
+                      steady=seeded_check(), on_record=record_drill,
+                      on_phase=drill_progress(name), evidence_dir=drill_evidence)
+
+
+@then(parsers.parse('the scheduled checks detected it, naming the runbook\'s "{section}"'))
 def _(drill_record: DrillRecord, section: str) -> None:
-    require_phase(drill_record, "detect", f"a failed check naming {section!r}",
+    require_phase(drill_record, "detect", f"a scheduled check failing, naming {section!r}",
                   contains=section)
 
 
-@then(parsers.parse("following the runbook's steps restored service within {seconds:g}"
-                    " seconds"))
-def _(drill_record: DrillRecord, seconds: float) -> None:
-    require_phase(drill_record, "recover", f"recovered within {seconds:g} s of the fault",
-                  within=("rto_s", seconds))
-
-
-@then("the target is healthy again after the drill")
+@then("the drill's own check detected it")
 def _(drill_record: DrillRecord) -> None:
-    require_phase(drill_record, "restore", "the fault reverted and the target healthy")
+    require_phase(drill_record, "detect", "the loss detected within the limit")
 
 
-
-
-@when(parsers.parse('the on-call engineer runs the "{name}" disaster recovery drill against an'
-                    " RTO of {rto_s:g} seconds and an RPO of {rpo_s:g} seconds"),
-      target_fixture="drill_record")
-def _(drill_context: DrillContext, guard: Guard, name: str, rto_s: float, rpo_s: float,
-      record_drill: Callable[[DrillRecord], None],
-      drill_progress: Callable[[str], PhaseListener]) -> DrillRecord:
-    return DRILLS[name].run(drill_context, guard=guard, on_record=record_drill,
-                            objective=Objective(rto_s=rto_s, rpo_s=rpo_s),
-                            on_phase=drill_progress(name))
-
-
+@then("following the runbook's steps restored service within that time")
 @then("service was back within the RTO")
 def _(drill_record: DrillRecord) -> None:
-    require_phase(drill_record, "recover", "recovered within the RTO",
+    require_phase(drill_record, "recover", "recovered within the limit, measured from the fault",
                   within=("rto_s", drill_record.objective.rto_s or 0.0))
 
 
 @then("the data lost is within the RPO")
 def _(drill_record: DrillRecord) -> None:
-    require_phase(drill_record, "data loss", "data lost within the RPO",
+    require_phase(drill_record, "data loss", "data lost within the RPO, measured",
                   within=("rpo_s", drill_record.objective.rpo_s or 0.0))
 
 
 @then("the data that survived is intact")
 def _(drill_record: DrillRecord) -> None:
     require_phase(drill_record, "validate data integrity", "equal counts and checksums")
+
+
+@then("the target is healthy again after the drill")
+def _(drill_record: DrillRecord) -> None:
+    require_phase(drill_record, "restore", "the fault reverted and the target healthy")
+    require_verdict(drill_record)
 
 
 @when(parsers.parse("the on-call engineer checks the age of the newest database backup"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pytest_bdd import then, when
+from pytest_bdd import parsers, then, when
 
 from runbook.checks import require_ok
 from runbook.config import Target
-from runbook.probes import email
+from runbook.probes import email, journeys
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
@@ -29,3 +29,14 @@ def _(target: Target, timeouts: Timeouts) -> ProbeResult:
 @then("FROM_EMAIL's domain is verified")
 def _(sender_domain: ProbeResult) -> None:
     require_ok(sender_domain)
+
+
+@when(parsers.parse("the on-call engineer has the worker send a canary e-mail, allowing"
+                    " {seconds:g} seconds"), target_fixture="email_delivery")
+def _(target: Target, timeouts: Timeouts, seconds: float) -> ProbeResult:
+    return journeys.email(target, timeouts, within_s=seconds)
+
+
+@then("the e-mail is sent and delivered")
+def _(email_delivery: ProbeResult) -> None:
+    require_ok(email_delivery)

@@ -76,6 +76,15 @@ def _(target: Target, timeouts: Timeouts, days: int, failures: int, minutes: int
                               burst_s=minutes * 60.0)
 
 
+@when(parsers.parse("the on-call engineer looks for password guessing in the audit log of the"
+                    " last {window:d} minutes: {failures:d} failed logins from one address"
+                    " within {minutes:d} minutes"), target_fixture="login_bursts")
+def _(target: Target, timeouts: Timeouts, window: int, failures: int, minutes: int
+      ) -> ProbeResult:
+    return audit.login_bursts(target, timeouts, window_s=window * 60.0, failures=failures,
+                              burst_s=minutes * 60.0, advice="security-incident")
+
+
 @then("no address made such a burst")
 def _(login_bursts: ProbeResult) -> None:
     require_ok(login_bursts)

@@ -14,6 +14,7 @@ from runbook.actions.queues import (
     RestartLeavesFailed,
     Retried,
 )
+from runbook.actions.users import CanaryPool
 from runbook.checks import (
     require_at_least,
     require_at_most,
@@ -23,7 +24,7 @@ from runbook.checks import (
 )
 from runbook.config import Target
 from runbook.platforms import PlatformAdapter
-from runbook.probes import queues, redis
+from runbook.probes import journeys, queues, redis
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
@@ -144,3 +145,15 @@ def _(restart_leaves: RestartLeavesFailed) -> None:
     require_record(restart_leaves, "worker", "failed jobs still failed after the restart",
                    check=lambda r: not r.runbook_claim_holds
                    and set(r.still_failed) == set(r.ids))
+
+
+@when(parsers.parse("the on-call engineer requests a canary release through the API, allowing"
+                    " {seconds:g} seconds"), target_fixture="release_round_trip")
+def _(target: Target, timeouts: Timeouts, seconds: float, canary_pool: CanaryPool
+      ) -> ProbeResult:
+    return journeys.release(target, timeouts, within_s=seconds, pool=canary_pool)
+
+
+@then("the worker processes the release")
+def _(release_round_trip: ProbeResult) -> None:
+    require_ok(release_round_trip)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
+from runbook.actions.users import CanaryPool
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
-from runbook.probes import api, status, web
+from runbook.probes import api, journeys, resources, status, web
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
@@ -45,3 +46,26 @@ def _(target: Target, timeouts: Timeouts, component: str) -> ProbeResult:
 @then(parsers.parse("the {component} gives the expected response"))
 def _(component_status: ProbeResult) -> None:
     require_ok(component_status)
+
+
+@when("the on-call engineer logs in as a canary user and reads it back",
+      target_fixture="login_round_trip")
+def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool) -> ProbeResult:
+    return journeys.login(target, timeouts, canary_pool)
+
+
+@then("the login and the read-back succeed")
+def _(login_round_trip: ProbeResult) -> None:
+    require_ok(login_round_trip)
+
+
+@when(parsers.re(r"the on-call engineer measures the API process's CPU over"
+                 r" (?P<seconds>[\d.]+) seconds?"), converters={"seconds": float},
+      target_fixture="api_cpu")
+def _(target: Target, timeouts: Timeouts, seconds: float) -> ProbeResult:
+    return resources.api_cpu(target, timeouts, window_s=seconds)
+
+
+@then(parsers.parse("its CPU is at most {limit:g} percent"))
+def _(api_cpu: ProbeResult, limit: float) -> None:
+    require_at_most(api_cpu, "cpu_percent", limit, "%")

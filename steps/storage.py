@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pytest_bdd import then, when
 
+from runbook.actions.users import CanaryPool
 from runbook.checks import require_ok
 from runbook.config import Target
-from runbook.probes import storage
+from runbook.probes import journeys, storage
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
@@ -51,3 +52,14 @@ def _(target: Target, timeouts: Timeouts) -> ProbeResult:
 @then("the presigned upload is stored and cleaned up")
 def _(s3_presigned: ProbeResult) -> None:
     require_ok(s3_presigned)
+
+
+@when("the on-call engineer uploads a canary video through the API",
+      target_fixture="api_upload")
+def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool) -> ProbeResult:
+    return journeys.upload(target, timeouts, canary_pool)
+
+
+@then("the upload is stored and cleaned up")
+def _(api_upload: ProbeResult) -> None:
+    require_ok(api_upload)

@@ -27,28 +27,40 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.drills import faults, gameday
-from runbook.drills.catalog import GAMEDAYS
+from runbook.drills import detection, engine, faults
+from runbook.drills.catalog import DRILLS
 from runbook.drills.context import context_for
-from runbook.drills.disaster import DRILLS, DrillOptions
 from runbook.drills.faults import DrillContext, Params
 from runbook.drills.guard import Guard
-from runbook.drills.incidents_services import api_round_trip
+from runbook.drills.incidents.disaster import DrillOptions, seeded_check
 from runbook.drills.record import DrillRecord, ProgressFile, write_record
 from runbook.redact import Redactor
-from runbook.results import Activity
+from runbook.results import Activity, utcnow
 from runbook.sandbox import Sandbox
+from tests.gamedays import narrowed
 
 CELL_DEADLINE_S = 240.0
 #: The matrix is about interruptions, not figures: one green check makes a recovery, DR
-#: drills write two canaries and take the runbook's restart after 1 s without the
-#: platform's own (the sandbox backs off up to 5 s when the API keeps crashing).
-CONSECUTIVE = 1
-DR_OPTIONS: dict[str, Any] = {"canaries": 2, "consecutive": CONSECUTIVE,
-                              "auto_restart_grace_s": 1.0}
+#: drills write two canaries; a game day's detection runs the one scheduled scenario its
+#: fault must trip.
+LIMITS = engine.Limits(detect_within_s=60, rto_s=300, rpo_s=3600, consecutive=1)
+DR_OPTIONS = DrillOptions(canaries=2)
+
+
+def _stated(context: DrillContext, section: str, fault_at: datetime, within_s: float
+            ) -> detection.Detection:
+    """Detection outside the matrix's detect cells: what is tested there is the
+    interruption, not the scheduled suite (``tests/test_gamedays_*`` test that), so a
+    failure naming the section is stated rather than run for."""
+    now = utcnow()
+    stated = detection.Failure("(interrupt matrix: detection not exercised in this phase)",
+                               (), (section,), None, "", now)
+    return detection.Detection(section, fault_at, within_s,
+                               (detection.Round(now, now, 1, 0, (stated,), ""),))
 
 
 def _say(event: str, **fields: Any) -> None:
@@ -98,8 +110,10 @@ def run_cell(cell: dict[str, str], home: Path, work: Path) -> dict[str, Any]:
     def on_record(record: DrillRecord) -> None:
         write_record(record, records, redact)
 
-    engine = cell["engine"]
-    fault = GAMEDAYS[cell["drill"]].fault if engine == "gameday" else DRILLS[cell["drill"]].fault
+    incident = DRILLS[cell["drill"]]
+    if cell["engine"] == "disaster":
+        incident = type(incident.__name__, (incident,), {"options": DR_OPTIONS})
+    fault = incident.fault
     original = faults.REGISTRY[fault]
     if cell["phase"] == "inject":
         faults.REGISTRY[fault] = _pausing_inject(original, pause)
@@ -109,14 +123,11 @@ def run_cell(cell: dict[str, str], home: Path, work: Path) -> dict[str, Any]:
     guard = Guard.arm(ledgers, spec)
     try:
         context = context_for(spec)
-        if engine == "gameday":
-            gameday.run(GAMEDAYS[cell["drill"]], context, steady=api_round_trip, guard=guard,
-                        on_record=on_record, on_phase=on_phase, consecutive=CONSECUTIVE)
-        else:
-            drill = DRILLS[cell["drill"]]
-            drill.run(context, guard=guard, on_record=on_record, on_phase=on_phase,
-                      options=DrillOptions(recover_within_s=drill.recover_within_s,
-                                           **DR_OPTIONS))
+        engine.run(incident, context, limits=LIMITS, guard=guard, steady=seeded_check(),
+                   on_record=on_record, on_phase=on_phase, evidence_dir=directory / "detect",
+                   detector=(narrowed(directory / "detect", cell["drill"])
+                             if cell["phase"] == "detect" else _stated)
+                   if cell["engine"] == "gameday" else None)
     except BaseException as exc:  # the interruption, after the drill restored
         ended = exc
     finally:

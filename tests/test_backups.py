@@ -21,8 +21,8 @@ import psycopg
 import pytest
 
 from runbook.config import Target
-from runbook.drills.disaster import seeded_end_to_end
 from runbook.drills.faults import DrillContext
+from runbook.drills.incidents.disaster import seeded_check
 from runbook.errors import SandboxError
 from runbook.platforms import platform_for
 from runbook.probes.backups import backup_freshness
@@ -165,7 +165,7 @@ def test_a_restore_brings_back_exactly_the_backup_and_the_api_serves_it(
                             ).fetchone() == (0,)
     context = DrillContext(target, Timeouts(), platform_for(target, allow_changes=True),
                            scheduled.home)
-    assert seeded_end_to_end(context).ok  # no restart: the API connects per request
+    assert seeded_check()(context).ok  # no restart: the API connects per request
     secrets = scheduled.secrets().values()
     shown = json.dumps(restored.evidence())
     assert not [s for s in secrets if s in shown]

@@ -1,7 +1,10 @@
-"""Disaster Recovery drills against the real sandbox: each record shows RTO and RPO measured
-under the runbook's targets; the API crash with sub-second resolution and RPO 0 proved by
-canaries; a restore from a backup that lacks the last N canaries reports exactly N lost and
-fails a tighter RPO; an interrupted drill (SIGINT, SIGTERM) leaves the sandbox healthy.
+"""Disaster Recovery drills against the real sandbox, on the one drill engine: each record
+shows RTO and RPO measured under the limits the Gherkin states (the runbook's table); the
+API crash with sub-second resolution and RPO 0 proved by canaries; a restore from a backup
+the drill takes between its canaries reports exactly the ones written after it as lost, the
+RPO dated by the newest survivor, and fails a tighter RPO; when every canary is lost the RPO
+is unmeasured, never a bound; an interrupted drill (SIGINT, SIGTERM) leaves the sandbox
+healthy.
 
 The destructive drills (database failure and corruption, complete outage, interruptions)
 run on a sandbox of their own; the API crash and the S3 loss on the session's.
@@ -25,25 +28,22 @@ from typing import Any
 import pytest
 
 from runbook.config import Target
-from runbook.drills import canaries
+from runbook.drills import canaries, engine
 from runbook.drills.canaries import Canary, CanaryLedger, CanaryWriter, assess
-from runbook.drills.disaster import (
-    DRILLS,
-    OBJECTIVES,
-    DrillOptions,
-    figures_table,
-    seeded_end_to_end,
-)
+from runbook.drills.catalog import DISASTERS, DRILLS
 from runbook.drills.dr_integrity import read_figures
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.record import DrillRecord, Objective, write_record
+from runbook.drills.incidents.disaster import DrillOptions, seeded_check
+from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import SafetyGateError
+from runbook.features import load_features
 from runbook.platforms import platform_for
 from runbook.probes.storage import client
 from runbook.redact import Redactor
+from runbook.runner import PROJECT_ROOT
 from runbook.sandbox import Sandbox
-from runbook.sandbox.backups import latest_backup
+from runbook.sandbox.backups import latest_backup, take_backup
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 
@@ -63,8 +63,11 @@ def figures(request: pytest.FixtureRequest) -> Iterator[list[DrillRecord]]:
     if reporter is not None and records:
         reporter.write_line("")
         reporter.write_line("Disaster recovery drills (sandbox): measured vs the runbook")
-        for line in figures_table(records).splitlines():
-            reporter.write_line(line)
+        for record in records:
+            reporter.write_line(
+                f"{record.drill}: RTO {record.rto_s} s of {record.objective.rto_s}, RPO"
+                f" {record.rpo_s} s of {record.objective.rpo_s}, lost {record.lost_canaries},"
+                f" {record.verdict}")
 
 
 def _context(box: Sandbox) -> DrillContext:
@@ -74,17 +77,28 @@ def _context(box: Sandbox) -> DrillContext:
                         box.home)
 
 
-def _run(box: Sandbox, name: str, tmp_path: Path, figures: list[DrillRecord],
-         **options: Any) -> DrillRecord:
-    objective = options.pop("objective", None)
+#: The limits each drill's scenario states (features/disaster_recovery.feature).
+LIMITS: dict[str, engine.Limits] = {
+    "api-crash": engine.Limits(30, 300, 0),
+    "database-failure": engine.Limits(30, 1800, 3600),
+    "database-corruption": engine.Limits(30, 1800, 3600),
+    "s3-data-loss": engine.Limits(30, 1800, 3600),
+    "complete-outage": engine.Limits(30, 14400, 86400),
+}
+
+
+def _run(box: Sandbox, name: str, tmp_path: Path, figures: list[DrillRecord], *,
+         limits: engine.Limits | None = None, **options: Any) -> DrillRecord:
+    incident = DRILLS[name]
+    if options:
+        incident = type(incident.__name__, (incident,), {"options": DrillOptions(**options)})
     guard = Guard.arm(tmp_path / "guards", {"name": "sandbox", "config_file": None,
                                             "home": str(box.home)})
     seen: list[DrillRecord] = []
     try:
-        record = DRILLS[name].run(_context(box), guard=guard, on_record=seen.append,
-                                  objective=objective, options=DrillOptions(
-                                      recover_within_s=DRILLS[name].recover_within_s,
-                                      **options))
+        record = engine.run(incident, _context(box), limits=limits or LIMITS[name],
+                            guard=guard, steady=seeded_check(), on_record=seen.append,
+                            evidence_dir=tmp_path / "detection")
     finally:
         guard.disarm()
     assert seen == [record]
@@ -148,14 +162,17 @@ def test_a_loss_before_survivors_dates_the_rpo_at_the_first_gap() -> None:
     assert report.lost_count == 1 and report.rpo_s == pytest.approx(5.0)
 
 
-def test_every_canary_lost_uses_the_recovery_point_or_says_at_least() -> None:
+def test_every_canary_lost_leaves_the_rpo_unmeasured_with_the_backup_beside_it() -> None:
     written = [_canary(n, 10 + n) for n in range(1, 4)]
     fault = T0 + timedelta(seconds=20)
-    point = assess("d", written, set(), fault, recovery_point=T0)
-    assert point.lost_count == 3 and point.rpo_s == pytest.approx(20.0)
-    assert "recovery point" in point.basis
-    bound = assess("d", written, set(), fault)
-    assert bound.rpo_s == pytest.approx(9.0) and "at least" in bound.basis
+    shown = assess("d", written, set(), fault, recovery_point=T0)
+    assert shown.lost_count == 3 and shown.rpo_s is None
+    assert shown.basis.startswith("unmeasured") and T0.isoformat() in shown.basis
+    assert "20.000 s before the fault" in shown.basis
+    assert assess("d", written, set(), fault).rpo_s is None
+    oldest_lost = assess("d", written, {"k2", "k3"}, fault)
+    assert oldest_lost.rpo_s is None and oldest_lost.lost_count == 1
+    assert assess("d", [], set(), fault).rpo_s is None
 
 
 def test_the_writer_pauses_between_writes_and_writes_exactly_a_limit() -> None:
@@ -192,7 +209,7 @@ class _NotThere:
 
 
 @pytest.mark.parametrize("environment", ["production", "staging"])
-@pytest.mark.parametrize("name", sorted(DRILLS))
+@pytest.mark.parametrize("name", sorted(d.name for d in DISASTERS))
 def test_every_drill_refuses_anything_but_the_sandbox(environment: str, name: str,
                                                       tmp_path: Path) -> None:
     target = Target.from_variables("remote", {"API_URL": "https://api.example.com",
@@ -202,15 +219,33 @@ def test_every_drill_refuses_anything_but_the_sandbox(environment: str, name: st
     seen: list[DrillRecord] = []
     with pytest.raises(SafetyGateError, match="production" if environment == "production"
                        else "sandbox-only"):
-        DRILLS[name].run(context, guard=_NotThere(), on_record=seen.append)  # type: ignore[arg-type]
+        engine.run(DRILLS[name], context, limits=LIMITS[name],
+                   guard=_NotThere(), steady=seeded_check(),  # type: ignore[arg-type]
+                   on_record=seen.append, evidence_dir=tmp_path)
     assert seen == []
 
 
-def test_the_objectives_are_the_runbooks_table() -> None:
-    assert OBJECTIVES["API crash"] == Objective(300, 0)
-    assert OBJECTIVES["Database failure"] == Objective(1800, 3600)
-    assert OBJECTIVES["Complete outage"] == Objective(14400, 86400)
-    assert {d.objective for d in DRILLS.values()} <= set(OBJECTIVES.values())
+def _seconds(text: str) -> float:
+    """``5 minutes``, ``1 hour``, ``0 (no data loss)`` as seconds."""
+    amount, _, unit = text.strip().partition(" ")
+    scale = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600}
+    if not unit or unit.startswith("("):
+        return float(amount)
+    return float(amount) * scale[unit.split(" ")[0]]
+
+
+def test_the_drills_limits_are_the_runbooks_table() -> None:
+    """The Gherkin's RTO and RPO (the only copy the drills use) are the runbook's table."""
+    text = (PROJECT_ROOT / "docs" / "RUNBOOK.md").read_text()
+    table = text[text.index("| Scenario | RTO"):].split("\n\n")[0].splitlines()[2:]
+    runbook = {row.split("|")[1].strip(): (_seconds(row.split("|")[2]),
+                                           _seconds(row.split("|")[3])) for row in table}
+    outline = next(s for s in load_features(PROJECT_ROOT / "features")
+                   if s.name.startswith("<scenario>"))
+    stated = {row["scenario"]: (float(row["rto_s"]), float(row["rpo_s"]))
+              for row in outline.examples}
+    assert stated == runbook
+    assert {(limits.rto_s, limits.rpo_s) for limits in LIMITS.values()} <= set(runbook.values())
 
 
 # -- on the session's sandbox ------------------------------------------------------------------
@@ -230,7 +265,6 @@ def test_api_crash_recovers_within_300_s_measured_to_the_subsecond_with_rpo_zero
     # sampled to a fraction of a second: the last red verdict to the first green check's
     # start; the green check's own length (a bcrypt login) is part of the RTO by definition
     assert resolution["sampling_s"] is not None and resolution["sampling_s"] < 0.5, resolution
-    assert record.evidence["options"]["interval_s"] <= 0.05
     assert record.rto_s is not None and record.rto_s > 0
     assert box.status().components["api"].pid != pid
     assert "SIGKILL sent to the API" in _phase(record, "inject").evidence[0]["output"]
@@ -281,19 +315,22 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         box.destroy()
 
 
-def test_database_failure_restores_the_latest_backup_within_1800_s(
+def test_database_failure_restores_the_backup_within_1800_s_losing_what_came_after_it(
         own: Sandbox, tmp_path: Path, figures: list[DrillRecord]) -> None:
-    backup = latest_backup(own)
-    assert backup is not None
-    record = _run(own, "database-failure", tmp_path, figures, canaries=4)
+    record = _run(own, "database-failure", tmp_path, figures, canaries_before_backup=2,
+                  canaries=4)
     _passed(record)
-    # every canary post-dates the latest backup: all lost, RPO = fault - its snapshot
+    # the canaries written after the drill's backup are lost, counted exactly; the RPO is
+    # dated by the newest survivor, the backup's time shown beside it
     assert record.lost_canaries == 4
+    report = record.evidence["canaries"]
+    newest = datetime.fromisoformat(report["newest_surviving_at"])
     assert record.fault_at is not None and record.rpo_s == pytest.approx(
-        (record.fault_at - backup.taken_at).total_seconds())
+        (record.fault_at - newest).total_seconds())
+    assert report["recovery_point"] is not None and "shown beside" in report["rpo_basis"]
     assert "deleted" in _phase(record, "inject").evidence[0]["output"]
     steps = [a["name"] for a in _phase(record, "follow the runbook").evidence]
-    assert steps[:2] == ["start postgres", "restore from the latest backup"]
+    assert steps[:2] == ["start the database service", "1. restore from the latest backup"]
     assert "match its figures" in _phase(record, "validate data integrity").detail
 
 
@@ -302,9 +339,8 @@ def test_a_backup_lacking_the_last_n_canaries_loses_exactly_n_and_judges_the_rpo
         own: Sandbox, tmp_path: Path, figures: list[DrillRecord], rpo_target: float,
         verdict: str) -> None:
     lost = 3
-    record = _run(own, "database-failure", tmp_path, figures, backup="take",
-                  canaries_before_backup=2, canaries=lost,
-                  objective=Objective(rto_s=1800.0, rpo_s=rpo_target))
+    record = _run(own, "database-failure", tmp_path, figures, canaries_before_backup=2,
+                  canaries=lost, limits=engine.Limits(30, 1800.0, rpo_target))
     assert record.lost_canaries == lost
     report = record.evidence["canaries"]
     assert report["committed_before_fault"] == 2 + lost and report["survived"] == 2
@@ -322,11 +358,13 @@ def test_a_backup_lacking_the_last_n_canaries_loses_exactly_n_and_judges_the_rpo
 
 def test_database_corruption_restores_then_replays_the_audit_log(
         own: Sandbox, tmp_path: Path, figures: list[DrillRecord]) -> None:
-    record = _run(own, "database-corruption", tmp_path, figures, backup="take",
-                  canaries_before_backup=2, canaries=3)
+    record = _run(own, "database-corruption", tmp_path, figures, canaries_before_backup=2,
+                  canaries=3)
     _passed(record)
     assert "releases deleted" in _phase(record, "inject").evidence[0]["output"]
-    assert _phase(record, "detect").detail.startswith("detected: public.Release")
+    assert _phase(record, "detect").detail.startswith(
+        "detected by the drill's own check (database data integrity)")
+    assert "public.Release" in _phase(record, "detect").detail
     integrity = _phase(record, "validate data integrity")
     replayed = integrity.evidence[1]["replay"]
     assert replayed["reinserted"] >= 3 and replayed["audit_row_only"]["runbook.canary"] == 3
@@ -341,13 +379,15 @@ def test_database_corruption_restores_then_replays_the_audit_log(
 def test_complete_outage_rebuilds_everything_from_off_site_copies(
         own: Sandbox, tmp_path: Path, figures: list[DrillRecord]) -> None:
     old_api = own.env()["API_URL"]
-    record = _run(own, "complete-outage", tmp_path, figures, canaries=3)
+    record = _run(own, "complete-outage", tmp_path, figures, canaries_before_backup=2,
+                  canaries=3)
     _passed(record)
-    assert record.objective == OBJECTIVES["Complete outage"]
+    assert (record.objective.rto_s, record.objective.rpo_s) == (14400, 86400)
     steps = [a["name"] for a in _phase(record, "follow the runbook").evidence]
-    assert steps == ["provision new infrastructure", "restore from the latest backup",
-                     "restore objects from the S3 backup copy", "redeploy api",
-                     "redeploy worker", "mint ADMIN_TOKEN", "back up the restored database",
+    assert steps == ["1. provision new infrastructure", "2. restore database from backup",
+                     "(not in the runbook) restore the S3 objects from their backup copy",
+                     "3. redeploy api", "3. redeploy worker", "3. mint ADMIN_TOKEN",
+                     "back up the restored database",
                      "4. update DNS to the new infrastructure"]
     dns = _phase(record, "follow the runbook").evidence[-1]["output"]
     assert f"API_URL {old_api} -> {own.env()['API_URL']}" in dns
@@ -364,9 +404,11 @@ DRILL = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from runbook.config import Target
-    from runbook.drills.disaster import DRILLS
+    from runbook.drills import engine
+    from runbook.drills.catalog import DRILLS
     from runbook.drills.faults import DrillContext
     from runbook.drills.guard import DrillInterrupted, Guard
+    from runbook.drills.incidents.disaster import seeded_check
     from runbook.platforms import platform_for
     from runbook.sandbox import Sandbox
     from runbook.timeouts import Timeouts
@@ -388,7 +430,9 @@ DRILL = textwrap.dedent("""
               "phases": [[p.name, p.ok, p.detail] for p in rec.phases]}), flush=True)
 
     try:
-        DRILLS[name].run(context, guard=guard, on_record=record, on_phase=phase)
+        engine.run(DRILLS[name], context, limits=engine.Limits(30, 1800, 3600), guard=guard,
+                   steady=seeded_check(), on_record=record, on_phase=phase,
+                   evidence_dir=guards / "detection")
     except (KeyboardInterrupt, DrillInterrupted) as exc:
         print("interrupted", type(exc).__name__, flush=True)
     finally:
@@ -416,7 +460,7 @@ def _interrupt(own: Sandbox, tmp_path: Path, sig: signal.Signals, name: str
 
 def _healthy_as_backed_up(own: Sandbox, backup: Any) -> None:
     context = _context(own)
-    assert seeded_end_to_end(context).ok
+    assert seeded_check()(context).ok
     after = read_figures(context.target.require("DATABASE_URL"), Timeouts(),
                          cutoff=backup.figures.cutoff)
     assert {t: f.rows for t, f in after.tables.items()} == \
@@ -427,8 +471,7 @@ def _healthy_as_backed_up(own: Sandbox, backup: Any) -> None:
                                        (signal.SIGTERM, "database-corruption")])
 def test_an_interrupted_drill_leaves_the_sandbox_healthy(
         own: Sandbox, tmp_path: Path, sig: signal.Signals, name: str) -> None:
-    backup = latest_backup(own)
-    assert backup is not None
+    backup = take_backup(own, reason="before the interrupted drill")  # the figures to hold
     child, lines = _interrupt(own, tmp_path, sig, name)
     assert child.returncode == 0, "\n".join(lines)
     assert f"interrupted {'KeyboardInterrupt' if sig == signal.SIGINT else 'DrillInterrupted'}" \
@@ -436,14 +479,13 @@ def test_an_interrupted_drill_leaves_the_sandbox_healthy(
     record = json.loads(next(line for line in lines if line.startswith("record "))[7:])
     assert record["verdict"] == "aborted"
     restore = next(p for p in record["phases"] if p[0] == "restore")
-    assert restore[1] and restore[2] == "reverted and healthy", restore
+    assert restore[1] and restore[2] == "the fault reverted; healthy", restore
     _healthy_as_backed_up(own, backup)
     assert not list(tmp_path.glob("guard-*.json"))  # nothing left for the guard to do
 
 
 def test_a_killed_drill_is_restored_by_its_guard(own: Sandbox, tmp_path: Path) -> None:
-    backup = latest_backup(own)
-    assert backup is not None
+    backup = take_backup(own, reason="before the killed drill")  # the figures to hold
     child, lines = _interrupt(own, tmp_path, signal.SIGKILL, "database-failure")
     assert child.returncode == -signal.SIGKILL, "\n".join(lines)
     assert not [line for line in lines if line.startswith("record ")]  # no finally ran

@@ -19,6 +19,7 @@ from tests.conftest import RunningSandbox
 DRILL = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
+    from runbook.drills import catalog  # registers every fault
     from runbook.drills.context import context_for
     from runbook.drills.faults import get
     from runbook.drills.guard import Guard

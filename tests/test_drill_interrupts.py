@@ -1,9 +1,11 @@
 """SIGINT, SIGTERM and a timeout in every phase of a drill leave the sandbox healthy.
 
-The game-day engine: its six phases x the three interruptions, rotating through three cheap
-game days whose faults are of different kinds (a component stopped; the worker stopped with
-a backlog; the API restarted with a broken variable), so that each fault is reverted from
-every phase, on the session's sandbox. The DR engine: its ten phases x the three, with its
+One engine runs every drill. A game day: its eight phases x the three interruptions,
+rotating through three cheap game days whose faults are of different kinds (a component
+stopped; the worker stopped with a backlog; the API's stored variable broken), so that each
+fault is reverted from every phase (the corrected procedure, which only a game day whose
+runbook steps fail has, with that one), on the session's sandbox. A disaster: its ten
+phases x the three, with its
 cheapest drill (S3 data loss: 30 cells in about 45 s by ``bench/interrupt_matrix.py``; the
 API crash costs more run back to back, as the sandbox backs off restarting an API that
 keeps crashing), on a sandbox of its own in a background thread from the module's first
@@ -34,15 +36,16 @@ from pathlib import Path
 
 import pytest
 
+from runbook.drills import catalog
 from runbook.drills.faults import get
 from runbook.drills.guard import DrillInterrupted, Guard, interruptible
-from runbook.drills.incidents_edges import cors
 from runbook.drills.record import DrillRun, ProgressFile, read_progress, write_record
+from runbook.probes import storage
 from runbook.redact import Redactor
 from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
+from tests.gamedays import assert_healthy
 from tests.interrupts import Background, Cell, Runner, matrix, sandbox_context, verify
-from tests.test_gamedays_services import assert_healthy
 
 #: Cheap game days with faults of three kinds (each about 5 s from steady state to restore).
 CHEAP_GAMEDAYS = ("service-down", "worker-not-processing", "api-500-missing-variable")
@@ -124,10 +127,12 @@ def test_an_interruption_in_any_phase_of_a_dr_drill_leaves_its_sandbox_healthy(
 
 def test_every_phase_meets_every_interruption_and_each_game_day_every_phase() -> None:
     cells = GAMEDAY_CELLS + DR_CELLS
-    assert len(cells) == 6 * 3 + 10 * 3
+    assert len(cells) == 8 * 3 + 10 * 3
     for name in CHEAP_GAMEDAYS:
-        assert {c.phase for c in GAMEDAY_CELLS if c.drill == name} == \
-            {c.phase for c in GAMEDAY_CELLS}
+        assert {c.phase for c in GAMEDAY_CELLS if c.drill == name} >= \
+            {c.phase for c in GAMEDAY_CELLS} - {"corrected procedure"}
+    assert {c.drill for c in GAMEDAY_CELLS if c.phase == "corrected procedure"} == \
+        {"api-500-missing-variable"}
     assert len({(c.engine, c.phase, c.interrupt) for c in cells}) == len(cells)
 
 
@@ -274,13 +279,14 @@ def test_a_guard_disarmed_with_a_fault_on_its_ledger_reverts_it(
         sandbox: RunningSandbox, tmp_path: Path) -> None:
     """A restoration cut short, then the drill's teardown disarms the guard: it reverts."""
     context = sandbox_context(sandbox)
+    assert catalog.DRILLS  # every fault registered
     fault = get("s3-cors-missing", "sandbox")
     guard = Guard.arm(tmp_path, {"name": "sandbox", "config_file": None,
                                  "home": str(sandbox.home)})
     try:
         guard.record(fault.name, {})
         assert fault.inject(context, {}).ok
-        assert not cors(context).ok
+        assert not storage.cors(context.target, context.timeouts).ok
         guard.disarm()
     finally:
         fault.revert(context, {})  # idempotent: nothing to do when the guard did its work
@@ -288,5 +294,5 @@ def test_a_guard_disarmed_with_a_fault_on_its_ledger_reverts_it(
     log = next(tmp_path.glob("*.log")).read_text()
     assert "was disarmed with faults pending: s3-cors-missing" in log, log
     assert "reverted s3-cors-missing: ok" in log, log
-    assert cors(context).ok
+    assert storage.cors(context.target, context.timeouts).ok
     assert not guard.ledger.exists()

@@ -1,22 +1,24 @@
 """Game days for Upload Failures, Email Not Sending, Data Breach and Slow Query Performance,
-run with the engine against the real sandbox: detected with the right diagnosis, the
-runbook's steps (and corrections) followed, recovered, restored, no secret recorded.
+run on the engine against the real sandbox: detected by the scheduled scenario that names
+the incident's section, the runbook's steps followed, recovered (or the defect recorded and
+the corrected procedure proven), restored, no secret recorded (``tests/gamedays.py``).
 
-Run with ``-s`` (or ``-rP``) to see the fault matrix: fault -> failed check -> named
-subsection -> time to detect -> time to recover.
+Run with ``-s`` to see each game day's row of the detection matrix. Then the faults' reverts
+are idempotent, the guard reverts them from another process, and a scheduled scenario's
+signal removed from the features makes its game day fail as not detected.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,195 +29,160 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from runbook.actions import users
-from runbook.drills import faults, faults_edges, gameday, incidents_edges
-from runbook.drills.catalog import GAMEDAYS
+from runbook.actions.users import CanaryUser, canary_user
+from runbook.drills import detection, engine, faults
+from runbook.drills.catalog import DRILLS
 from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
-from runbook.drills.guard import Guard
-from runbook.drills.record import DrillRecord, Phase
-from runbook.probes import e2e
-from runbook.results import ProbeResult
+from runbook.drills.incidents import data_breach, slow_query, upload_failures
+from runbook.probes import audit, journeys, postgres
+from runbook.runner import PROJECT_ROOT
 from runbook.sandbox.procs import is_alive
 from runbook.sections import next_steps
 from runbook.wait import wait_until
+from tests import gamedays
 from tests.conftest import RunningSandbox
 
-EDGE_GAMEDAYS = list(incidents_edges.GAMEDAYS)
+EDGE_GAMEDAYS = ["upload-failures-wrong-credentials", "upload-failures-bucket-policy",
+                 "upload-failures-cors", "email-not-sending-invalid-key",
+                 "email-not-sending-unverified-sender", "data-breach", "slow-query-performance"]
 
 
-@dataclass(frozen=True)
-class Drill:
-    context: DrillContext
-    guard: Guard
-    sandbox: RunningSandbox
+@pytest.fixture(scope="module")
+def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
+    context = context_for(gamedays.spec(sandbox))
+    with canary_user(context.target, context.timeouts) as user:
+        yield user
 
 
 @pytest.fixture
-def drill(healthy_sandbox: RunningSandbox, tmp_path: Path) -> Iterator[Drill]:
-    """A drill context for the session's sandbox and a restoration guard armed in
-    ``tmp_path`` (disarmed after the test; the engine strikes what it reverted)."""
-    spec = {"name": "sandbox", "config_file": None, "home": str(healthy_sandbox.home)}
-    guard = Guard.arm(tmp_path / "guards", spec)
-    try:
-        yield Drill(context_for(spec), guard, healthy_sandbox)
-    finally:
-        guard.disarm()
+def context(healthy_sandbox: RunningSandbox) -> DrillContext:
+    return context_for(gamedays.spec(healthy_sandbox))
 
 
-def _phase(record: DrillRecord, name: str) -> Phase:
-    return next(p for p in record.phases if p.name == name)
-
-
-def _explain(record: DrillRecord) -> str:
-    lines = [f"{p.name}: {'ok' if p.ok else 'FAILED'}: {p.detail}" for p in record.phases]
-    follow = [p for p in record.phases if p.name == "follow the runbook"]
-    if follow:
-        lines += [f"  {a['name']}: ok={a['ok']} {a['error']} {a['output'][:300]}"
-                  for a in follow[0].evidence]
-    return "\n".join([*lines, *record.notes])
-
-
-def _activities(record: DrillRecord) -> dict[str, Mapping[str, Any]]:
-    return {str(a["name"]): a for a in _phase(record, "follow the runbook").evidence}
-
-
-def _secrets(sandbox: RunningSandbox) -> list[str]:
-    return [s for s in sandbox.sandbox.secrets().values() if len(s) >= 8]
-
-
-def matrix_line(record: DrillRecord, gameday_: gameday.GameDay) -> str:
-    """fault -> failed check -> named subsection -> time to detect -> time to recover."""
-    evidence = _phase(record, "detect").evidence
-    check = f"{evidence[0]['component']} {evidence[0]['check']}" if evidence else "-"
-    return (f"{gameday_.name}: {gameday_.fault} {json.dumps(dict(gameday_.params))} -> {check}"
-            f" -> {gameday_.diagnosis} -> detected in {record.time_to_detect_s:.3f} s ->"
-            f" recovered in {record.rto_s:.3f} s")
-
-
-# -- the game days -------------------------------------------------------------------------
-
-
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", EDGE_GAMEDAYS)
-def test_the_game_day_detects_follows_the_runbook_and_restores(drill: Drill, name: str) -> None:
-    chosen = GAMEDAYS[name]
-    context = drill.context
-    with users.canary_user(context.target, context.timeouts) as canary:
-        def steady(ctx: DrillContext) -> ProbeResult:
-            return e2e.round_trip(ctx.target, ctx.timeouts, canary.email, canary.password)
-
-        seen: list[DrillRecord] = []
-        record = gameday.run(chosen, context, steady=steady, guard=drill.guard,
-                             on_record=seen.append)
-    assert seen == [record]
-    assert record.verdict == "pass", _explain(record)
-    assert record.time_to_detect_s is not None and record.time_to_detect_s >= 0
-    assert record.rto_s is not None and record.rto_s > record.time_to_detect_s
-    detect = _phase(record, "detect")
-    assert f"advice names {chosen.diagnosis!r}: yes" in detect.detail
-    failed = detect.evidence[0]
-    assert not failed["ok"]
-    assert _phase(record, "restore").ok
-    assert drill.guard.pending() == []
-    status = drill.sandbox.sandbox.status()
-    assert all(c.running and not c.env_overrides for c in status.components.values()), {
-        n: (c.state, c.env_overrides) for n, c in status.components.items()}
-    text = json.dumps(record.to_json(), default=str)
-    for secret in _secrets(drill.sandbox):
-        assert secret not in text
-    assert not re.search(r"eyJ[\w-]{5,}\.[\w-]{5,}\.", text), "a token in the record"
-    assert chosen.defect and chosen.verify is not None
-    assert f"runbook defect: {chosen.defect}" in record.notes
-    _specifics(name, record)
-    print(f"\nFAULT MATRIX {matrix_line(record, chosen)}")
-
-
-def _specifics(name: str, record: DrillRecord) -> None:
-    """What each game day shows beyond the common verdict: the runbook's defects."""
-    steps = _activities(record)
-    outputs = " ".join(str(a["output"]) for a in steps.values())
-    if name.startswith("upload-failures"):
-        assert "presigning is local to the API" in outputs
-        assert any(n.startswith("verify: uploads work") and a["ok"] for n, a in steps.items())
+def test_game_day(name: str, healthy_sandbox: RunningSandbox, context: DrillContext,
+                  canary: CanaryUser, tmp_path: Path) -> None:
+    secrets = gamedays.secret_values(healthy_sandbox)
+    started = time.monotonic()
+    record = gamedays.run(name, healthy_sandbox, context, canary, tmp_path)
+    gamedays.assert_outcome(name, record)
+    report = gamedays.explain(record)
+    steps = gamedays.activities(record)
     if name == "upload-failures-wrong-credentials":
-        assert "SignatureDoesNotMatch" in _phase(record, "detect").detail
-        listing = steps["3. test S3 access (aws s3 ls s3://$S3_BUCKET)"]
-        assert "the bucket lists with the runbook's credentials" in str(listing["output"])
-        assert any(n.startswith("correction: set the API's AWS credentials") for n in steps)
-    if name == "upload-failures-bucket-policy":
-        assert "1 statement(s) deny s3:PutObject" in outputs
-        assert "the bucket lists with the runbook's credentials" in outputs  # ls misses it
-        assert any(n.startswith("correction: remove the statement") for n in steps)
-    if name == "upload-failures-cors":
-        assert "no CORS configuration" in _phase(record, "detect").detail
-        assert "4. (correction) put the expected CORS rule back" in steps
+        assert "differ" in str(steps["1. verify the S3 credentials"]["output"]), report
     if name.startswith("email-not-sending"):
-        assert "WRONGTYPE" in outputs
-        assert "a restart does not retry failed jobs" in outputs
-        assert "1/1 failed e-mails sent on retry" in outputs
-        assert steps["clean up the canary e-mail job"]["ok"]
-    if name == "email-not-sending-invalid-key":
-        assert "API key is invalid" in _phase(record, "detect").detail
-    if name == "email-not-sending-unverified-sender":
-        assert "domain is not verified" in _phase(record, "detect").detail
+        queue = next(a for n, a in steps.items() if n.startswith("4. check the email queue"))
+        assert "WRONGTYPE" in str(queue["output"]), queue
     if name == "data-breach":
-        proofs = {n: a for n, a in steps.items() if n.startswith("proof:")}
-        assert len(proofs) >= 6 and all(a["ok"] for a in proofs.values()), proofs
-        assert steps["4. enable audit log review: the response's actions in the audit log"][
-            "ok"]
-        timeline = str(steps["6. document the incident timeline"]["output"])
-        assert "Notify affected users" in timeline and "203.0.113.66" in timeline
-        path = Path(timeline.split("written to ", 1)[1].split("\n", 1)[0])
-        assert path.exists()
-        path.unlink()
-    if name == "slow-query-performance":
-        assert "query took" in outputs and "AuditLog" in outputs
-        assert "offender pid(s)" in outputs and "runbook-drill-slow-query" in outputs
+        assert any(n.startswith("1. lock all affected user accounts") for n in steps), report
+        assert steps["3. revoke all active access tokens"]["ok"], report
+    gamedays.no_secret_in(record, secrets)
+    gamedays.assert_healthy(healthy_sandbox, context, canary)
+    print("\n" + gamedays.matrix_line(name, record, time.monotonic() - started))
 
 
-# -- the faults on their own ---------------------------------------------------------------
+@pytest.mark.timeout(240)
+def test_a_scheduled_check_taken_away_leaves_its_game_day_undetected(
+        healthy_sandbox: RunningSandbox, context: DrillContext, canary: CanaryUser,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the scheduled scenario that watches the API's CPU, the CPU game day fails as
+    not detected by the scheduled checks, naming the missing signal. The detection runs the
+    scheduled selection narrowed to that scenario and the login journey (a run of the whole
+    suite costs a minute here; tests/test_drill_verdicts.py runs it whole): with the feature
+    file edited, only the login journey is left, and it does not name the incident."""
+    features = tmp_path / "features"
+    shutil.copytree(PROJECT_ROOT / "features", features)
+    incident = features / "incident_response.feature"
+    text = incident.read_text()
+    start = text.index("  @synthetic @warning @runbook:high-memory-cpu-usage")
+    end = text.index("  @synthetic", start + 10)
+    incident.write_text(text[:start] + text[end:])
+    monkeypatch.setenv("RUNBOOK_FEATURES", str(features))
+    record = gamedays.run("high-cpu", healthy_sandbox, context, canary, tmp_path,
+                          detector=detection.scheduled_suite(
+                              tmp_path / "detection",
+                              extra=("-k", "the_api_processs_cpu or a_user_can_log_in")),
+                          limits=engine.Limits(detect_within_s=5, rto_s=300))
+    detect = gamedays.phases(record)["detect"]
+    assert not detect.ok and record.verdict == "fail", gamedays.explain(record)
+    assert "not detected by the scheduled checks" in detect.detail
+    assert DRILLS["high-cpu"].signal in detect.detail
+    rounds = record.evidence["detection"]["rounds"]
+    assert rounds and all(r["scenarios_checked"] == 1 for r in rounds), rounds
+    gamedays.assert_healthy(healthy_sandbox, context, canary)
 
 
 @pytest.mark.parametrize(("name", "params"), [
-    ("s3-bucket-policy-deny", {"sid": faults_edges.DENY_SID}),
+    ("s3-bucket-policy-deny", {}),
     ("s3-cors-missing", {}),
     ("slow-query", {"hold_s": 0.2, "max_s": 30}),
 ])
-def test_a_fault_reverts_twice_and_leaves_the_target_as_it_was(drill: Drill, name: str,
-                                                              params: dict[str, object]) -> None:
+def test_a_fault_reverts_twice_and_leaves_the_target_as_it_was(
+        context: DrillContext, name: str, params: dict[str, object]) -> None:
     spec = faults.get(name, "sandbox")
-    context = drill.context
+    s3 = None
+    before: dict[str, Any] = {}
+    if name.startswith("s3"):
+        bucket = context.target.require("S3_BUCKET")
+        from runbook.probes import storage
+
+        s3 = storage.client(context.target, context.timeouts)
+        before = {"cors": upload_failures.cors_rules(s3, bucket),
+                  "policy": upload_failures.bucket_policy(s3, bucket)}
     assert spec.inject(context, params).ok
+    assert spec.present is not None and spec.present(context, params)
     first, second = spec.revert(context, params), spec.revert(context, params)
     assert first.ok and second.ok, (first.error, second.error)
-    assert incidents_edges.uploads_work(context).ok if name.startswith("s3") else \
-        incidents_edges.slow_queries(context).ok
+    assert spec.present(context, params) is None
+    if s3 is not None:
+        bucket = context.target.require("S3_BUCKET")
+        assert upload_failures.cors_rules(s3, bucket) == before["cors"]
+        assert upload_failures.bucket_policy(s3, bucket) == before["policy"]
+        assert upload_failures.uploads_work(context.target, context.timeouts).ok
+    else:
+        assert postgres.slow_queries(context.target, context.timeouts, threshold_ms=500).ok
 
 
-def test_the_breach_revert_removes_its_canaries_and_refreshes_the_admin_token(
-        drill: Drill) -> None:
-    context = drill.context
+def test_the_breach_is_seen_by_the_audit_reviews_and_its_revert_removes_it(
+        context: DrillContext, healthy_sandbox: RunningSandbox) -> None:
     spec = faults.get("security-breach", "sandbox")
-    injected = spec.inject(context, {"accounts": 1, "failures_per_account": 5})
+    injected = spec.inject(context, {"accounts": 2, "failures_per_account": 5})
     assert injected.ok, injected.error
-    ids = faults_edges.breach_canaries(context)
-    assert len(ids) == 1 and faults_edges.ATTACKER.get(ids[0]) is not None
-    anomaly = incidents_edges.login_anomaly(context)
-    assert not anomaly.ok and next_steps(anomaly.advice)[0].startswith(
+    ids = data_breach.breach_canaries(context)
+    assert len(ids) == 2
+    # The same thresholds as the weekly review: the scheduled check and the review both
+    # see it (the victims stand for real users; the runbook's own canaries are left out).
+    for window in (900.0, 7 * 86400.0):
+        seen = audit.login_bursts(context.target, context.timeouts, window_s=window,
+                                  failures=10, burst_s=600)
+        assert not seen.ok, window
+    assert next_steps("security-incident")[0].startswith(
         "Incident Response > Data Breach / Security Incident: 1. lock")
     assert spec.revert(context, {}).ok and spec.revert(context, {}).ok
-    assert faults_edges.breach_canaries(context) == []
-    # The attack's logins are gone from the audit log (the weekly review must not find them).
-    assert incidents_edges.login_anomaly(context).ok
-    assert faults_edges.ATTACKER.get(ids[0]) is None
-    token = drill.sandbox.env["ADMIN_TOKEN"]
-    answer = httpx.get(f"{drill.sandbox.env['API_URL']}/api/admin/users?limit=1",
+    assert data_breach.breach_canaries(context) == []
+    assert audit.login_bursts(context.target, context.timeouts, window_s=900.0, failures=10,
+                              burst_s=600).ok
+    token = healthy_sandbox.env["ADMIN_TOKEN"]
+    answer = httpx.get(f"{healthy_sandbox.env['API_URL']}/api/admin/users?limit=1",
                        headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert answer.status_code == 200
+
+
+def test_a_victim_is_a_canary_for_removal_but_counted_by_the_audit_reviews() -> None:
+    victim = "runbook-canary-victim-0123456789abcdef@legacyvideo.test"
+    assert users.is_canary_email(victim)
+    import re
+
+    assert not re.match(audit.CANARY_EMAIL, victim)
+    assert re.match(audit.CANARY_EMAIL, "runbook-canary-0123456789abcdef@legacyvideo.test")
 
 
 DIES_WITH_FAULTS_IN = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
+    from runbook.drills import catalog
     from runbook.drills.context import context_for
     from runbook.drills.faults import get
     from runbook.drills.guard import Guard
@@ -233,30 +200,25 @@ DIES_WITH_FAULTS_IN = textwrap.dedent("""
 """)
 
 
-def test_the_guard_reverts_these_faults_from_another_process(drill: Drill, tmp_path: Path
-                                                             ) -> None:
+def test_the_guard_reverts_these_faults_from_another_process(
+        context: DrillContext, healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
     """The state files let the guard, which never saw the faults being made, find the
-    holder process and the breach's canaries after the drill was killed."""
+    holder process and the breach's accounts after the drill was killed."""
     env = {k: v for k, v in os.environ.items() if k != "API_URL"}
     ledgers = tmp_path / "ledgers"
     died = subprocess.run([sys.executable, "-c", DIES_WITH_FAULTS_IN,
-                           str(drill.sandbox.home), str(ledgers)], env=env,
+                           str(healthy_sandbox.home), str(ledgers)], env=env,
                           capture_output=True, text=True, timeout=90, check=False)
     assert died.returncode == -signal.SIGKILL, died.stderr
-    context = drill.context
-    holder = json.loads(faults_edges.holder_files(context)[0].read_text())
-    assert faults_edges.breach_canaries(context)
-
-    def reverted() -> bool:
-        return not list(ledgers.glob("*.json"))
-
-    assert wait_until(reverted, timeout=60, interval=0.2).ok
+    holder = json.loads(slow_query.holder_files(context)[0].read_text())
+    assert data_breach.breach_canaries(context)
+    assert wait_until(lambda: not list(ledgers.glob("*.json")), timeout=60, interval=0.2).ok
     log = next(ledgers.glob("*.log")).read_text()
     assert "reverted slow-query: ok" in log and "reverted security-breach: ok" in log, log
-    assert not faults_edges.holder_files(context)[0].exists()
+    assert not slow_query.holder_files(context)[0].exists()
     assert not is_alive(int(holder["pid"]))
-    assert faults_edges.breach_canaries(context) == []
-    assert incidents_edges.slow_queries(context).ok
+    assert data_breach.breach_canaries(context) == []
+    assert postgres.slow_queries(context.target, context.timeouts, threshold_ms=500).ok
 
 
 # -- the sandbox's S3 checks credentials -------------------------------------------------
@@ -307,25 +269,25 @@ def test_the_sandbox_s3_authenticates_like_aws(sandbox: RunningSandbox) -> None:
 
 def test_a_deny_blocks_uploads_only_when_it_covers_put_object_on_the_upload_keys() -> None:
     bucket = "b"
-    assert incidents_edges.blocks_uploads(faults_edges.deny_statement(bucket), bucket)
-    assert incidents_edges.blocks_uploads(
-        {"Effect": "Deny", "Action": ["s3:*"], "Resource": "*"}, bucket)
-    assert not incidents_edges.blocks_uploads(
+    blocks = upload_failures.blocks_uploads
+    assert blocks(upload_failures.deny_statement(bucket), bucket)
+    assert blocks({"Effect": "Deny", "Action": ["s3:*"], "Resource": "*"}, bucket)
+    assert not blocks(
         {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::b/*"}, bucket)
-    assert not incidents_edges.blocks_uploads(
+    assert not blocks(
         {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/*"}, bucket)
-    assert not incidents_edges.blocks_uploads(
-        {**faults_edges.deny_statement(bucket), "Condition": {"Bool": {
+    assert not blocks(
+        {**upload_failures.deny_statement(bucket), "Condition": {"Bool": {
             "aws:SecureTransport": "false"}}}, bucket)
 
 
 def test_failures_are_advised_with_the_runbook_subsection() -> None:
     cases = {
-        incidents_edges.upload_advice("SignatureDoesNotMatch"): "Upload Failures",
-        incidents_edges.upload_advice("AccessDenied"): "Upload Failures",
-        incidents_edges.email_advice("Resend rejected the email: API key is invalid (HTTP 401)"):
+        journeys.upload_advice("SignatureDoesNotMatch"): "Upload Failures",
+        journeys.upload_advice("AccessDenied"): "Upload Failures",
+        journeys.email_advice("Resend rejected the email: API key is invalid (HTTP 401)"):
             "Email Not Sending",
-        incidents_edges.email_advice("The x.test domain is not verified (HTTP 403)"):
+        journeys.email_advice("The x.test domain is not verified (HTTP 403)"):
             "Email Not Sending",
         "security-incident": "Data Breach / Security Incident",
         "database-slow": "Slow Query Performance",
@@ -343,7 +305,7 @@ def test_the_offender_is_what_others_wait_on_else_the_longest_statement() -> Non
         {"pid": 2, "state": "active", "running_ms": 100, "blocked_by": []},
         {"pid": 3, "state": "active", "running_ms": 700, "blocked_by": []},
     ]
-    slow, waiting, blockers = incidents_edges.offenders(found, 500)
+    slow, waiting, blockers = postgres.offenders(found, 500)
     assert [s["pid"] for s in slow] == [1, 3] and [w["pid"] for w in waiting] == [1]
     assert blockers == [3]
-    assert incidents_edges.offenders(found[1:2], 500) == ([], [], [])
+    assert postgres.offenders(found[1:2], 500) == ([], [], [])

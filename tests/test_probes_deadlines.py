@@ -128,8 +128,10 @@ def test_a_closed_port_fails_fast(closed_port: int, name: str) -> None:
     probe, deadline = PROBES[name]
     result = probe(_target(closed_port), TIMEOUTS)
     _check(result, deadline)
-    assert result.elapsed_s < 1.5  # refused at once: no waiting for timeouts
+    # Refused at once: the probe fails on the refusal, never waits out a timeout (what the
+    # result says, not a speed bound: a busy machine may take a while to say it).
     assert "timeout" not in result.observed
+    assert "timed out" not in result.problem.lower(), result.problem
 
 
 def test_the_canary_on_a_black_hole_says_so_and_claims_no_job(black_hole: Listener) -> None:

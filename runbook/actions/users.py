@@ -49,6 +49,8 @@ from runbook.timeouts import Timeouts
 
 #: Canary e-mails start with this; nothing else is ever removed or has its password reset.
 CANARY_PREFIX = "runbook-canary-"
+#: The kind of canary a security game day attacks (``runbook-canary-victim-<hex>@...``).
+VICTIM = "victim"
 #: The domain of canary e-mails when the target sets no ``FROM_EMAIL``.
 DEFAULT_DOMAIN = "legacyvideo.test"
 #: The cost the runbook's snippet uses: ``bcrypt.hash('newpassword', 12)``.
@@ -61,7 +63,9 @@ USERS_PATH = "/api/admin/users"
 
 Role = Literal["ADMIN", "USER"]
 
-_CANARY_EMAIL = re.compile(rf"{re.escape(CANARY_PREFIX)}[0-9a-f]{{8,}}@[^@\s]+")
+#: A canary's address; ``victim-`` marks the accounts a security game day attacks, which
+#: stand for real users (the audit reviews count failed logins against them).
+_CANARY_EMAIL = re.compile(rf"{re.escape(CANARY_PREFIX)}(?:{VICTIM}-)?[0-9a-f]{{8,}}@[^@\s]+")
 _BCRYPT_PREFIX = re.compile(r"^\$(2[abxy]?)\$(\d{2})\$")
 _OUTPUT_LIMIT = 4000
 
@@ -252,9 +256,11 @@ def canary_domain(target: Target) -> str:
     return DEFAULT_DOMAIN
 
 
-def canary_email(target: Target) -> str:
-    """A fresh canary address: ``runbook-canary-<hex>@<domain>``."""
-    return f"{CANARY_PREFIX}{uuid.uuid4().hex[:16]}@{canary_domain(target)}"
+def canary_email(target: Target, kind: str = "") -> str:
+    """A fresh canary address: ``runbook-canary-<hex>@<domain>`` (``runbook-canary-<kind>-
+    <hex>@<domain>`` for a ``kind``)."""
+    infix = f"{kind}-" if kind else ""
+    return f"{CANARY_PREFIX}{infix}{uuid.uuid4().hex[:16]}@{canary_domain(target)}"
 
 
 def is_canary_email(email: str) -> bool:
@@ -537,7 +543,8 @@ _INSERT_USER = (
 )
 
 
-def create_canary(target: Target, timeouts: Timeouts, role: Role = "USER") -> CanaryUser:
+def create_canary(target: Target, timeouts: Timeouts, role: Role = "USER", *,
+                  kind: str = "") -> CanaryUser:
     """Create a canary user as the runbook does with Prisma Studio (a ``"User"`` row,
     ``bcrypt.hash(password, 12)`` with a random in-memory password), then prove it through
     the API: it logs in, and its token works on ``/api/admin/users`` (ADMIN) or
@@ -548,7 +555,7 @@ def create_canary(target: Target, timeouts: Timeouts, role: Role = "USER") -> Ca
     api = target.require("API_URL")
     dsn = target.require("DATABASE_URL")
     user_id = str(uuid.uuid4())
-    email = canary_email(target)
+    email = canary_email(target, kind)
     password = secrets.token_urlsafe(24)
     redact = _redactor(target, password)
     watch = Stopwatch()
@@ -834,3 +841,33 @@ def canary_user(target: Target, timeouts: Timeouts, role: Role = "USER",
             if failure is None:
                 raise
             failure.add_note(f"removing canary user {user.id} also failed: {exc}")
+
+
+class CanaryPool:
+    """One canary user per target for a whole run of checks (the scheduled suite's canary
+    journeys share it: one user made and proved per run, not one per journey), made on
+    first use and removed by ``close``. A failed creation is not kept: the next ``get``
+    tries again, and raises ``UserOperationFailed`` as ``create_canary`` does."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, tuple[Target, Timeouts, CanaryUser]] = {}
+
+    def get(self, target: Target, timeouts: Timeouts) -> CanaryUser:
+        key = target.describe()
+        if key not in self._users:
+            self._users[key] = (target, timeouts, create_canary(target, timeouts))
+        return self._users[key][2]
+
+    def close(self) -> list[str]:
+        """Remove every canary made; the problems left (an empty list: all gone)."""
+        problems: list[str] = []
+        for target, timeouts, user in self._users.values():
+            try:
+                removal = remove_canary(target, timeouts, user)
+            except Exception as exc:
+                problems.append(f"canary {user.id}: {describe_error(exc)}")
+                continue
+            if not removal.gone:
+                problems.append(f"canary {user.id}: {'; '.join(removal.problems)}")
+        self._users.clear()
+        return problems

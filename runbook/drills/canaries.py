@@ -18,10 +18,10 @@ what survived with what was written:
 
 * lost: canaries committed before the fault and absent (or changed) after the recovery;
 * RPO: fault time minus the commit time of the last canary before the first lost one (for
-  the usual suffix loss: the newest surviving canary); 0 when none was lost. When every
-  canary was lost the canaries cannot date the recovery point: the drill's
-  ``recovery_point`` (a restored backup's snapshot time) is used, else the figure is a
-  lower bound (fault minus the oldest canary) and says so.
+  the usual suffix loss: the newest surviving canary); 0 when none was lost. When no canary
+  before the first lost one survived, the canaries cannot date the recovery point and the
+  RPO is UNMEASURED (``None``: the drill fails), never a bound judged as exact. A restored
+  backup's snapshot time is shown beside the figure, not used for it.
 
 Every canary is removed afterwards (``remove_canaries``, ``remove_s3_canaries``): they are
 the runbook's own rows and objects, never the application's.
@@ -427,39 +427,41 @@ def assess(drill_id: str, canaries: Sequence[Canary], surviving: Iterable[str],
            fault_at: datetime, *, recovery_point: datetime | None = None,
            failures: Sequence[str] = ()) -> CanaryReport:
     """Count the canaries committed before ``fault_at`` that are not in ``surviving`` and
-    measure the RPO (see the module doc). ``recovery_point``: the restored backup's
-    snapshot time, used only when no canary survived."""
+    measure the RPO from them (see the module doc). ``recovery_point`` (a restored backup's
+    snapshot time) is shown beside the figure, never used for it: when no canary before the
+    first lost one survived, the RPO is unmeasured (``None``), not a bound judged as exact."""
     alive = set(surviving)
     ordered = sorted((c for c in canaries if c.committed_at <= fault_at),
                      key=lambda c: (c.committed_at, c.seq))
     lost = tuple(c for c in ordered if c.key not in alive)
     survivors = [c for c in ordered if c.key in alive]
     newest = survivors[-1].committed_at if survivors else None
-    if not lost:
-        rpo: float | None = 0.0
-        basis = ("no canary was lost: the newest one written before the fault survived"
-                 if ordered else "no canary was written before the fault: RPO not measured")
-        if not ordered:
-            rpo = None
+    point = ""
+    if recovery_point is not None:
+        point = (f"; the restored backup's snapshot was at {recovery_point.isoformat()}"
+                 f" ({max(0.0, (fault_at - recovery_point).total_seconds()):.3f} s before the"
+                 " fault), shown beside, not used for the figure")
+    rpo: float | None
+    if not ordered:
+        rpo, basis = None, "unmeasured: no canary was written before the fault"
+    elif not lost:
+        rpo = 0.0
+        basis = "no canary was lost: the newest one written before the fault survived"
     else:
         first_lost = ordered.index(lost[0])
         if first_lost > 0:
             intact = ordered[first_lost - 1]
             rpo = (fault_at - intact.committed_at).total_seconds()
-            basis = (f"fault minus the commit of canary {intact.seq}, the newest one before"
-                     f" the first lost one ({lost[0].seq})")
+            basis = (f"fault minus the commit of canary {intact.seq}, the newest surviving one"
+                     f" before the first lost ({lost[0].seq}); {len(lost)} lost")
         else:
             which = ("every canary was lost" if len(lost) == len(ordered)
                      else f"the oldest canary ({lost[0].seq}) was lost")
-            if recovery_point is not None:
-                rpo = max(0.0, (fault_at - recovery_point).total_seconds())
-                basis = (f"{which}: fault minus the snapshot time of the restored backup"
-                         " (the recovery point)")
-            else:
-                rpo = (fault_at - ordered[0].committed_at).total_seconds()
-                basis = f"{which}: at least fault minus the oldest canary's commit"
+            rpo = None
+            basis = (f"unmeasured: {which}, so no surviving canary dates the recovery point"
+                     " (a bound is not a measurement)")
     return CanaryReport(drill_id, fault_at, len(canaries), len(ordered), len(survivors), lost,
-                        rpo, basis, newest, recovery_point, tuple(failures))
+                        rpo, basis + point, newest, recovery_point, tuple(failures))
 
 
 __all__ = [

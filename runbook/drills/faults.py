@@ -34,6 +34,19 @@ class DrillContext:
         """A redactor knowing the target's secrets (and ``extra`` ones)."""
         return Redactor([*self.target.secret_values(), *extra])
 
+    def refreshed(self) -> DrillContext:
+        """This context with the target resolved again from the sandbox's state (a rebuilt
+        sandbox listens on new ports; ``ADMIN_TOKEN`` may have been minted again). Other
+        targets are given back as they are. Raises ``SandboxError`` when the sandbox's state
+        is gone."""
+        if self.target.platform is None or self.target.platform.value != "sandbox":
+            return self
+        from runbook.sandbox import Sandbox  # the sandbox layer, only for sandbox targets
+
+        target = Target.from_variables("sandbox", Sandbox(self.home).env(), source="sandbox",
+                                       environment="sandbox", platform="sandbox")
+        return DrillContext(target, self.timeouts, self.platform, self.home)
+
     def state_directory(self) -> Path:
         """Where faults keep their own state (ids, pid files, logs): ``sandbox/drills/``."""
         directory = self.home / "sandbox" / "drills"
@@ -45,15 +58,22 @@ Params = Mapping[str, Any]
 Action = Callable[[DrillContext, Params], Activity]
 
 
+#: Whether a fault is still in effect: what shows it (one line), or ``None`` (it is gone, or
+#: it cannot be told).
+Presence = Callable[[DrillContext, Params], str | None]
+
+
 @dataclass(frozen=True)
 class FaultSpec:
-    """A named fault: how to inject it, how to revert it, where it can be done."""
+    """A named fault: how to inject it, how to revert it, where it can be done, and (where
+    it can be told) whether it is still in effect."""
 
     name: str
     description: str
     inject: Action
     revert: Action
     platforms: tuple[str, ...]
+    present: Presence | None = None
 
 
 REGISTRY: dict[str, FaultSpec] = {}
@@ -65,16 +85,15 @@ def fault(name: str, description: str, *, platforms: tuple[str, ...] = ("sandbox
 
     def register(cls: type) -> type:
         REGISTRY[name] = FaultSpec(name, description, cls.inject, cls.revert,  # type: ignore[attr-defined]
-                                   platforms)
+                                   platforms, getattr(cls, "present", None))
         return cls
 
     return register
 
 
 def get(name: str, platform: str) -> FaultSpec:
-    """The fault ``name``; ``ConfigError`` when unknown or not possible on ``platform``."""
-    import runbook.drills.catalog  # noqa: F401  (registers every fault)
-
+    """The fault ``name`` (registered by importing ``runbook.drills.catalog``);
+    ``ConfigError`` when unknown or not possible on ``platform``."""
     spec = REGISTRY.get(name)
     if spec is None:
         raise ConfigError(f"unknown fault {name!r}; known: {', '.join(sorted(REGISTRY))}")

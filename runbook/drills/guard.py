@@ -253,8 +253,12 @@ def restore(ledger_path: Path, revert: Callable[[str, Mapping[str, Any],
 
 def _revert_for_real(name: str, params: Mapping[str, Any],
                      target: Mapping[str, str | None]) -> str:
-    from runbook.drills import faults
+    # Here, not at the top: the guard process imports the drills (and with them the
+    # sandbox, the probes and the platforms) only when a fault is left to revert.
+    from runbook.drills import catalog, faults
     from runbook.drills.context import context_for
+
+    assert catalog.DRILLS  # importing it registers every fault
 
     context = context_for(target)
     spec = faults.get(name, context.platform.name)

@@ -121,12 +121,14 @@ def _query(target: Target, timeouts: Timeouts, sql: str, params: Mapping[str, An
 
 
 def login_bursts(target: Target, timeouts: Timeouts, *, window_s: float, failures: int,
-                 burst_s: float, now: datetime | None = None) -> ProbeResult:
+                 burst_s: float, now: datetime | None = None,
+                 advice: str = REVIEW_ADVICE) -> ProbeResult:
     """No address made ``failures`` failed logins within ``burst_s`` at any time in the last
     ``window_s``. Records each address that did (the most failures in one burst, when that
     burst began, the accounts tried, its failures in the window and the successful logins
     from it since), the window's failed logins and addresses, and the canaries' failures
-    left out."""
+    left out. A failure carries ``advice`` (the weekly review's by default; the scheduled
+    check's is the Data Breach incident's)."""
     expected = (f"no address with {failures} or more failed logins within {burst_s:g} s in"
                 f" the last {_days(window_s)}")
     target.require("DATABASE_URL")
@@ -152,7 +154,7 @@ def login_bursts(target: Target, timeouts: Timeouts, *, window_s: float, failure
                        f" {worst['ip']} within {burst_s:g} s from {worst['burst_started_at']},"
                        f" against {worst['accounts_tried']} accounts;"
                        f" {worst['logins_since']} successful logins from there since{more}",
-                       observed, advice=REVIEW_ADVICE)
+                       observed, advice=advice)
 
     return run_probe("audit log", "failed login bursts", target, timeouts, body,
                      expected=expected)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import psycopg
 
@@ -82,3 +84,78 @@ def schema(target: Target, timeouts: Timeouts,
         return Verdict(True, expected, observed=observed)
 
     return run_probe("database", "schema", target, timeouts, body, expected=expected)
+
+
+# -- slow queries ----------------------------------------------------------------------------
+
+_ACTIVITY_SQL = (
+    "select pid, application_name, state, wait_event_type,"
+    " round(extract(epoch from now() - query_start) * 1000)::bigint as running_ms,"
+    " round(extract(epoch from now() - xact_start) * 1000)::bigint as xact_ms,"
+    " pg_blocking_pids(pid) as blocked_by,"
+    " left(regexp_replace(query, '\\s+', ' ', 'g'), 160) as query"
+    " from pg_stat_activity"
+    " where datname = current_database() and pid <> pg_backend_pid()"
+    " and backend_type = 'client backend' and state is distinct from 'idle'"
+)
+
+
+def sessions(target: Target, timeouts: Timeouts) -> list[dict[str, Any]]:
+    """The database's non-idle client sessions from ``pg_stat_activity`` (read-only)."""
+    with connect(target.require("DATABASE_URL"), timeouts) as conn:
+        cursor = conn.execute(_ACTIVITY_SQL)
+        names = [c.name for c in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def offenders(found: Sequence[Mapping[str, Any]], threshold_ms: float
+              ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[int]]:
+    """Statements running over ``threshold_ms``, sessions waiting on a lock, and the pids
+    that block them (the cause when something waits), worst first."""
+    slow = sorted((s for s in found if s.get("state") == "active"
+                   and int(s.get("running_ms") or 0) >= threshold_ms),
+                  key=lambda s: -int(s.get("running_ms") or 0))
+    waiting = [s for s in found if s.get("blocked_by")]
+    blockers = sorted({int(pid) for s in waiting for pid in s["blocked_by"]})
+    return slow, waiting, blockers
+
+
+def slow_queries(target: Target, timeouts: Timeouts, *, threshold_ms: float,
+                 watch_s: float = 1.5, samples: int = 6) -> ProbeResult:
+    """No statement runs over ``threshold_ms`` and no session waits on a lock, in
+    ``pg_stat_activity`` (duration, ``pg_blocking_pids``) sampled ``samples`` times over
+    ``watch_s`` seconds: a statement is over the threshold only in the last part of its run,
+    so one look can miss it. Records each offending session's pid, application, duration and
+    statement (first 160 characters) at the worst sample. Read-only."""
+    expected = (f"no statement over {threshold_ms:g} ms, no session waiting on a lock"
+                f" ({samples} looks over {watch_s:g} s)")
+
+    def body() -> Verdict:
+        worst: tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[int]] = ([], [], [])
+        looked = 0
+        for index in range(samples):
+            if index:
+                time.sleep(watch_s / max(1, samples - 1))
+            found = sessions(target, timeouts)
+            looked += 1
+            seen = offenders(found, threshold_ms)
+            if len(seen[0]) + len(seen[1]) > len(worst[0]) + len(worst[1]):
+                worst = seen
+        slow, waiting, blockers = worst
+        observed = {"looks": looked, "threshold_ms": threshold_ms, "slow": slow[:5],
+                    "waiting": waiting[:5], "blockers": blockers}
+        if not slow and not waiting:
+            return Verdict(True, expected, observed=observed)
+        parts = []
+        if slow:
+            top = slow[0]
+            parts.append(f"{len(slow)} statement(s) over {threshold_ms:g} ms (longest"
+                         f" {top['running_ms']} ms: pid {top['pid']}"
+                         f" {top['application_name'] or '-'}: {top['query']})")
+        if waiting:
+            parts.append(f"{len(waiting)} session(s) waiting on locks held by pid(s)"
+                         f" {', '.join(map(str, blockers))}")
+        return Verdict(False, expected, "; ".join(parts), observed, advice="database-slow")
+
+    budget = replace(timeouts, deadline=timeouts.deadline + watch_s)
+    return run_probe("database", "slow queries", target, budget, body, expected=expected)

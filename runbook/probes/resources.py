@@ -1,4 +1,5 @@
-"""Disk, memory and CPU usage, where the target's platform exposes them.
+"""Disk, memory and CPU usage, where the target's platform exposes them; the API process's
+own CPU from its ``/metrics`` wherever it exposes the process counters.
 
 The sandbox runs on this host, so its usage is the host's: the file system holding
 ``RUNBOOK_HOME`` and the machine's memory. Railway and Kubernetes expose no usage figures to
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from runbook.config import Platform, Target
 from runbook.probes import Verdict, run_probe
+from runbook.probes import metrics as metrics_probe
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
@@ -54,3 +58,37 @@ def usage(target: Target, timeouts: Timeouts) -> ProbeResult:
         })
 
     return run_probe("metrics", "resource usage", target, timeouts, body, expected=expected)
+
+
+#: How long the API's CPU is measured for (two ``/metrics`` scrapes this far apart).
+CPU_WINDOW_S = 1.0
+
+
+def api_cpu(target: Target, timeouts: Timeouts, *, limit_percent: float | None = None,
+            window_s: float = CPU_WINDOW_S) -> ProbeResult:
+    """The API process's CPU over ``window_s`` from its own ``/metrics``
+    (``process_cpu_seconds_total`` read twice; 100% is one core busy), as
+    ``observed["cpu_percent"]``: fails, with the advice of High Memory/CPU Usage, at
+    ``limit_percent`` or more (when given) and as unmeasurable when the API exposes no CPU
+    counter (an unmeasured figure is not a pass). Records memory and latency figures too."""
+    expected = (f"the API process below {limit_percent:g}% CPU over {window_s:g} s"
+                if limit_percent is not None else f"the API process's CPU over {window_s:g} s")
+    scraped = metrics_probe.scrape(target, timeouts, window_s=window_s)
+    if not scraped.ok:
+        return replace(scraped, check="API CPU", expected=expected, advice="metrics")
+    kept = ("cpu_percent", "cpu_percent_since_start", "memory_rss_mib", "uptime_s", "window_s",
+            "p99_ms", "requests_total")
+    observed: dict[str, Any] = {k: scraped.observed[k] for k in kept if k in scraped.observed}
+    if limit_percent is not None:
+        observed["limit_percent"] = limit_percent
+    cpu = observed.get("cpu_percent")
+    problem = ""
+    if not isinstance(cpu, int | float):
+        problem = ("unmeasurable: the API's /metrics has no process_cpu_seconds_total to"
+                   " measure CPU with (expose the process metrics of its Prometheus client)")
+    elif limit_percent is not None and cpu >= limit_percent:
+        problem = (f"the API process used {cpu:.0f}% CPU over {window_s:g} s (alert at"
+                   f" {limit_percent:g}%)")
+    return ProbeResult(component="metrics", check="API CPU", target=scraped.target,
+                       ok=not problem, timing=scraped.timing, problem=problem,
+                       expected=expected, observed=observed, advice="metrics")

@@ -811,9 +811,9 @@ def start_cpu_hog(env: Mapping[str, str]) -> threading.Thread | None:
         while True:  # hashlib releases the GIL on large buffers: a core of its own
             hashlib.sha256(block).digest()
 
-    # Two hashing threads beside the spinner: on a busy machine the scheduler shares the CPU
-    # out per thread, so the runaway still shows well over the alert's 50%.
-    for number in range(2):
+    # Hashing threads beside the spinner, eight per core: on a busy machine the scheduler
+    # shares the CPU out per thread, so the runaway still shows well over a core's 80%.
+    for number in range(8 * (os.cpu_count() or 1)):
         threading.Thread(target=digest, name=f"chaos-cpu-hog-{number}", daemon=True).start()
     thread = threading.Thread(target=spin, name="chaos-cpu-hog", daemon=True)
     thread.start()
