@@ -8,7 +8,7 @@ import getpass
 import json
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +90,58 @@ def watch_until(check: Callable[[], ProbeResult], *, want_ok: bool, consecutive:
         time.sleep(interval)
 
 
+def judge(*, completed: bool, phases_ok: Iterable[bool], objective: Objective,
+          rto_s: float | None, rpo_s: float | None) -> str:
+    """A drill's verdict: ``pass`` when it ran to its end, every phase passed and each
+    figure the objective sets was measured and meets it; ``fail`` otherwise; ``aborted``
+    when it ended early. The one rule for a record in memory and a record read back."""
+    if not completed:
+        return "aborted"
+    if not all(phases_ok):
+        return "fail"
+    if objective.rto_s is not None and (rto_s is None or rto_s > objective.rto_s):
+        return "fail"
+    if objective.rpo_s is not None and (rpo_s is None or rpo_s > objective.rpo_s):
+        return "fail"
+    return "pass"
+
+
+def _span(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def _moment(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _figure(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def verdict_of_json(document: Mapping[str, Any]) -> str:
+    """The verdict recomputed from a record as written (``DrillRecord.to_json``): from its
+    phases, its fault and recovery times and its RPO, by ``judge``, never from its stored
+    ``verdict``. Raises ``KeyError``, ``TypeError`` or ``ValueError`` when it is not one."""
+    objective = document["objective"]
+    phases = document["phases"]
+    if not isinstance(objective, Mapping) or not isinstance(phases, list):
+        raise TypeError("objective or phases malformed")
+    completed = document["completed"]
+    oks = [phase["ok"] for phase in phases]
+    if not isinstance(completed, bool) or not all(isinstance(ok, bool) for ok in oks):
+        raise TypeError("completed and each phase's ok must be true or false")
+    return judge(completed=completed, phases_ok=oks,
+                 objective=Objective(_figure(objective["rto_s"]), _figure(objective["rpo_s"])),
+                 rto_s=_span(_moment(document["fault_at"]), _moment(document["recovered_at"])),
+                 rpo_s=_figure(document["rpo_s"]))
+
+
 @dataclass(frozen=True)
 class DrillRecord:
     """The sign-off record of one drill run."""
@@ -117,31 +169,18 @@ class DrillRecord:
     @property
     def rto_s(self) -> float | None:
         """Fault to the first of N consecutive green end-to-end checks."""
-        if self.fault_at is None or self.recovered_at is None:
-            return None
-        return (self.recovered_at - self.fault_at).total_seconds()
+        return _span(self.fault_at, self.recovered_at)
 
     @property
     def time_to_detect_s(self) -> float | None:
-        if self.fault_at is None or self.detected_at is None:
-            return None
-        return (self.detected_at - self.fault_at).total_seconds()
+        return _span(self.fault_at, self.detected_at)
 
     @property
     def verdict(self) -> str:
         """``pass`` when the drill ran to its end, every phase passed and the measured
-        figures meet the objective; ``aborted`` when it ended early."""
-        if not self.completed:
-            return "aborted"
-        if not all(p.ok for p in self.phases):
-            return "fail"
-        if self.objective.rto_s is not None and (self.rto_s is None
-                                                 or self.rto_s > self.objective.rto_s):
-            return "fail"
-        if self.objective.rpo_s is not None and (self.rpo_s is None
-                                                 or self.rpo_s > self.objective.rpo_s):
-            return "fail"
-        return "pass"
+        figures meet the objective; ``aborted`` when it ended early (``judge``)."""
+        return judge(completed=self.completed, phases_ok=(p.ok for p in self.phases),
+                     objective=self.objective, rto_s=self.rto_s, rpo_s=self.rpo_s)
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
