@@ -1,5 +1,6 @@
 """What a drill measured: phases with timestamps, RTO and RPO against the runbook's targets,
-the verdict, and the record a reviewer signs (JSON and Markdown)."""
+the verdict, where the record came from (``provenance``), and the record a reviewer signs
+(JSON and Markdown)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runbook.config import Target
+from runbook.drills.provenance import Provenance, collect, identify
 from runbook.redact import Redactor
 from runbook.results import ProbeResult, utcnow
 
@@ -165,6 +168,8 @@ class DrillRecord:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     #: False when the drill ended before its last phase (interrupted, timed out, refused).
     completed: bool = True
+    #: Which code, runbook and target the record speaks for (``runbook.drills.provenance``).
+    provenance: Provenance | None = None
 
     @property
     def rto_s(self) -> float | None:
@@ -255,7 +260,7 @@ class DrillRun:
             phases=tuple(self.phases), fault_at=self.fault_at, detected_at=self.detected_at,
             recovered_at=self.recovered_at, rpo_s=self.rpo_s,
             lost_canaries=self.lost_canaries, notes=tuple(self.notes),
-            evidence=dict(self.evidence), completed=self.completed,
+            evidence=dict(self.evidence), completed=self.completed, provenance=collect(),
         )
 
 
@@ -302,14 +307,25 @@ def render_markdown(record: DrillRecord) -> str:
                      f" {phase.elapsed_s:.3f} | {'yes' if phase.ok else 'NO'} | {detail} |")
     if record.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in record.notes]
+    if record.provenance is not None:
+        lines += ["", "## Provenance", ""] + [f"- {line}" for line in
+                                              record.provenance.lines()]
     lines += ["", "Signed off by: ____________________  Date: __________", ""]
     return "\n".join(lines)
 
 
-def write_record(record: DrillRecord, directory: Path, redact: Redactor) -> tuple[Path, Path]:
+def write_record(record: DrillRecord, directory: Path, redact: Redactor, *,
+                 target: Target | None = None) -> tuple[Path, Path]:
     """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted; the
-    drill's running progress file there, if any, becomes ``<UTC time>-<drill>.progress``."""
+    drill's running progress file there, if any, becomes ``<UTC time>-<drill>.progress``.
+
+    The record gets its provenance here when it has none yet, and ``target``'s identity
+    (name, environment, endpoint fingerprint) when given."""
     directory.mkdir(parents=True, exist_ok=True)
+    provenance = record.provenance or collect()
+    if target is not None and provenance.target is None:
+        provenance = replace(provenance, target=identify(target))
+    record = replace(record, provenance=provenance)
     stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
     json_path = directory / f"{stem}.json"
     md_path = directory / f"{stem}.md"
