@@ -1,17 +1,53 @@
-"""Records a reviewer can verify: one verdict rule for a record and its JSON."""
+"""Records a reviewer can verify: one verdict rule for a record and its JSON, the drill
+ledger, ``runbook drill verify`` and ``sign``.
+
+Real files and the real command (a subprocess, or Typer's runner where many byte changes are
+tried)."""
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from runbook.drills.record import DrillRecord, Objective, Phase, verdict_of_json
+from runbook.cli import app
+from runbook.config import Target
+from runbook.drills import ledger
+from runbook.drills.ledger import LEDGER_FILE, LedgerError
+from runbook.drills.record import (
+    DrillRecord,
+    Objective,
+    Phase,
+    verdict_of_json,
+    write_record,
+)
+from runbook.drills.verify import verify
+from runbook.redact import Redactor
+from tests.test_cli import runbook
 
 DR = "Disaster Recovery > Recovery Time Objectives"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 #: The runbook's API crash row: 5 minutes, no data.
 API_CRASH = Objective(300, 0)
+
+STAGING = Target.from_variables("staging", {
+    "API_URL": "https://api.staging.example.com", "WEB_URL": "https://staging.example.com",
+    "DATABASE_URL": "postgresql://lv:staging-db-pw@db.staging.example.com:5432/legacyvideo",
+    "REDIS_URL": "redis://:staging-redis-pw@cache.staging.example.com:6379/0",
+    "S3_BUCKET": "lv-staging", "S3_REGION": "eu-west-1"},
+    source="test", environment="staging", platform="railway")
+SANDBOX = Target.from_variables("sandbox", {
+    "API_URL": "http://127.0.0.1:41001", "WEB_URL": "http://127.0.0.1:41002",
+    "DATABASE_URL": "postgresql://lv:sandbox-db-pw@127.0.0.1:41003/legacyvideo",
+    "REDIS_URL": "redis://:sandbox-redis-pw@127.0.0.1:41004/0",
+    "S3_BUCKET": "lv-sandbox", "S3_REGION": "us-east-1",
+    "S3_ENDPOINT_URL": "http://127.0.0.1:41005"},
+    source="test", environment="sandbox", platform="sandbox")
 
 
 # -- one verdict rule --------------------------------------------------------------------------
@@ -56,3 +92,272 @@ def test_a_json_that_is_no_record_is_refused() -> None:
     document = {**_measured().to_json(), "completed": "yes"}
     with pytest.raises(TypeError):
         verdict_of_json(document)
+
+
+# -- the ledger ----------------------------------------------------------------------------
+
+
+def _record(target: Target, *, drill: str = "api-crash", days_ago: float = 1,
+            ok: bool = True) -> DrillRecord:
+    """A finished DR drill of ``target`` that met the runbook's API crash row (or not)."""
+    finished = datetime.now(UTC) - timedelta(days=days_ago)
+    started = finished - timedelta(minutes=3)
+    fault = started + timedelta(seconds=30)
+    phases = tuple(Phase(name, started, finished, ok if name == "recover" else True)
+                   for name in ("steady state", "inject", "detect", "recover", "restore"))
+    return DrillRecord(drill=drill, runbook_section=DR, target=target.describe(),
+                       environment=target.environment.value, operator="alice", host="h",
+                       started_at=started, finished_at=finished, objective=API_CRASH,
+                       phases=phases, fault_at=fault, detected_at=fault + timedelta(seconds=2),
+                       recovered_at=fault + timedelta(seconds=40), rpo_s=0.0, lost_canaries=0)
+
+
+def _write(directory: Path, target: Target, **options: object) -> Path:
+    json_path, _ = write_record(_record(target, **options),  # type: ignore[arg-type]
+                                directory, Redactor(target.secret_values()), target=target)
+    return json_path
+
+
+def _verify(directory: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["drill", "verify", str(directory)])
+    return result.exit_code, result.output
+
+
+def _flip(path: Path, position: int) -> bytes:
+    """Change the byte at ``position`` (negative: from the end); returns the original."""
+    data = bytearray(path.read_bytes())
+    original = bytes(data)
+    data[position] ^= 0x01
+    path.write_bytes(bytes(data))
+    return original
+
+
+@pytest.fixture
+def drills(tmp_path: Path) -> Path:
+    """Three records as drills write them: two of staging (one failed), one of the sandbox,
+    the passing staging one signed off."""
+    directory = tmp_path / "reports" / "drills"
+    signed = _write(directory, STAGING)
+    _write(directory, STAGING, drill="database-failure", ok=False)
+    _write(directory, SANDBOX, drill="complete-outage")
+    result = CliRunner().invoke(app, ["drill", "sign", str(signed), "--by", "bob",
+                                      "--evidence", "https://tickets.example.com/DR-7"])
+    assert result.exit_code == 0, result.output
+    return directory
+
+
+def test_records_stay_apart_when_a_drill_is_recorded_twice_in_one_second(
+        tmp_path: Path) -> None:
+    record = _record(STAGING)
+    first, _ = write_record(record, tmp_path, Redactor(), target=STAGING)
+    second, _ = write_record(replace(record, operator="bob"), tmp_path, Redactor(),
+                             target=STAGING)
+    assert first != second and second.name.endswith("-api-crash-2.json")
+    assert json.loads(first.read_text())["operator"] == "alice"
+    assert verify(tmp_path).ok
+
+
+def test_the_ledger_is_appended_with_one_write_and_fsync(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    calls: list[str] = []
+    real_write, real_fsync = os.write, os.fsync
+
+    def write(fd: int, data: bytes) -> int:
+        lines = data.count(b"\n")
+        calls.append(f"write {lines} line")
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(ledger.os, "write", write)
+    monkeypatch.setattr(ledger.os, "fsync", fsync)
+    ledger.append(tmp_path / LEDGER_FILE, {"kind": "signed", "record": "r.json",
+                                           "record_sha256": "0" * 64, "at": "now"})
+    assert calls == ["write 1 line", "fsync"]
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+def test_verify_passes_on_records_as_written(drills: Path) -> None:
+    result = runbook("drill", "verify", str(drills), cwd=drills.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    names = sorted(p.name for p in drills.glob("*.json"))
+    assert [line.split()[1].rstrip(":") for line in lines[:3]] == names
+    assert all(line.startswith("ok ") for line in lines[:3]), lines
+    assert any("api-crash.json: pass (staging); signed by bob at" in line for line in lines)
+    assert any("database-failure.json: fail (staging); not signed yet" in line
+               for line in lines)
+    assert lines[-1].startswith("verified 3 records and the ledger")
+
+
+@pytest.mark.parametrize("position", [0, 1, 100, 0.5, 0.9, -2, -1],
+                         ids=["first", "second", "byte 100", "middle", "near the end",
+                              "last brace", "last"])
+@pytest.mark.parametrize("which", ["api-crash.json", "database-failure.json",
+                                   "complete-outage.json", "api-crash.md"])
+def test_any_byte_changed_in_a_record_fails_verify_naming_it(
+        drills: Path, which: str, position: float) -> None:
+    [path] = drills.glob(f"*-{which}")
+    size = path.stat().st_size
+    at = int(size * position) if isinstance(position, float) else position
+    original = _flip(path, at)
+    code, output = _verify(drills)
+    assert code == 1, output
+    record = path.with_suffix(".json").name
+    [line] = [line for line in output.splitlines() if record in line and "FAIL" in line]
+    assert line.startswith(f"FAIL {record}: "), line
+    assert "edited after it was written" in line or "not JSON" in line, line
+    path.write_bytes(original)
+    assert _verify(drills)[0] == 0, "the same bytes back verify again"
+
+
+def test_a_stored_verdict_that_its_phases_do_not_give_fails_even_with_a_resealed_ledger(
+        drills: Path) -> None:
+    """Someone edits a failed drill to say pass and rewrites the ledger to match: the
+    verdict is recomputed from the phases and figures, so it is still caught."""
+    [path] = drills.glob("*-database-failure.json")
+    document = json.loads(path.read_text())
+    document["verdict"] = "pass"
+    forged = json.dumps(document, indent=2).encode()
+    path.write_bytes(forged)
+    book = drills / LEDGER_FILE
+    lines = [json.loads(line) for line in book.read_text().splitlines()]
+    book.unlink()
+    for entry in lines:
+        if entry["record"] == path.name and entry["kind"] == "recorded":
+            entry = {**entry, "record_sha256": ledger.sha256_hex(forged), "verdict": "pass"}
+        ledger.append(book, {k: v for k, v in entry.items() if k not in ("prev", "sha256")})
+    code, output = _verify(drills)
+    assert code == 1, output
+    assert f"FAIL {path.name}: its stored verdict is 'pass' but its phases and figures give" \
+           " 'fail'" in output
+
+
+@pytest.mark.parametrize(("line", "position"), [
+    (1, 0), (1, 2), (1, 0.5), (1, -1), (2, 30), (2, -5), (4, 0.3), (4, -1)],
+    ids=["1 first", "1 key", "1 middle", "1 newline", "2 early", "2 its sha256",
+         "4 (signed) middle", "4 (signed) newline, the last byte"])
+def test_any_byte_changed_in_a_ledger_entry_fails_verify_naming_the_line(
+        drills: Path, line: int, position: float) -> None:
+    book = drills / LEDGER_FILE
+    data = book.read_bytes()
+    starts = [0] + [i + 1 for i, byte in enumerate(data) if byte == ord("\n")]
+    start, end = starts[line - 1], starts[line] - 1  # end: the line's newline
+    if isinstance(position, float):
+        at = start + int((end - start) * position)
+    else:
+        at = start + position if position >= 0 else end + 1 + position
+    original = _flip(book, at)
+    code, output = _verify(drills)
+    assert code == 1, output
+    assert f"ledger.jsonl line {line}" in output, output
+    book.write_bytes(original)
+    assert _verify(drills)[0] == 0
+
+
+def test_a_removed_or_inserted_entry_breaks_the_chain(drills: Path) -> None:
+    book = drills / LEDGER_FILE
+    original = book.read_bytes()
+    lines = original.splitlines(keepends=True)
+    book.write_bytes(b"".join(lines[:1] + lines[2:]))
+    code, output = _verify(drills)
+    assert code == 1 and "ledger.jsonl line 2 does not chain to the entry before it" in output
+    book.write_bytes(b"".join(lines[:2] + lines[1:2] + lines[2:]))
+    assert "ledger.jsonl line 3 does not chain" in _verify(drills)[1]
+
+
+def test_a_record_not_in_the_ledger_or_removed_from_the_directory_fails(drills: Path) -> None:
+    [kept] = drills.glob("*-complete-outage.json")
+    (drills / "20260101T000000Z-api-crash.json").write_bytes(kept.read_bytes())
+    code, output = _verify(drills)
+    assert code == 1
+    assert "FAIL 20260101T000000Z-api-crash.json: not in the ledger" in output
+    (drills / "20260101T000000Z-api-crash.json").unlink()
+    kept.unlink()
+    code, output = _verify(drills)
+    assert code == 1 and f"records {kept.name}, which is missing" in output
+
+
+def test_a_torn_last_line_is_reported_and_nothing_is_appended_after_it(drills: Path) -> None:
+    book = drills / LEDGER_FILE
+    with book.open("ab") as handle:
+        handle.write(b'{"at":"2026-')
+    code, output = _verify(drills)
+    assert code == 1 and "ledger.jsonl line 5 is torn" in output
+    before = book.read_bytes()
+    with pytest.raises(LedgerError, match="last line is torn"):
+        _write(drills, STAGING, drill="s3-data-loss")
+    assert book.read_bytes() == before
+    [signed] = drills.glob("*-api-crash.json")
+    refused = runbook("drill", "sign", str(signed), "--by", "carol", cwd=drills)
+    assert refused.returncode == 1 and "ledger.jsonl line 5 is torn" in refused.stderr
+    assert book.read_bytes() == before
+
+
+def test_verify_of_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = runbook("drill", "verify", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"runbook: {tmp_path / 'nowhere'}: no such directory of drill records (the reports'"
+        " drills/, e.g. reports/drills)"]
+    (tmp_path / "drills" / LEDGER_FILE).mkdir(parents=True)
+    unreadable = runbook("drill", "verify", str(tmp_path / "drills"), cwd=tmp_path)
+    assert unreadable.returncode == 2
+    assert len(unreadable.stderr.strip().splitlines()) == 1
+    assert "cannot read the drill ledger" in unreadable.stderr
+    default = runbook("drill", "verify", cwd=tmp_path)  # reports/drills
+    assert default.returncode == 2 and "reports/drills: no such directory" in default.stderr
+
+
+# -- sign ----------------------------------------------------------------------------------
+
+
+def test_sign_appends_an_entry_chained_to_the_last(drills: Path) -> None:
+    [path] = drills.glob("*-database-failure.json")
+    book = drills / LEDGER_FILE
+    before = book.read_text().splitlines()
+    result = runbook("drill", "sign", str(path.with_suffix(".md")), "--by", "carol",
+                     "--evidence", "https://carol:hunter22@wiki.example.com/review",
+                     cwd=drills)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"signed {path.name} by carol" in result.stdout
+    after = book.read_text().splitlines()
+    assert after[:-1] == before, "appended, nothing rewritten"
+    entry = json.loads(after[-1])
+    assert entry["kind"] == "signed" and entry["by"] == "carol"
+    assert entry["prev"] == json.loads(before[-1])["sha256"]
+    assert entry["record"] == path.name
+    assert entry["record_sha256"] == ledger.sha256_hex(path.read_bytes())
+    assert entry["evidence"] == "https://carol:***@wiki.example.com/review"
+    assert "hunter22" not in book.read_text() + result.stdout + result.stderr
+    code, output = _verify(drills)
+    assert code == 0 and f"{path.name}: fail (staging); signed by carol at" in output
+
+
+def test_sign_refuses_an_edited_record_and_bad_input(drills: Path) -> None:
+    [path] = drills.glob("*-database-failure.json")
+    book = drills / LEDGER_FILE
+    before = book.read_bytes()
+    _flip(path, 10)
+    refused = runbook("drill", "sign", str(path), "--by", "carol", cwd=drills)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"runbook: refused: {path.name} does not verify: its"
+                                     " bytes differ")
+    assert book.read_bytes() == before
+    missing = runbook("drill", "sign", str(drills / "nope.json"), "--by", "carol", cwd=drills)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    nobody = CliRunner().invoke(app, ["drill", "sign", str(path), "--by", "  "])
+    assert nobody.exit_code == 2 and "--by: name who signs" in nobody.output
+    assert book.read_bytes() == before
+
+
+def test_drill_help_lists_run_sign_and_verify() -> None:
+    result = CliRunner().invoke(app, ["drill", "--help"])
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:")[1].split()
+    assert {"run", "sign", "verify"} <= set(commands)

@@ -206,3 +206,5 @@ def test_a_record_written_without_its_target_says_so(tmp_path: Path) -> None:
     assert written["target"] is None
     assert written["suite"]["version"] == metadata.version("legacyvideo-runbook")
     assert "- Target: not recorded" in md_path.read_text()
+    [entry] = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
+    assert entry["fingerprint"] is None and entry["environment"] == "staging"

@@ -1,6 +1,6 @@
 """What a drill measured: phases with timestamps, RTO and RPO against the runbook's targets,
 the verdict, where the record came from (``provenance``), and the record a reviewer signs
-(JSON and Markdown)."""
+(JSON and Markdown, entered in the drill ledger: ``ledger``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from runbook.config import Target
+from runbook.drills import ledger
 from runbook.drills.provenance import Provenance, collect, identify
 from runbook.redact import Redactor
 from runbook.results import ProbeResult, utcnow
@@ -310,34 +311,57 @@ def render_markdown(record: DrillRecord) -> str:
     if record.provenance is not None:
         lines += ["", "## Provenance", ""] + [f"- {line}" for line in
                                               record.provenance.lines()]
-    lines += ["", "Signed off by: ____________________  Date: __________", ""]
+    lines += ["", "Signed off by: ____________________  Date: __________", "",
+              "(Sign in the drill ledger: runbook drill sign <this record's .json> --by NAME"
+              " --evidence LINK; runbook drill verify checks records, ledger and signatures.)",
+              ""]
     return "\n".join(lines)
+
+
+def _stem(record: DrillRecord, directory: Path) -> str:
+    """``<UTC time>-<drill>``, with ``-2``, ``-3`` ... when that record exists already: a
+    record in the ledger is never overwritten."""
+    stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
+    taken = 1
+    while (directory / f"{stem}{f'-{taken}' if taken > 1 else ''}.json").exists():
+        taken += 1
+    return f"{stem}-{taken}" if taken > 1 else stem
 
 
 def write_record(record: DrillRecord, directory: Path, redact: Redactor, *,
                  target: Target | None = None) -> tuple[Path, Path]:
-    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted; the
-    drill's running progress file there, if any, becomes ``<UTC time>-<drill>.progress``.
+    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted, and
+    append their ``recorded`` entry to ``directory/ledger.jsonl``; the drill's running
+    progress file there, if any, becomes ``<UTC time>-<drill>.progress``.
 
     The record gets its provenance here when it has none yet, and ``target``'s identity
-    (name, environment, endpoint fingerprint) when given."""
+    (name, environment, endpoint fingerprint) when given. Raises ``ledger.LedgerError``,
+    after writing the record, when the ledger's last line is torn."""
     directory.mkdir(parents=True, exist_ok=True)
     provenance = record.provenance or collect()
     if target is not None and provenance.target is None:
         provenance = replace(provenance, target=identify(target))
     record = replace(record, provenance=provenance)
-    stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
+    stem = _stem(record, directory)
     json_path = directory / f"{stem}.json"
     md_path = directory / f"{stem}.md"
     # Redacted value by value: redacting the dumped text could break its JSON.
-    json_path.write_text(json.dumps(redact.data(record.to_json()), indent=2),
-                         encoding="utf-8")
-    md_path.write_text(redact(render_markdown(record)), encoding="utf-8")
+    document = cast(dict[str, Any], redact.data(record.to_json()))
+    written = json.dumps(document, indent=2).encode("utf-8")
+    markdown = redact(render_markdown(record)).encode("utf-8")
+    json_path.write_bytes(written)
+    md_path.write_bytes(markdown)
     running = ProgressFile(directory, record.drill)
     if running.path.exists():
         with contextlib.suppress(OSError):  # the record is what matters, and it is written
             running.line(f"recorded: {record.verdict}")
             running.path.replace(directory / f"{stem}.progress")
+    identity = provenance.target
+    ledger.append(directory / ledger.LEDGER_FILE, ledger.recorded_body(
+        record=json_path.name, record_sha256=ledger.sha256_hex(written), markdown=md_path.name,
+        markdown_sha256=ledger.sha256_hex(markdown), drill=str(document["drill"]),
+        verdict=str(document["verdict"]), environment=str(document["environment"]),
+        fingerprint=identity.fingerprint if identity is not None else None))
     return json_path, md_path
 
 
