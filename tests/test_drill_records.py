@@ -1,13 +1,16 @@
 """Records a reviewer can verify: one verdict rule for a record and its JSON, the drill
-ledger, ``runbook drill verify`` and ``sign``.
+ledger, ``runbook drill verify`` and ``sign``, and the quarterly check that counts only
+verified, passing drills of the target it checks.
 
 Real files and the real command (a subprocess, or Typer's runner where many byte changes are
-tried)."""
+tried); the sandbox only for the end-to-end run of a real drill."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from typer.testing import CliRunner
 
 from runbook.cli import app
 from runbook.config import Target
-from runbook.drills import ledger
+from runbook.drills import ledger, provenance
 from runbook.drills.ledger import LEDGER_FILE, LedgerError
 from runbook.drills.record import (
     DrillRecord,
@@ -27,9 +30,14 @@ from runbook.drills.record import (
     write_record,
 )
 from runbook.drills.verify import verify
+from runbook.probes import maintenance
 from runbook.redact import Redactor
-from tests.test_cli import runbook
+from runbook.timeouts import Timeouts
+from tests.conftest import RunningSandbox
+from tests.test_cli import CLEAN, outcomes, runbook
 
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUTS = Timeouts()
 DR = "Disaster Recovery > Recovery Time Objectives"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 #: The runbook's API crash row: 5 minutes, no data.
@@ -48,6 +56,13 @@ SANDBOX = Target.from_variables("sandbox", {
     "S3_BUCKET": "lv-sandbox", "S3_REGION": "us-east-1",
     "S3_ENDPOINT_URL": "http://127.0.0.1:41005"},
     source="test", environment="sandbox", platform="sandbox")
+#: Staging moved to another database: same name and environment, other endpoints.
+STAGING_MOVED = Target.from_variables("staging", {
+    **{"API_URL": "https://api.staging.example.com", "WEB_URL": "https://staging.example.com",
+       "DATABASE_URL": "postgresql://lv:staging-db-pw@db2.staging.example.com:5432/legacyvideo",
+       "REDIS_URL": "redis://:staging-redis-pw@cache.staging.example.com:6379/0",
+       "S3_BUCKET": "lv-staging", "S3_REGION": "eu-west-1"}},
+    source="test", environment="staging", platform="railway")
 
 
 # -- one verdict rule --------------------------------------------------------------------------
@@ -361,3 +376,98 @@ def test_drill_help_lists_run_sign_and_verify() -> None:
     assert result.exit_code == 0
     commands = result.output.split("Commands:")[1].split()
     assert {"run", "sign", "verify"} <= set(commands)
+
+
+# -- the quarterly check -------------------------------------------------------------------
+
+
+def test_a_sandbox_drill_never_stands_for_staging(tmp_path: Path) -> None:
+    sandbox = _write(tmp_path, SANDBOX)
+    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    assert not result.ok
+    assert result.problem.startswith("no disaster recovery drill of this target (staging,")
+    assert f"not counted: {sandbox.name} (a drill of sandbox, not staging)" in result.problem
+    assert result.advice == maintenance.DR_DRILL_ADVICE
+    assert maintenance.dr_drill_passed(SANDBOX, TIMEOUTS, tmp_path, within_days=92).ok
+    moved = maintenance.dr_drill_passed(STAGING_MOVED, TIMEOUTS, tmp_path, within_days=92)
+    assert not moved.ok
+    _write(tmp_path, STAGING)
+    assert maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
+    moved = maintenance.dr_drill_passed(STAGING_MOVED, TIMEOUTS, tmp_path, within_days=92)
+    assert not moved.ok and "a drill of other endpoints" in moved.problem
+
+
+def test_an_edited_record_does_not_count_and_the_check_says_why(tmp_path: Path) -> None:
+    path = _write(tmp_path, STAGING)
+    assert maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
+    path.write_text(path.read_text().replace('"operator": "alice"', '"operator": "alicf"'))
+    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    assert not result.ok
+    assert f"not counted: {path.name} (its bytes differ from those the ledger recorded" \
+           " (line 1): edited after it was written)" in result.problem
+    assert result.observed["not_counted"][0]["file"] == path.name
+
+
+def test_a_damaged_ledger_counts_no_record(tmp_path: Path) -> None:
+    path = _write(tmp_path, STAGING)
+    _flip(tmp_path / LEDGER_FILE, 40)
+    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    assert not result.ok and path.name in result.problem
+    assert "ledger.jsonl line 1" in result.problem
+
+
+def test_a_record_without_its_target_counts_for_none(tmp_path: Path) -> None:
+    write_record(_record(STAGING), tmp_path, Redactor())
+    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    assert not result.ok and "written without its target's fingerprint" in result.problem
+
+
+def test_only_a_passing_drill_within_the_quarter_counts(tmp_path: Path) -> None:
+    _write(tmp_path, STAGING, days_ago=100)
+    _write(tmp_path, STAGING, drill="database-failure", ok=False)
+    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    assert not result.ok
+    assert "the last passing disaster recovery drill of this target (api-crash) finished" \
+           " 100 days ago" in result.problem
+    _write(tmp_path, STAGING, days_ago=91)
+    assert maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
+
+
+# -- end to end: a real drill on the sandbox -------------------------------------------------
+
+
+@pytest.mark.timeout(600)
+def test_a_real_drill_records_verify_and_count_for_its_own_target_only(
+        sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The API crash DR drill through the scenarios (the record_drill fixture writes its
+    record with the target), then verify, then the quarterly check: passed on the sandbox,
+    not on a staging target reading the same records."""
+    reports = tmp_path / "reports"
+    env = {**CLEAN, "RUNBOOK_HOME": str(sandbox.home)}
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "steps/test_runbook.py", "-m", "drill",
+         "-k", "recovered_within_rto and crash", "--target", "sandbox",
+         "--runbook-reports", str(reports), "-p", "no:cacheprovider", "--color", "no", "-q"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=540, check=False)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
+    [path] = (reports / "drills").glob("*-api-crash.json")
+    written = json.loads(path.read_text())
+    box = Target.from_variables("sandbox", sandbox.env, source="sandbox",
+                                environment="sandbox", platform="sandbox")
+    assert written["verdict"] == "pass"
+    assert written["provenance"]["target"] == {
+        "name": "sandbox", "environment": "sandbox", "fingerprint": provenance.fingerprint(box)}
+    checked = runbook("drill", "verify", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"ok   {path.name}: pass (sandbox); not signed yet" in checked.stdout
+
+    quarterly = ("check", "--cadence", "quarterly", "-k", "disaster_recovery_drill")
+    own = runbook(*quarterly, cwd=tmp_path, env={"RUNBOOK_HOME": str(sandbox.home)})
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert outcomes(reports) == {"A disaster recovery drill passed within the quarter": "passed"}
+    staging = runbook(*quarterly, "--target", "env", cwd=tmp_path, env={
+        "RUNBOOK_ENVIRONMENT": "staging", "API_URL": "https://api.staging.example.com",
+        "RUNBOOK_HOME": str(tmp_path / "home")})
+    assert staging.returncode == 4, staging.stdout + staging.stderr  # @warning
+    assert f"not counted: {path.name} (a drill of sandbox, not staging)" in staging.stdout
+    assert "Maintenance Tasks > Quarterly: disaster recovery drill" in staging.stdout
