@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from runbook.cli import app
 from runbook.config import Target
 from runbook.drills import ledger, provenance
-from runbook.drills.ledger import LEDGER_FILE, LedgerError
+from runbook.drills.ledger import LEDGER_FILE
 from runbook.drills.record import (
     DrillRecord,
     Objective,
@@ -298,20 +298,31 @@ def test_a_record_not_in_the_ledger_or_removed_from_the_directory_fails(drills: 
     assert code == 1 and f"records {kept.name}, which is missing" in output
 
 
-def test_a_torn_last_line_is_reported_and_nothing_is_appended_after_it(drills: Path) -> None:
+def test_a_torn_last_line_is_reported_and_deleting_it_is_the_repair(drills: Path) -> None:
+    """A line cut short is reported; a record written meanwhile is still entered (after it,
+    chained to the entry before it), sign refuses while it is there, and deleting it makes
+    the ledger whole again."""
     book = drills / LEDGER_FILE
-    with book.open("ab") as handle:
-        handle.write(b'{"at":"2026-')
+    intact = book.read_bytes()
+    torn = b'{"at":"2026-'
+    book.write_bytes(intact + torn)
     code, output = _verify(drills)
-    assert code == 1 and "ledger.jsonl line 5 is torn" in output
-    before = book.read_bytes()
-    with pytest.raises(LedgerError, match="last line is torn"):
-        _write(drills, STAGING, drill="s3-data-loss")
-    assert book.read_bytes() == before
+    assert code == 1 and "FAIL ledger.jsonl line 5 is torn" in output
+    later = _write(drills, STAGING, drill="s3-data-loss")
+    assert book.read_bytes().startswith(intact + torn + b"\n"), "appended, the fragment kept"
+    code, output = _verify(drills)
+    assert code == 1 and "FAIL ledger.jsonl line 5 is not a JSON entry" in output
+    assert f"ok   {later.name}: pass (staging)" in output
     [signed] = drills.glob("*-api-crash.json")
+    before = book.read_bytes()
     refused = runbook("drill", "sign", str(signed), "--by", "carol", cwd=drills)
-    assert refused.returncode == 1 and "ledger.jsonl line 5 is torn" in refused.stderr
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "the drill ledger does not verify (ledger.jsonl line 5 is not a JSON" \
+           in refused.stderr
     assert book.read_bytes() == before
+    book.write_bytes(before.replace(torn + b"\n", b""))
+    code, output = _verify(drills)
+    assert code == 0, output
 
 
 def test_verify_of_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -9,9 +9,13 @@ fields as canonical JSON (sorted keys, no spaces, ASCII), which is also exactly 
 is written. So changing any byte of an entry, removing one or inserting one is seen by
 ``read``, and changing any byte of a record is seen by comparing it with its entry.
 
-One writer at a time is enough: an append takes an exclusive ``flock``, reads the last line,
+One writer at a time is enough: an append takes an exclusive ``flock``, reads the ledger,
 writes one line with ``O_APPEND`` and fsyncs. A line cut short (a crash mid-write, a full
-disk) is reported by ``read`` and refused by ``append``, never skipped.
+disk) is reported by ``read``, never skipped. ``append`` still records what it is given,
+since the record it stands for is already written and the drill that wrote it may be
+ending on an interruption: it ends the torn line with a newline, so it stays a line of its
+own that ``read`` keeps reporting, and chains to the entry before it, so deleting the torn
+line by hand is the whole repair.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.drills.provenance import canonical
-from runbook.errors import ConfigError, RunbookError
+from runbook.errors import ConfigError
 from runbook.results import utcnow
 
 LEDGER_FILE = "ledger.jsonl"
@@ -36,10 +40,6 @@ KINDS = ("recorded", "signed")
 #: Fields every entry has, with their type.
 _REQUIRED: dict[str, type] = {"kind": str, "record": str, "record_sha256": str, "at": str,
                               "prev": str, "sha256": str}
-
-
-class LedgerError(RunbookError):
-    """The ledger cannot be appended to (its last line is torn or damaged)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -101,7 +101,7 @@ def _damage(raw: bytes) -> tuple[dict[str, Any] | None, str]:
     try:
         entry = json.loads(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        return None, "not a JSON entry"
+        return None, "is not a JSON entry (cut short by a crash, or edited)"
     if not isinstance(entry, dict):
         return None, "not a JSON object"
     for name, kind in _REQUIRED.items():
@@ -139,8 +139,7 @@ def parse(data: bytes, path: Path) -> Ledger:
         expected = sealed if isinstance(sealed, str) else None
     if tail:
         problems.append(f"{name} line {len(complete) + 1} is torn: it has no end of line (a"
-                        " write was cut short); it is no entry, and nothing may be appended"
-                        " until it is repaired")
+                        " write was cut short); it is no entry: delete it")
     return Ledger(path, tuple(entries), tuple(problems))
 
 
@@ -157,30 +156,32 @@ def read(path: Path) -> Ledger:
     return parse(data, path)
 
 
+def _head(lines: list[bytes]) -> str:
+    """What the next entry chains to: the ``sha256`` of the last of the complete ``lines``
+    that is an entry at all (a torn fragment is passed over, as ``parse`` does), else
+    ``GENESIS``."""
+    for raw in reversed(lines):
+        entry, _ = _damage(raw)
+        if entry is not None and isinstance(entry.get("sha256"), str):
+            return str(entry["sha256"])
+    return GENESIS
+
+
 def append(path: Path, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Append ``body`` (without ``prev`` and ``sha256``) as one sealed line, chained to the
-    last entry; returns the entry written. Raises ``LedgerError`` when the last line is torn
-    or damaged: a chain is never extended from a line that cannot be trusted."""
+    """Append ``body`` (without ``prev`` and ``sha256``) as one sealed line chained to the
+    last entry; returns the entry written. A torn last line is first ended with a
+    newline, so it stays a line of its own (``read`` reports it) rather than swallowing
+    this entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             handle.seek(0)
             data = handle.read()
-            prev = GENESIS
-            if data:
-                if not data.endswith(b"\n"):
-                    raise LedgerError(f"{path}: its last line is torn (no end of line); nothing"
-                                      " appended. Run 'runbook drill verify' and repair the"
-                                      " ledger by hand")
-                last = data[:-1].rsplit(b"\n", 1)[-1]
-                entry, wrong = _damage(last)
-                if wrong or entry is None:
-                    raise LedgerError(f"{path}: its last line {wrong or 'is damaged'}; nothing"
-                                      " appended. Run 'runbook drill verify'")
-                prev = entry["sha256"]
-            sealed = seal(body, prev)
-            line = canonical(sealed) + b"\n"
+            complete = data.split(b"\n")[:-1]
+            torn = bool(data) and not data.endswith(b"\n")
+            sealed = seal(body, _head(complete))
+            line = (b"\n" if torn else b"") + canonical(sealed) + b"\n"
             written = 0
             while written < len(line):
                 written += os.write(handle.fileno(), line[written:])

@@ -335,8 +335,7 @@ def write_record(record: DrillRecord, directory: Path, redact: Redactor, *,
     progress file there, if any, becomes ``<UTC time>-<drill>.progress``.
 
     The record gets its provenance here when it has none yet, and ``target``'s identity
-    (name, environment, endpoint fingerprint) when given. Raises ``ledger.LedgerError``,
-    after writing the record, when the ledger's last line is torn."""
+    (name, environment, endpoint fingerprint) when given."""
     directory.mkdir(parents=True, exist_ok=True)
     provenance = record.provenance or collect()
     if target is not None and provenance.target is None:
