@@ -349,9 +349,11 @@ def drill_evidence(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None]:
-    """Write a drill's record under reports/drills/ and attach it to the scenario; the
-    scenario's verdict is then the record's (``pytest_runtest_makereport``)."""
+def record_drill(request: pytest.FixtureRequest, target: Target
+                 ) -> Callable[[DrillRecord], None]:
+    """Write a drill's record under reports/drills/ (with the target's identity, entered in
+    the drill ledger) and attach it to the scenario; the scenario's verdict is then the
+    record's (``pytest_runtest_makereport``)."""
     redact = request.config.stash[REDACTOR]
 
     def write(record: DrillRecord) -> None:
@@ -363,7 +365,8 @@ def record_drill(request: pytest.FixtureRequest) -> Callable[[DrillRecord], None
                             ("rpo_objective_s", record.objective.rpo_s)):
             if value is not None:
                 figures[name] = round(float(value), 3)
-        json_path, md_path = write_record(record, _reports(request.config) / "drills", redact)
+        json_path, md_path = write_record(record, _reports(request.config) / "drills", redact,
+                                          target=target)
         allure.attach.file(str(md_path), name=f"drill record: {record.drill}",
                            attachment_type=allure.attachment_type.TEXT)
         allure.attach.file(str(json_path), name=f"drill record (JSON): {record.drill}",

@@ -20,7 +20,8 @@ Feature: Maintenance Tasks
   the scheduler's environment when the secret is rotated; on the sandbox, its own record of
   when it generated each secret; no secret value is ever read. Table maintenance: the
   database's statistics (pg_stat_user_tables) against autovacuum's own thresholds, so tables
-  with little change pass. DR drills: the drill records in the reports' drills/ directory.
+  with little change pass. DR drills: the drill records in the reports' drills/ directory,
+  verified against their ledger.
 
   Dependency updates are manual, weekly for security updates and monthly for the rest. The
   manifest and lockfile live in LegacyVideo's repository, not in the deployed target the
@@ -152,8 +153,14 @@ Feature: Maintenance Tasks
 
   @synthetic @quarterly @warning @runbook:quarterly
   Scenario: A disaster recovery drill passed within the quarter
-    "Disaster recovery drill": a drill of the runbook's Disaster Recovery section whose
-    record has the verdict pass.
+    "Disaster recovery drill": a drill of the runbook's Disaster Recovery section, of this
+    very target, passed in the last 92 days. Of this target: the same environment, and the
+    same endpoints (the fingerprint of its API and web URLs, its database's and Redis's host,
+    port and database, its S3 bucket, region and endpoint; no credential), so a sandbox drill
+    never stands for staging or production. Passed: its verdict, recomputed from its phases,
+    RTO and RPO against the runbook's objectives, is pass. And its record is the one the drill
+    wrote: its bytes match the drill ledger's entry and the ledger's chain is intact. A record
+    edited afterwards does not count, and the check names it and says why.
 
     When the on-call engineer reads the drill records of the last 92 days
     Then a disaster recovery drill passed among them

@@ -19,13 +19,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer._click import Command as ClickCommand  # Typer vendors click: its groups' types
+from typer._click import Context as ClickContext
+from typer.core import TyperGroup
 
 from runbook import runner, targets
 from runbook.config import Target, TargetChoice, choose_target
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
-from runbook.reporting.summary import EXIT_USAGE
+from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE
 from runbook.runner import EXIT_INTERRUPTED, PROJECT_ROOT, SCENARIOS
 
 __all__ = ["PROJECT_ROOT", "SCENARIOS", "app", "main"]
@@ -314,7 +317,35 @@ def check(
     raise typer.Exit(code)
 
 
-@app.command()
+class DrillGroup(TyperGroup):
+    """``runbook drill``: its commands (``run``, ``sign``, ``verify``), where a first
+    argument that is none of them (a section, an option, nothing) means ``run``, so
+    ``runbook drill service-down --target env`` runs drills as it always did."""
+
+    default_command = "run"
+
+    def _with_default(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        if args and (args[0] in self.commands or args[0] in ctx.help_option_names):
+            return args
+        return [self.default_command, *args]
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._with_default(ctx, args))
+
+    def resolve_command(self, ctx: ClickContext, args: list[str]
+                        ) -> tuple[str | None, ClickCommand | None, list[str]]:
+        return super().resolve_command(ctx, self._with_default(ctx, args))
+
+
+drill_app = typer.Typer(
+    cls=DrillGroup, rich_markup_mode=None,
+    help="Game days and DR drills (run, the default: 'runbook drill [SECTION]...' is"
+         " 'runbook drill run [SECTION]...'), and their records: sign one off, verify"
+         " records and ledger.")
+app.add_typer(drill_app, name="drill")
+
+
+@drill_app.command("run")
 def drill(
     names: Annotated[list[str] | None, typer.Argument(
         metavar="[NAME]...",
@@ -342,6 +373,47 @@ def drill(
                          delivery=_delivery(pushgateway, webhook),
                          deadline_s=os.environ.get("RUNBOOK_DRILL_DEADLINE", "900"))
     raise typer.Exit(code)
+
+
+@drill_app.command("sign")
+def drill_sign(
+    record: Annotated[Path, typer.Argument(
+        metavar="RECORD", help="the drill record's .json (or its .md) under reports/drills/")],
+    by: Annotated[str, typer.Option(metavar="NAME",
+                                    help="who reviewed the record and signs it off")],
+    evidence: Annotated[str, typer.Option(
+        metavar="LINK", help="where the review is: a ticket, a pull request, a document")] = "",
+) -> None:
+    """Sign a drill record off: append a signed entry for it to the drill ledger, once the
+    record and the ledger verify."""
+    from runbook.drills import signoff
+
+    try:
+        entry = signoff.sign(record, by=by, evidence=evidence)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    out.print(f"signed {entry['record']} by {entry['by']} at {entry['at']}"
+              f" (sha256 {entry['record_sha256'][:12]}...) in {record.parent / 'ledger.jsonl'}",
+              markup=False)
+
+
+@drill_app.command("verify")
+def drill_verify(
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="the drill records' directory")] = Path("reports/drills"),
+) -> None:
+    """Check every drill record against the ledger: bytes as written, verdict as its phases
+    and figures give it, the ledger's chain intact, every signature of a recorded record.
+    One line per record; exit 1 on any mismatch."""
+    from runbook.drills.verify import verify
+
+    try:
+        verification = verify(directory)
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    for line in verification.lines():
+        out.print(line, markup=False)
+    raise typer.Exit(0 if verification.ok else EXIT_FAILED)
 
 
 @app.command()

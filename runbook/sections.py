@@ -372,9 +372,12 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
         Advice(
             "Maintenance Tasks > Quarterly",
             (
-                "disaster recovery drill: run one (runbook drill recovery-time-objectives"
-                " --target staging --allow-drills staging), have its record signed off, and"
-                " keep the records where the check reads them (the reports' drills/)",
+                "disaster recovery drill: run one against the target this check reads"
+                " (runbook drill recovery-time-objectives --target staging --allow-drills"
+                " staging), have its record signed off (runbook drill sign RECORD --by NAME"
+                " --evidence LINK), and keep the records with their ledger where the check"
+                " reads them (the reports' drills/); runbook drill verify names any record"
+                " or ledger entry changed since it was written",
             ),
         ),
     ),

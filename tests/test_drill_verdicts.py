@@ -84,20 +84,20 @@ class _BrokenCleanup(_Planted):
 _catalog.DRILLS.update({d.name: d for d in (_BrokenInject, _BrokenCleanup)})
 '''
 
-FEATURE = """Feature: Planted drills
+WHEN = ('    When the on-call engineer runs the "{name}" disaster recovery drill, allowing 10'
+        " seconds to detect it, against an RTO of 60 seconds and an RPO of 0 seconds\n")
+FEATURE = ("""Feature: Planted drills
 
   @drill @runbook:service-down
   Scenario: A drill whose fault cannot be injected
     Given a canary user for the end-to-end check
-    When the on-call engineer runs the "planted-broken-inject" disaster recovery drill, allowing 10 seconds to detect it, against an RTO of 60 seconds and an RPO of 0 seconds
-
+""" + WHEN.format(name="planted-broken-inject") + """
   @drill @runbook:service-down
   Scenario: A drill whose clean-up fails
     Given a canary user for the end-to-end check
-    When the on-call engineer runs the "planted-broken-cleanup" disaster recovery drill, allowing 10 seconds to detect it, against an RTO of 60 seconds and an RPO of 0 seconds
-    Then the drill's own check detected it
+""" + WHEN.format(name="planted-broken-cleanup") + """    Then the drill's own check detected it
     And service was back within the RTO
-"""
+""")
 
 
 def _allure(results: Path) -> dict[str, str]:

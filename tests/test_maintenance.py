@@ -148,7 +148,7 @@ def test_the_quarterly_drill_check_reads_the_records_and_manual_records_expire(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     drills = tmp_path / "reports" / "drills"
-    write_record(_dr_record(100), drills, Redactor())
+    write_record(_dr_record(100), drills, Redactor(), target=_target(sandbox))
     long_ago = (datetime.now(UTC) - timedelta(days=100)).isoformat()
     recorded = runbook("manual", "record", "Security audit", "--by", "alice", "--evidence",
                        "AUD-7", "--at", long_ago, cwd=tmp_path)
@@ -165,7 +165,7 @@ def test_the_quarterly_drill_check_reads_the_records_and_manual_records_expire(
     assert "Maintenance Tasks > Quarterly: disaster recovery drill" in stale.stdout
     assert "100.0 days ago, expired for 92 days" in stale.stdout
 
-    write_record(_dr_record(3), drills, Redactor())
+    write_record(_dr_record(3), drills, Redactor(), target=_target(sandbox))
     assert runbook("manual", "record", "Security audit", "--by", "alice", "--evidence",
                    "AUD-8", cwd=tmp_path).returncode == 0
     fresh = runbook("check", "--cadence", "quarterly", "-k", selection, cwd=tmp_path, env=env)
@@ -176,11 +176,12 @@ def test_the_quarterly_drill_check_reads_the_records_and_manual_records_expire(
 def test_a_failed_drill_alone_does_not_count(sandbox: RunningSandbox, tmp_path: Path) -> None:
     record = _dr_record(1)
     failing = replace(record, completed=False)
-    write_record(failing, tmp_path, Redactor())
+    write_record(failing, tmp_path, Redactor(), target=_target(sandbox))
     (tmp_path / "torn.json").write_text("{")
     result = maintenance.dr_drill_passed(_target(sandbox), TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok and "no disaster recovery drill passed" in result.problem
     assert "aborted" in result.problem and result.observed["unreadable"] == ["torn.json"]
+    assert "not counted: torn.json (not a readable drill record)" in result.problem
 
 
 def test_secret_ages_come_from_the_rotation_variables_or_the_sandbox(

@@ -72,17 +72,19 @@ def runbook_lines(scripts: list[str]) -> list[list[str]]:
 def parse(argv: list[str]) -> str:
     """Parse ``runbook ARGV`` with the real Typer app, as it does before running a command
     (click's ``make_context``, strict parsing: Typer 0.29 carries its own copy of click),
-    and return the command's name (``check``). Raises on an unknown command or option."""
+    and return the command's path under ``runbook`` (``check``, ``sandbox status``, ``drill
+    run`` for ``drill SECTION``). Raises on an unknown command or option."""
     command: Any = typer.main.get_command(app)
     parent = command.context_class(command, info_name="runbook", resilient_parsing=False)
-    name, args = "runbook", list(argv)
+    name, args, path = "runbook", list(argv), []
     while hasattr(command, "resolve_command"):  # a group: runbook, runbook sandbox ...
         resolved, sub, args = command.resolve_command(parent, args)
         assert resolved is not None and sub is not None
         context = command.context_class(sub, info_name=resolved, parent=parent)
         name, command, parent = resolved, sub, context
+        path.append(resolved)
     command.make_context(name, args, parent=parent.parent, resilient_parsing=False)
-    return name
+    return " ".join(path)
 
 
 # -- what each file runs ---------------------------------------------------------------------
@@ -156,7 +158,7 @@ def test_every_schedule_file_parses(path: Path) -> None:
 def test_every_runbook_command_line_parses_against_the_real_command(where: str) -> None:
     lines = runbook_lines(SCRIPTS[where]())
     commands = {parse(argv) for argv in lines}
-    assert {"check", "drill"} <= commands, f"{where}: runbook lines found: {lines}"
+    assert {"check", "drill run"} <= commands, f"{where}: runbook lines found: {lines}"
     if where != "kubernetes" or any("report" in argv for argv in lines):
         assert "report" in commands
     for argv in (argv for argv in lines if argv[0] in ("check", "drill")):
@@ -169,7 +171,14 @@ def test_every_runbook_command_line_parses_against_the_real_command(where: str) 
 
 def test_a_renamed_option_or_command_turns_the_parse_red() -> None:
     assert parse(["check", "--target", "env", "--cadence", "weekly", "--workers", "2"]) == "check"
-    assert parse(["sandbox", "status", "--json"]) == "status"
+    assert parse(["sandbox", "status", "--json"]) == "sandbox status"
+    # drill's default command is run: a section, an option or nothing first runs drills.
+    assert parse(["drill"]) == parse(["drill", "service-down"]) == "drill run"
+    assert parse(["drill", "run", "service-down", "--target", "env"]) == "drill run"
+    assert parse(["drill", "sign", "r.json", "--by", "alice"]) == "drill sign"
+    assert parse(["drill", "verify", "reports/drills"]) == "drill verify"
+    with pytest.raises(typer.TyperException, match="Missing parameter: by"):
+        parse(["drill", "sign", "r.json"])
     with pytest.raises(typer.TyperException, match="No such option: --cadance"):
         parse(["check", "--cadance", "weekly"])
     with pytest.raises(typer.BadParameter, match="integer"):

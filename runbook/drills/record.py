@@ -1,5 +1,6 @@
 """What a drill measured: phases with timestamps, RTO and RPO against the runbook's targets,
-the verdict, and the record a reviewer signs (JSON and Markdown)."""
+the verdict, where the record came from (``provenance``), and the record a reviewer signs
+(JSON and Markdown, entered in the drill ledger: ``ledger``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import getpass
 import json
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from runbook.config import Target
+from runbook.drills import ledger
+from runbook.drills.provenance import Provenance, collect, identify
 from runbook.redact import Redactor
 from runbook.results import ProbeResult, utcnow
 
@@ -90,6 +94,58 @@ def watch_until(check: Callable[[], ProbeResult], *, want_ok: bool, consecutive:
         time.sleep(interval)
 
 
+def judge(*, completed: bool, phases_ok: Iterable[bool], objective: Objective,
+          rto_s: float | None, rpo_s: float | None) -> str:
+    """A drill's verdict: ``pass`` when it ran to its end, every phase passed and each
+    figure the objective sets was measured and meets it; ``fail`` otherwise; ``aborted``
+    when it ended early. The one rule for a record in memory and a record read back."""
+    if not completed:
+        return "aborted"
+    if not all(phases_ok):
+        return "fail"
+    if objective.rto_s is not None and (rto_s is None or rto_s > objective.rto_s):
+        return "fail"
+    if objective.rpo_s is not None and (rpo_s is None or rpo_s > objective.rpo_s):
+        return "fail"
+    return "pass"
+
+
+def _span(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def _moment(value: object) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _figure(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def verdict_of_json(document: Mapping[str, Any]) -> str:
+    """The verdict recomputed from a record as written (``DrillRecord.to_json``): from its
+    phases, its fault and recovery times and its RPO, by ``judge``, never from its stored
+    ``verdict``. Raises ``KeyError``, ``TypeError`` or ``ValueError`` when it is not one."""
+    objective = document["objective"]
+    phases = document["phases"]
+    if not isinstance(objective, Mapping) or not isinstance(phases, list):
+        raise TypeError("objective or phases malformed")
+    completed = document["completed"]
+    oks = [phase["ok"] for phase in phases]
+    if not isinstance(completed, bool) or not all(isinstance(ok, bool) for ok in oks):
+        raise TypeError("completed and each phase's ok must be true or false")
+    return judge(completed=completed, phases_ok=oks,
+                 objective=Objective(_figure(objective["rto_s"]), _figure(objective["rpo_s"])),
+                 rto_s=_span(_moment(document["fault_at"]), _moment(document["recovered_at"])),
+                 rpo_s=_figure(document["rpo_s"]))
+
+
 @dataclass(frozen=True)
 class DrillRecord:
     """The sign-off record of one drill run."""
@@ -113,35 +169,24 @@ class DrillRecord:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     #: False when the drill ended before its last phase (interrupted, timed out, refused).
     completed: bool = True
+    #: Which code, runbook and target the record speaks for (``runbook.drills.provenance``).
+    provenance: Provenance | None = None
 
     @property
     def rto_s(self) -> float | None:
         """Fault to the first of N consecutive green end-to-end checks."""
-        if self.fault_at is None or self.recovered_at is None:
-            return None
-        return (self.recovered_at - self.fault_at).total_seconds()
+        return _span(self.fault_at, self.recovered_at)
 
     @property
     def time_to_detect_s(self) -> float | None:
-        if self.fault_at is None or self.detected_at is None:
-            return None
-        return (self.detected_at - self.fault_at).total_seconds()
+        return _span(self.fault_at, self.detected_at)
 
     @property
     def verdict(self) -> str:
         """``pass`` when the drill ran to its end, every phase passed and the measured
-        figures meet the objective; ``aborted`` when it ended early."""
-        if not self.completed:
-            return "aborted"
-        if not all(p.ok for p in self.phases):
-            return "fail"
-        if self.objective.rto_s is not None and (self.rto_s is None
-                                                 or self.rto_s > self.objective.rto_s):
-            return "fail"
-        if self.objective.rpo_s is not None and (self.rpo_s is None
-                                                 or self.rpo_s > self.objective.rpo_s):
-            return "fail"
-        return "pass"
+        figures meet the objective; ``aborted`` when it ended early (``judge``)."""
+        return judge(completed=self.completed, phases_ok=(p.ok for p in self.phases),
+                     objective=self.objective, rto_s=self.rto_s, rpo_s=self.rpo_s)
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
@@ -216,7 +261,7 @@ class DrillRun:
             phases=tuple(self.phases), fault_at=self.fault_at, detected_at=self.detected_at,
             recovered_at=self.recovered_at, rpo_s=self.rpo_s,
             lost_canaries=self.lost_canaries, notes=tuple(self.notes),
-            evidence=dict(self.evidence), completed=self.completed,
+            evidence=dict(self.evidence), completed=self.completed, provenance=collect(),
         )
 
 
@@ -263,26 +308,59 @@ def render_markdown(record: DrillRecord) -> str:
                      f" {phase.elapsed_s:.3f} | {'yes' if phase.ok else 'NO'} | {detail} |")
     if record.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in record.notes]
-    lines += ["", "Signed off by: ____________________  Date: __________", ""]
+    if record.provenance is not None:
+        lines += ["", "## Provenance", ""] + [f"- {line}" for line in
+                                              record.provenance.lines()]
+    lines += ["", "Signed off by: ____________________  Date: __________", "",
+              "(Sign in the drill ledger: runbook drill sign <this record's .json> --by NAME"
+              " --evidence LINK; runbook drill verify checks records, ledger and signatures.)",
+              ""]
     return "\n".join(lines)
 
 
-def write_record(record: DrillRecord, directory: Path, redact: Redactor) -> tuple[Path, Path]:
-    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted; the
-    drill's running progress file there, if any, becomes ``<UTC time>-<drill>.progress``."""
-    directory.mkdir(parents=True, exist_ok=True)
+def _stem(record: DrillRecord, directory: Path) -> str:
+    """``<UTC time>-<drill>``, with ``-2``, ``-3`` ... when that record exists already: a
+    record in the ledger is never overwritten."""
     stem = f"{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.drill}"
+    taken = 1
+    while (directory / f"{stem}{f'-{taken}' if taken > 1 else ''}.json").exists():
+        taken += 1
+    return f"{stem}-{taken}" if taken > 1 else stem
+
+
+def write_record(record: DrillRecord, directory: Path, redact: Redactor, *,
+                 target: Target | None = None) -> tuple[Path, Path]:
+    """Write ``<UTC time>-<drill>.json`` and ``.md`` under ``directory``, redacted, and
+    append their ``recorded`` entry to ``directory/ledger.jsonl``; the drill's running
+    progress file there, if any, becomes ``<UTC time>-<drill>.progress``.
+
+    The record gets its provenance here when it has none yet, and ``target``'s identity
+    (name, environment, endpoint fingerprint) when given."""
+    directory.mkdir(parents=True, exist_ok=True)
+    provenance = record.provenance or collect()
+    if target is not None and provenance.target is None:
+        provenance = replace(provenance, target=identify(target))
+    record = replace(record, provenance=provenance)
+    stem = _stem(record, directory)
     json_path = directory / f"{stem}.json"
     md_path = directory / f"{stem}.md"
     # Redacted value by value: redacting the dumped text could break its JSON.
-    json_path.write_text(json.dumps(redact.data(record.to_json()), indent=2),
-                         encoding="utf-8")
-    md_path.write_text(redact(render_markdown(record)), encoding="utf-8")
+    document = cast(dict[str, Any], redact.data(record.to_json()))
+    written = json.dumps(document, indent=2).encode("utf-8")
+    markdown = redact(render_markdown(record)).encode("utf-8")
+    json_path.write_bytes(written)
+    md_path.write_bytes(markdown)
     running = ProgressFile(directory, record.drill)
     if running.path.exists():
         with contextlib.suppress(OSError):  # the record is what matters, and it is written
             running.line(f"recorded: {record.verdict}")
             running.path.replace(directory / f"{stem}.progress")
+    identity = provenance.target
+    ledger.append(directory / ledger.LEDGER_FILE, ledger.recorded_body(
+        record=json_path.name, record_sha256=ledger.sha256_hex(written), markdown=md_path.name,
+        markdown_sha256=ledger.sha256_hex(markdown), drill=str(document["drill"]),
+        verdict=str(document["verdict"]), environment=str(document["environment"]),
+        fingerprint=identity.fingerprint if identity is not None else None))
     return json_path, md_path
 
 

@@ -11,7 +11,8 @@ Read-only, each bounded like every probe. What they read:
   generated (or re-minted) each secret. No secret value is read;
 * table maintenance: ``pg_stat_user_tables`` against autovacuum's own thresholds;
 * the runbook's ``**Next Review:**`` date;
-* drill records (``reports/drills/*.json``, ``runbook.drills.record``).
+* drill records (``reports/drills/*.json``, ``runbook.drills.record``), verified against
+  their ledger (``runbook.drills.verify``).
 
 ``for_item`` gives a reused probe's result (disk usage, queue counts) the maintenance item's
 advice, so its failure names the item before the incident steps.
@@ -19,7 +20,6 @@ advice, so its failure names the item before the incident steps.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +32,8 @@ from redis.asyncio import Redis
 
 from runbook.actions.logs import recent_logs
 from runbook.config import Platform, Target
+from runbook.drills import provenance
+from runbook.drills.verify import RecordCheck, verify
 from runbook.platforms import PlatformAdapter
 from runbook.platforms.base import PlatformTimeouts
 from runbook.probes import Verdict, queues, run_probe
@@ -379,54 +381,98 @@ def alert_channels(target: Target, timeouts: Timeouts,
 # -- quarterly --------------------------------------------------------------------------------
 
 
-def _drill_summary(document: Mapping[str, Any], path: Path, now: datetime) -> dict[str, Any]:
-    finished = _parse_moment(str(document["finished_at"]))
-    return {"file": path.name, "drill": str(document["drill"]),
-            "section": str(document["runbook_section"]), "verdict": str(document["verdict"]),
-            "environment": str(document.get("environment", "")),
-            "finished_at": finished.isoformat(),
-            "age_days": _days((now - finished).total_seconds())}
+def _not_counted(check: RecordCheck, ledger_problem: str, environment: str,
+                 fingerprint: str) -> str:
+    """Why a disaster recovery drill's record does not count for this target ("" when it
+    does, its age aside)."""
+    if ledger_problem:  # then no record can be trusted to be the one written
+        return f"the drill ledger does not verify ({ledger_problem})"
+    if not check.ok:
+        return "; ".join(check.problems)
+    if check.environment != environment:
+        return f"a drill of {check.environment or 'no environment'}, not {environment}"
+    if check.fingerprint is None:
+        return "written without its target's fingerprint, so of no known target"
+    if check.fingerprint != fingerprint:
+        return (f"a drill of other endpoints (fingerprint {check.fingerprint[:12]}), not this"
+                f" target's ({fingerprint[:12]})")
+    return ""
+
+
+def _drill_summary(check: RecordCheck, now: datetime, why: str) -> dict[str, Any]:
+    finished = _parse_moment(check.finished_at)
+    return {"file": check.file, "drill": check.drill, "section": check.section,
+            "verdict": check.verdict, "environment": check.environment,
+            "fingerprint": check.fingerprint, "finished_at": finished.isoformat(),
+            "age_days": _days((now - finished).total_seconds()), "not_counted": why}
 
 
 def dr_drill_passed(target: Target, timeouts: Timeouts, records: Path, *, within_days: float,
                     now: datetime | None = None) -> ProbeResult:
-    """A disaster recovery drill (a record whose section is under the runbook's Disaster
-    Recovery) with verdict ``pass`` finished within ``within_days``, among the drill records
-    in ``records``. Records the newest DR drill of any verdict, the newest passing one, how
-    many there are and the files that could not be read."""
-    expected = f"a disaster recovery drill passed within the last {within_days:g} days"
+    """A disaster recovery drill of THIS target passed within ``within_days``: among the
+    drill records in ``records``, one whose section is under the runbook's Disaster Recovery,
+    that verifies against the drill ledger (``runbook drill verify``: bytes as written,
+    verdict as its phases and figures give it, ledger intact), whose recomputed verdict is
+    ``pass``, and whose environment and endpoint fingerprint are the target's
+    (``runbook.drills.provenance``). Records what was counted and why every other DR record
+    was not."""
+    environment, fingerprint = target.environment.value, provenance.fingerprint(target)
+    expected = (f"a disaster recovery drill of this target ({environment}, endpoints"
+                f" {fingerprint[:12]}) passed within the last {within_days:g} days, its"
+                " record verified against the drill ledger")
 
     def body() -> Verdict:
         moment = now or utcnow()
+        if not records.is_dir():
+            return Verdict(False, expected,
+                           f"no disaster recovery drill is recorded in {records}",
+                           {"records": str(records), "dr_drills": 0}, advice=DR_DRILL_ADVICE)
+        verification = verify(records)
+        ledger_problem = verification.ledger_problems[0] if verification.ledger_problems \
+            else ""
         drills: list[dict[str, Any]] = []
-        unreadable: list[str] = []
-        for path in sorted(records.glob("*.json")) if records.is_dir() else ():
-            try:
-                document = json.loads(path.read_text(encoding="utf-8"))
-                summary = _drill_summary(document, path, moment)
-            except (OSError, ValueError, KeyError, TypeError):
-                unreadable.append(path.name)
+        # Records that do not parse (or have no finish time) may be DR drills: named too.
+        unreadable = [check.file for check in verification.records if check.document is None]
+        for check in verification.records:
+            if not check.section.startswith(DR_PART):
                 continue
-            if summary["section"].startswith(DR_PART):
-                drills.append(summary)
+            why = _not_counted(check, ledger_problem, environment, fingerprint)
+            try:
+                drills.append(_drill_summary(check, moment, why))
+            except ValueError:
+                unreadable.append(check.file)
         drills.sort(key=lambda d: str(d["finished_at"]), reverse=True)
-        passed = [d for d in drills if d["verdict"] == "pass"]
+        ours = [d for d in drills if not d["not_counted"]]
+        others = [d for d in drills if d["not_counted"]]
+        passed = [d for d in ours if d["verdict"] == "pass"]
         observed: dict[str, Any] = {
-            "records": str(records), "dr_drills": len(drills), "unreadable": unreadable,
-            "newest": drills[0] if drills else None,
-            "newest_pass": passed[0] if passed else None, "within_days": within_days,
+            "records": str(records), "environment": environment, "fingerprint": fingerprint,
+            "dr_drills": len(drills), "of_this_target": len(ours),
+            "not_counted": [{"file": d["file"], "why": d["not_counted"]} for d in others],
+            "unreadable": unreadable, "ledger_problems": list(verification.ledger_problems),
+            "newest": ours[0] if ours else None, "newest_pass": passed[0] if passed else None,
+            "within_days": within_days,
         }
         if passed and passed[0]["age_days"] <= within_days:
             return Verdict(True, expected, observed=observed)
         if passed:
-            seen = (f"the last passing disaster recovery drill ({passed[0]['drill']}) finished"
-                    f" {passed[0]['age_days']:.0f} days ago, on {passed[0]['finished_at'][:10]}")
-        elif drills:
-            newest = drills[0]
-            seen = (f"no disaster recovery drill passed: {len(drills)} recorded, the newest"
-                    f" ({newest['drill']}, {newest['finished_at'][:10]}) {newest['verdict']}")
+            seen = (f"the last passing disaster recovery drill of this target"
+                    f" ({passed[0]['drill']}) finished {passed[0]['age_days']:.0f} days ago,"
+                    f" on {passed[0]['finished_at'][:10]}")
+        elif ours:
+            newest = ours[0]
+            seen = (f"no disaster recovery drill passed: {len(ours)} recorded for this target,"
+                    f" the newest ({newest['drill']}, {newest['finished_at'][:10]})"
+                    f" {newest['verdict']}")
         else:
-            seen = f"no disaster recovery drill is recorded in {records}"
+            seen = (f"no disaster recovery drill of this target ({environment}, endpoints"
+                    f" {fingerprint[:12]}) is recorded in {records}")
+        skipped = [f"{d['file']} ({d['not_counted']})" for d in others]
+        skipped += [f"{name} (not a readable drill record)" for name in unreadable]
+        if skipped:
+            shown = "; ".join(skipped[:3])
+            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            seen += f"; not counted: {shown}{more}"
         return Verdict(False, expected, seen, observed, advice=DR_DRILL_ADVICE)
 
     return run_probe("drill", "disaster recovery drill recency", target, timeouts, body,
