@@ -151,6 +151,8 @@ def test_readings_are_kept_per_target_spaced_and_pruned(tmp_path: Path) -> None:
     assert keep_reading(tmp_path, "b", _reading(10_021.0, 3, 0)) == []  # another target
     later = keep_reading(tmp_path, "a", _reading(10_000.0 + 3 * 3600, 4, 0))
     assert later == []  # two hours on, nothing earlier is kept
+    kept = json.loads((tmp_path / "traffic-readings.json").read_text())["targets"]
+    assert list(kept) == ["a"]  # nor target "b", read no more since
     (tmp_path / "traffic-readings.json").write_text("{torn")
     assert keep_reading(tmp_path, "a", _reading(20_000.0, 1, 0)) == []  # afresh, no crash
 

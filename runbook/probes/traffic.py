@@ -340,9 +340,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 def keep_reading(home: Path, key: str, reading: Reading) -> list[Reading]:
     """Add ``reading`` to the target ``key``'s kept readings (unless one was kept less than
-    ``MIN_SPACING_S`` before it), drop those older than ``RETAIN_S`` or from the future, and
-    return the readings kept before this one, oldest first. Raises ``OSError`` when the file
-    cannot be written."""
+    ``MIN_SPACING_S`` before it), drop those older than ``RETAIN_S`` or from the future (and
+    targets with none younger), and return the readings kept before this one, oldest first.
+    Raises ``OSError`` when the file cannot be written."""
     path = readings_file(home)
     with _locked(path):
         data = _load(path)
@@ -359,6 +359,12 @@ def keep_reading(home: Path, key: str, reading: Reading) -> list[Reading]:
         if not stored or reading.at - stored[-1].at >= MIN_SPACING_S:
             stored.append(reading)
         data["targets"][key] = {"readings": [r.to_json() for r in stored]}
+        for other, entry in list(data["targets"].items()):  # targets gone (a rebuilt sandbox)
+            newest = max((e.get("at", 0) for e in entry.get("readings", [])
+                          if isinstance(e, dict) and isinstance(e.get("at"), int | float)),
+                         default=0)
+            if other != key and newest < reading.at - RETAIN_S:
+                del data["targets"][other]
         scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         scratch.write_text(json.dumps(data), encoding="utf-8")
         os.replace(scratch, path)
@@ -411,6 +417,10 @@ def from_metrics(target: Target, timeouts: Timeouts, window_s: float, home: Path
                 f" {PROMETHEUS_URL_VARIABLE} is not set: nothing holds its counters") from None
     now = time.time()
     observed["metrics_status"] = response.status_code
+    if response.status_code not in (200, 401, 403, 404):
+        raise Unmeasurable(
+            f"the API's /metrics answered HTTP {response.status_code}: its counters cannot be"
+            " read now (if the API is failing, see Service Down and API Returns 500 Error)")
     if response.status_code != 200:
         raise Unmeasurable(
             f"the API has no readable /metrics (HTTP {response.status_code}) and"
