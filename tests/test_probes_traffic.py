@@ -140,7 +140,9 @@ def test_the_earlier_reading_must_be_one_to_two_windows_old() -> None:
         baseline([], 1000.0, 300.0)
     with pytest.raises(Unmeasurable, match=r"oldest kept reading .* is 60 s old, less than"):
         baseline([_reading(940.0, 0, 0)], 1000.0, 300.0)
-    with pytest.raises(Unmeasurable, match=r"17\.8 min old, more than 2 times the 5 min"):
+    with pytest.raises(Unmeasurable, match=r"is 4 min 59 s old, less than the 5 min window"):
+        baseline([_reading(700.2, 0, 0)], 1000.0, 300.0)
+    with pytest.raises(Unmeasurable, match=r"17 min 46 s old, more than 2 times the 5 min "):
         baseline([_reading(-66.0, 0, 0)], 1000.0, 300.0)
 
 

@@ -161,9 +161,12 @@ def _clock(stamp: float) -> str:
 
 
 def _minutes(seconds: float) -> str:
-    if seconds >= 90:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds:.0f} s"
+    """A window or an age as people say it: ``5 min``, ``4 min 59 s``, ``40 s`` (rounded down,
+    so an age just short of the window never reads as the window)."""
+    whole = int(seconds)
+    if whole < 90:
+        return f"{whole} s"
+    return f"{whole // 60} min" + (f" {whole % 60} s" if whole % 60 else "")
 
 
 class Unmeasurable(Exception):
