@@ -219,6 +219,28 @@ NEXT_STEPS: dict[str, tuple[Advice, ...]] = {
     ),
     # The API answered 5xx to a request (health was fine): not down, failing.
     "api-500": (API_500,),
+    # The users' p99 over the alert's window above 2 s (Recommended Alerts).
+    "traffic-latency": (
+        Advice(
+            "Troubleshooting > Slow Query Performance",
+            (
+                'review slow queries (railway logs --service api | grep "query took")',
+                "add database indexes if needed (railway run --service api npx prisma studio)",
+            ),
+        ),
+        HIGH_USAGE,
+    ),
+    # The alert's figures cannot be had: the failure's line says what to configure.
+    "traffic-unmeasurable": (
+        Advice(
+            "Monitoring & Alerts > Recommended Alerts",
+            (
+                "the error-rate and p99 alerts are blind until the target's request counters"
+                " can be read over the window: do what the failure says (README: What the"
+                " target must expose)",
+            ),
+        ),
+    ),
     # A job or request refused with "Invalid or expired token": the services disagree.
     "api-secret": (INVALID_TOKEN,),
     # Upload, e-mail, security and slow-query game days (runbook/drills/incidents/).

@@ -65,6 +65,23 @@ ensure_allure() {
 # Headless Chromium opens the HTML report in a real browser in the tests
 # (tests/test_report_html.py). Debian's package where we are root and apt exists; elsewhere
 # say how to get it (or CHROMIUM=/path/to/chromium) and go on: those tests then fail saying so.
+ensure_prometheus() {
+  if [ -n "${PROMETHEUS:-}" ] || command -v prometheus >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "runbook: installing Debian's prometheus for the alert tests that query one" >&2
+    if apt-get update -qq >/dev/null &&
+       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         prometheus >/dev/null; then
+      return 0
+    fi
+    echo "runbook: apt-get could not install prometheus: the tests that query one will fail" >&2
+  else
+    echo "runbook: no prometheus on PATH: install it (Debian: apt-get install prometheus) or set PROMETHEUS=/path/to/prometheus; the alert tests that query one need it" >&2
+  fi
+}
+
 ensure_chromium() {
   if [ -n "${CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 ||
      command -v chromium-browser >/dev/null 2>&1; then

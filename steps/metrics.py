@@ -6,7 +6,7 @@ from pytest_bdd import parsers, then, when
 
 from runbook.checks import require_at_most, require_figures
 from runbook.config import Target
-from runbook.probes import metrics, resources
+from runbook.probes import metrics, resources, traffic
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 from steps.support import skip_if_unavailable
@@ -33,14 +33,23 @@ def _(api_metrics: ProbeResult) -> None:
     require_figures(api_metrics, metrics.SCRAPED_FIGURES)
 
 
-@then(parsers.parse("the error rate is at most {limit:g} percent"))
-def _(api_measurement: ProbeResult, limit: float) -> None:
-    require_at_most(api_measurement, "error_rate_percent", limit, "%")
+@when(parsers.parse("the on-call engineer reads the API's traffic of the last {minutes:g}"
+                    " minutes"), target_fixture="api_traffic")
+def _(target: Target, timeouts: Timeouts, minutes: float) -> ProbeResult:
+    return skip_if_unavailable(traffic.traffic(target, timeouts, window_s=minutes * 60))
 
 
-@then(parsers.parse("the p99 response time is at most {seconds:g} seconds"))
-def _(api_measurement: ProbeResult, seconds: float) -> None:
-    require_at_most(api_measurement, "p99_ms", seconds * 1000, "ms")
+@then(parsers.parse("at most {limit:g} percent of the users' requests failed"))
+def _(api_traffic: ProbeResult, limit: float) -> None:
+    figure = "error_rate_percent"
+    require_at_most(skip_if_unavailable(traffic.for_figure(api_traffic, figure)), figure,
+                    limit, "%")
+
+
+@then(parsers.parse("the users' p99 response time is at most {seconds:g} seconds"))
+def _(api_traffic: ProbeResult, seconds: float) -> None:
+    require_at_most(skip_if_unavailable(traffic.for_figure(api_traffic, "p99_ms")), "p99_ms",
+                    seconds * 1000, "ms")
 
 
 @when("the on-call engineer reads the platform's resource usage", target_fixture="usage")

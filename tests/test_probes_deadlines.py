@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from runbook.config import Target
-from runbook.probes import email, metrics, queues, storage
+from runbook.probes import email, metrics, queues, storage, traffic
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
@@ -103,6 +103,13 @@ PROBES: dict[str, tuple[Probe, float]] = {
     "email.sender_domain": (email.sender_domain, TIMEOUTS.deadline),
     "metrics.measure": (lambda t, to: metrics.measure(t, to, requests=20), TIMEOUTS.deadline),
     "metrics.scrape": (metrics.scrape, TIMEOUTS.deadline),
+    "traffic.traffic /metrics": (lambda t, to: traffic.traffic(t, to, 300, environ={}),
+                                 TIMEOUTS.deadline),
+    "traffic.traffic prometheus": (
+        lambda t, to: traffic.traffic(t, to, 300, environ={
+            "RUNBOOK_PROMETHEUS_URL": str(t.api_url),
+            "RUNBOOK_PROMETHEUS_SELECTOR": 'job="legacyvideo-api"'}),
+        TIMEOUTS.deadline),
 }
 
 

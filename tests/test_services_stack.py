@@ -373,8 +373,8 @@ def test_send_email_fails_on_resend_4xx(env: Mapping[str, str], member: Member) 
 
 def test_metrics_count_requests_by_route_and_status(api: httpx.Client) -> None:
     def counter(samples: Mapping[Any, float], route: str, status: str) -> float:
-        key = ("http_requests_total",
-               frozenset({("method", "GET"), ("route", route), ("status", status)}))
+        key = ("http_requests_total", frozenset({("method", "GET"), ("route", route),
+                                                  ("status", status), ("synthetic", "false")}))
         return samples.get(key, 0.0)
 
     before = parse(api.get("/metrics").text)
@@ -389,10 +389,12 @@ def test_metrics_count_requests_by_route_and_status(api: httpx.Client) -> None:
     buckets = sorted(
         (float(dict(labels)["le"]), value) for (name, labels), value in after.items()
         if name == "http_request_duration_seconds_bucket" and ("route", "/health") in labels
+        and ("synthetic", "false") in labels
     )
     counts = [value for _, value in buckets]
     assert counts == sorted(counts) and buckets[-1][0] == float("inf")
-    total = after[("http_request_duration_seconds_count", frozenset({("route", "/health")}))]
+    total = after[("http_request_duration_seconds_count",
+                   frozenset({("route", "/health"), ("synthetic", "false")}))]
     assert buckets[-1][1] == total
     assert after[("process_resident_memory_bytes", frozenset())] > 10_000_000
 
@@ -625,7 +627,8 @@ def test_a_lost_database_gives_500_fast_and_health_stays_up(
     assert any("unhandled error on POST /api/auth/login" in r.getMessage() for r in errors)
     assert "hunter2-never-logged" not in caplog.text
     key = ("http_requests_total", frozenset(
-        {("method", "POST"), ("route", "/api/auth/login"), ("status", "500")}))
+        {("method", "POST"), ("route", "/api/auth/login"), ("status", "500"),
+         ("synthetic", "false")}))
     assert parse(scrape.text)[key] == 1
 
 

@@ -113,13 +113,27 @@ def test_metrics_render_parses_with_cumulative_buckets() -> None:
     def value(name: str, **labels: str) -> float:
         return samples[(name, frozenset(labels.items()))]
 
-    assert value("http_requests_total", method="GET", route="/health", status="200") == 2
-    assert value("http_requests_total", method="POST", route='/odd"route', status="500") == 1
-    assert value("http_request_duration_seconds_bucket", route="/health", le="0.005") == 1
-    assert value("http_request_duration_seconds_bucket", route="/health", le="0.25") == 2
-    assert value("http_request_duration_seconds_bucket", route='/odd"route', le="10") == 0
-    assert value("http_request_duration_seconds_bucket", route='/odd"route', le="+Inf") == 1
-    assert value("http_request_duration_seconds_count", route="/health") == 2
+    users = {"synthetic": "false"}
+    assert value("http_requests_total", method="GET", route="/health", status="200",
+                 **users) == 2
+    assert value("http_requests_total", method="POST", route='/odd"route', status="500",
+                 **users) == 1
+    assert value("http_request_duration_seconds_bucket", route="/health", le="0.005",
+                 **users) == 1
+    assert value("http_request_duration_seconds_bucket", route="/health", le="0.25",
+                 **users) == 2
+    assert value("http_request_duration_seconds_bucket", route='/odd"route', le="10",
+                 **users) == 0
+    assert value("http_request_duration_seconds_bucket", route='/odd"route', le="+Inf",
+                 **users) == 1
+    assert value("http_request_duration_seconds_count", route="/health", **users) == 2
+    registry.observe_request("GET", "/health", 200, 0.001, synthetic=True)
+    samples = metrics.parse(registry.render())
+    assert value("http_requests_total", method="GET", route="/health", status="200",
+                 synthetic="true") == 1
+    assert value("http_request_duration_seconds_count", route="/health", synthetic="true") == 1
+    assert value("http_requests_total", method="GET", route="/health", status="200",
+                 **users) == 2
     assert value("process_resident_memory_bytes") > 0
     assert value("process_cpu_seconds_total") > 0
 

@@ -47,7 +47,7 @@ from runbook.sandbox.services.common import (
     setup_logging,
     utc_now_iso,
 )
-from runbook.sandbox.services.metrics import Metrics
+from runbook.sandbox.services.metrics import Metrics, is_synthetic
 from runbook.sandbox.services.tokens import (
     TokenError,
     issue_user_token,
@@ -261,8 +261,9 @@ class Services:
 
 
 class Observe:
-    """Outermost middleware: one log line and the metrics for every request, an overall
-    deadline, and ``500 {"error":"Internal Server Error"}`` for anything unhandled."""
+    """Outermost middleware: one log line and the metrics for every request (labelled
+    ``synthetic`` when the executable runbook sent it), an overall deadline, and
+    ``500 {"error":"Internal Server Error"}`` for anything unhandled."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, request_timeout_s: float) -> None:
         self.app = app
@@ -283,6 +284,9 @@ class Observe:
             await send(message)
 
         method, path = scope["method"], scope["path"]
+        agent = next((value for name, value in scope.get("headers", ())
+                      if name == b"user-agent"), b"")
+        synthetic = is_synthetic(agent.decode("latin-1"))
         deadline = asyncio.timeout(self.request_timeout_s)
         try:
             async with deadline:
@@ -302,7 +306,8 @@ class Observe:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             status = int(state["status"])
-            self.metrics.observe_request(method, template, status, elapsed)
+            self.metrics.observe_request(method, template, status, elapsed,
+                                         synthetic=synthetic)
             log.info(
                 "request method=%s path=%s status=%d duration_ms=%.1f",
                 method, path, status, elapsed * 1000,

@@ -1,5 +1,11 @@
 """Prometheus text exposition, written by hand: HTTP request counters and latency
-histograms, database query latency, and the standard ``process_*`` metrics."""
+histograms, database query latency, and the standard ``process_*`` metrics.
+
+Every HTTP series carries ``synthetic="true"`` or ``synthetic="false"``: whether the request
+came from the executable runbook (its User-Agent starts with ``legacyvideo-runbook``). The
+runbook's alerts on error rate and response time count only ``synthetic="false"``, the
+application's own traffic; a real LegacyVideo adds the same label (README, "What the target
+must expose")."""
 
 from __future__ import annotations
 
@@ -9,6 +15,15 @@ import resource
 import threading
 import time
 from collections.abc import Iterable, Sequence
+
+#: The User-Agent prefix of the executable runbook's HTTP clients (``runbook/clients.py``).
+SYNTHETIC_USER_AGENT = "legacyvideo-runbook"
+
+
+def is_synthetic(user_agent: str) -> bool:
+    """Whether a request's User-Agent is the runbook's own (case-insensitive prefix)."""
+    return user_agent.strip().lower().startswith(SYNTHETIC_USER_AGENT)
+
 
 #: Latency buckets in seconds: 5 ms to 10 s, covering the runbook's p99 > 2 s alert.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -104,17 +119,20 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._durations: dict[str, Histogram] = {}
+        self._requests: dict[tuple[str, str, str, str], int] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
         self._queries = Histogram()
         self._query_errors = 0
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one HTTP request and record its latency under its route template."""
+    def observe_request(self, method: str, route: str, status: int, seconds: float, *,
+                        synthetic: bool = False) -> None:
+        """Count one HTTP request and record its latency under its route template, labelled
+        ``synthetic`` when the executable runbook made it."""
+        flag = "true" if synthetic else "false"
         with self._lock:
-            key = (method, route, str(status))
+            key = (method, route, str(status), flag)
             self._requests[key] = self._requests.get(key, 0) + 1
-            self._durations.setdefault(route, Histogram()).observe(seconds)
+            self._durations.setdefault((route, flag), Histogram()).observe(seconds)
 
     def observe_query(self, seconds: float, *, failed: bool = False) -> None:
         """Record one database query."""
@@ -127,18 +145,22 @@ class Metrics:
         """The whole registry in Prometheus text format 0.0.4."""
         with self._lock:
             lines = [
-                "# HELP http_requests_total Total HTTP requests by method, route and status.",
+                "# HELP http_requests_total Total HTTP requests by method, route and status;"
+                " synthetic=\"true\" for the executable runbook's own.",
                 "# TYPE http_requests_total counter",
             ]
-            for (method, route, status), count in sorted(self._requests.items()):
-                labels = _labels([("method", method), ("route", route), ("status", status)])
+            for (method, route, status, flag), count in sorted(self._requests.items()):
+                labels = _labels([("method", method), ("route", route), ("status", status),
+                                  ("synthetic", flag)])
                 lines.append(f"http_requests_total{labels} {count}")
             lines += [
-                "# HELP http_request_duration_seconds HTTP request latency by route.",
+                "# HELP http_request_duration_seconds HTTP request latency by route;"
+                " synthetic=\"true\" for the executable runbook's own.",
                 "# TYPE http_request_duration_seconds histogram",
             ]
-            for route, histogram in sorted(self._durations.items()):
-                lines += histogram.lines("http_request_duration_seconds", [("route", route)])
+            for (route, flag), histogram in sorted(self._durations.items()):
+                lines += histogram.lines("http_request_duration_seconds",
+                                         [("route", route), ("synthetic", flag)])
             lines += [
                 "# HELP db_query_duration_seconds Database query latency.",
                 "# TYPE db_query_duration_seconds histogram",
