@@ -76,6 +76,13 @@ def test_the_page_shows_real_results_figures_records_and_gaps_without_secrets(
     drill.recovered_at = drill.started_at + timedelta(seconds=41)
     drill.phase("inject", drill.started_at, True, detail=leak)
     drill.notes.append(leak)
+    drill.evidence["detection"] = {
+        "method": "the scheduled checks (runbook check's selection)",
+        "detected_by": [{"scenario": "The API reports status ok with a current timestamp"}],
+        "rounds": [{"failed": [{"scenario": "The API reports status ok with a current"
+                                            " timestamp",
+                                "named": ["Incident Response > Service Down",
+                                          "Troubleshooting > API Returns 500 Error"]}]}]}
     drill.completed = True
     write_record(drill.finish(), reports / "drills", Redactor(enabled=False))
 
@@ -100,6 +107,11 @@ def test_the_page_shows_real_results_figures_records_and_gaps_without_secrets(
     service_down = page.split("### Service Down", 1)[1].split("\n### ", 1)[0]
     assert re.search(r"\| service-down \| .* \| pass \| 2\.5 s \| 41 s \(900 s\) met \|",
                      service_down), service_down
+    # The detection matrix: what the scheduled checks saw of each drill's fault.
+    matrix = page.split("## Detection matrix", 1)[1].split("\n## ", 1)[0]
+    assert ("| service-down | Incident Response > Service Down | The API reports status ok"
+            " with a current timestamp | Incident Response > Service Down; Troubleshooting >"
+            " API Returns 500 Error | 2.5 s | pass |") in matrix, matrix
     # The person's record: who, when, evidence.
     assert "| pass (valid) | Ada Oncall |" in row(page, step.name)
     assert "INC-42" in page

@@ -110,6 +110,12 @@ class DrillFigures:
     rto_objective_s: float | None
     rpo_objective_s: float | None
     file: str
+    #: How it was detected: "the scheduled checks ..." or "the drill's own check ...".
+    detection: str = ""
+    #: The scheduled scenarios whose failure named the incident's section (a game day).
+    detected_by: tuple[str, ...] = ()
+    #: Every section the failures of the detection rounds named.
+    named: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,8 @@ def _drill(document: Mapping[str, Any], name: str, slugs: set[str]) -> DrillFigu
     slug = next((slugify(part) for part in reversed(section.split(">"))
                  if slugify(part) in slugs), "")
     objective = document.get("objective") or {}
+    detection = (document.get("evidence") or {}).get("detection") or {}
+    failures = [f for r in detection.get("rounds", ()) for f in r.get("failed", ())]
     return DrillFigures(
         drill=str(document.get("drill", name)), section=section, slug=slug,
         started_at=str(document.get("started_at", "")),
@@ -182,6 +190,10 @@ def _drill(document: Mapping[str, Any], name: str, slugs: set[str]) -> DrillFigu
         rto_s=_number(document.get("rto_s")), rpo_s=_number(document.get("rpo_s")),
         rto_objective_s=_number(objective.get("rto_s")),
         rpo_objective_s=_number(objective.get("rpo_s")), file=name,
+        detection=str(detection.get("method", "")),
+        detected_by=tuple(dict.fromkeys(str(f.get("scenario")) for f in
+                                        detection.get("detected_by", ()))),
+        named=tuple(dict.fromkeys(str(n) for f in failures for n in f.get("named", ()))),
     )
 
 
@@ -248,9 +260,41 @@ class Page:
         for section in inputs.coverage.sections:
             if section.status != NAVIGATION:
                 self._section(section)
+        self._detection_matrix()
         self._gaps()
         self._orphans()
         return "\n".join(self.lines).rstrip() + "\n"
+
+    def _detection_matrix(self) -> None:
+        """For the latest record of each drill: what detected it (for a game day, the
+        scheduled scenarios that failed naming its section), the sections the failures
+        named, the time to detect, the verdict."""
+        out = self.lines
+        out += ["## Detection matrix", "",
+                "How each drill's fault was seen, from its latest record. A game day counts as"
+                " detected only when a scheduled synthetic check (what `runbook check` runs)"
+                " failed naming its runbook section; the disasters are silent to those checks"
+                " and detect their loss with a check of the data. Time to detect runs from the"
+                " start of the injection to that failure.", ""]
+        latest: dict[str, DrillFigures] = {}
+        for drill in self.inputs.drills:  # newest first
+            latest.setdefault(drill.drill, drill)
+        if not latest:
+            out += [f"No drill recorded yet: {HOW_TO_RUN}.", ""]
+            return
+        out += ["| drill | incident (runbook section) | detected by | sections the failures"
+                " named | time to detect | verdict |", "|---|---|---|---|---|---|"]
+        for name, d in sorted(latest.items(), key=lambda item: item[1].section):
+            scheduled = d.detection.startswith("the scheduled checks")
+            if scheduled:
+                by = ", ".join(d.detected_by) or "NOT DETECTED by the scheduled checks"
+            else:
+                by = "the drill's own check" if d.detection else "-"
+            out.append(f"| {self.text(name)} | {self.text(d.section)} | {self.text(by)} |"
+                       f" {self.text('; '.join(d.named) or '-')} |"
+                       f" {self.text(_seconds(d.time_to_detect_s))} |"
+                       f" {self.text(d.verdict.upper() if d.verdict != 'pass' else 'pass')} |")
+        out.append("")
 
     def _header(self) -> None:
         inputs = self.inputs
