@@ -89,6 +89,8 @@ SERVICE_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 #: Services that listen (get HOST and PORT).
 LISTENING_SERVICES = frozenset({"api", "web", "mail", "s3"})
+#: LegacyVideo's own processes: on a platform each is a container with its own CPU.
+APP_SERVICES = frozenset({"api", "web", "worker"})
 
 
 def base_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

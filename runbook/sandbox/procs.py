@@ -42,6 +42,28 @@ def parent_death_preexec(sig: int) -> Callable[[], None] | None:
     return preexec
 
 
+#: The autogroup nice value of LegacyVideo's own services (``reserve_cpu_share``).
+SERVICE_AUTOGROUP_NICE = -5
+
+
+def reserve_cpu_share(pid: int, nice: int = SERVICE_AUTOGROUP_NICE) -> bool:
+    """Give the session of ``pid`` (its own, ``start_new_session``) a larger CPU share.
+
+    Linux with ``sched_autogroup_enabled`` shares the CPU out per session, not per thread:
+    on a busy machine a service would get a sliver, and a runaway API would read as idle as
+    a healthy one. A platform gives each container its own vCPU; the nearest here is the
+    session's autogroup weight. Best effort: ``False`` where the kernel has no autogroups
+    or raising the weight needs a privilege this process lacks (the service then runs with
+    the default share).
+    """
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as handle:
+            handle.write(str(nice))
+    except OSError:
+        return False
+    return True
+
+
 def start_time(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot, or ``None`` (no /proc, no pid)."""
     try:

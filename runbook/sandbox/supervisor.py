@@ -46,12 +46,12 @@ from typing import Any
 from runbook.errors import SandboxError
 from runbook.sandbox import appdb, backups, components, postgres, redis_server
 from runbook.sandbox.binaries import Binaries, find_binaries
-from runbook.sandbox.components import SPECS, ComponentSpec
+from runbook.sandbox.components import APP_SERVICES, SPECS, ComponentSpec
 from runbook.sandbox.control import MAX_BODY, ControlEndpoint
 from runbook.sandbox.credentials import Secrets, ensure_secrets, with_admin_token
 from runbook.sandbox.layout import COMPONENTS, Layout, write_json_atomic
 from runbook.sandbox.ports import allocate_ports
-from runbook.sandbox.procs import parent_death_preexec, start_time
+from runbook.sandbox.procs import parent_death_preexec, reserve_cpu_share, start_time
 
 log = logging.getLogger("runbook.sandbox.supervisor")
 
@@ -484,7 +484,7 @@ class Supervisor:
             env = components.service_environment(name, self.targets, self.ports,
                                                  {**stored, **overrides})
         with open(self.layout.log(name), "ab") as out:
-            return self.spawn(
+            proc = self.spawn(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -492,10 +492,16 @@ class Supervisor:
                 cwd=cwd,
                 env=env,
                 close_fds=True,
-                process_group=0,
+                # A session of its own: the kernel's autogroup scheduler shares the CPU out
+                # per session, so each component gets its own share, as a container would,
+                # instead of all of them splitting the supervisor's one share.
+                start_new_session=True,
                 preexec_fn=parent_death_preexec(spec.stop_signal),
                 **extra,
             )
+        if name in APP_SERVICES:
+            reserve_cpu_share(proc.pid)
+        return proc
 
     def _postgres_launch(
         self, overrides: dict[str, str | None]
