@@ -20,7 +20,7 @@ from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
 
 from harness import allure_labels, allure_redaction, parallel
-from runbook import targets
+from runbook import features, targets
 from runbook.actions.users import CanaryPool
 from runbook.config import Environment, Target, TargetChoice, choose_target
 from runbook.drills.faults import DrillContext
@@ -91,6 +91,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where summary.json goes (default ./reports)")
     group.addoption("--runbook-sections", default=None, metavar="SLUG,...",
                     help="only scenarios restating these runbook sections (@runbook:<slug>)")
+    group.addoption("--runbook-drills", default=None, metavar="NAME,...",
+                    help="only the @drill scenarios that run these drills (high-cpu, ...)")
     group.addoption("--runbook-stop-when-named", default=None, metavar="SECTION",
                     help="stop the run after the first failure whose next steps name this"
                          " runbook section (a game day's detection round)")
@@ -171,13 +173,28 @@ def _environment_of(choice: TargetChoice) -> Environment:
     return Environment(choice.variables.get("RUNBOOK_ENVIRONMENT", "production"))
 
 
+def _drills(item: pytest.Item) -> tuple[str, ...]:
+    """The drills a scenario runs (its step's quoted name, an outline's from its row)."""
+    template = _template(item)
+    if template is None:
+        return ()
+    callspec = getattr(item, "callspec", None)
+    row = callspec.params.get("_pytest_bdd_example") if callspec is not None else None
+    return features.drill_names((step.name for step in template.steps), row or None)
+
+
+def _listed(config: pytest.Config, option: str) -> set[str]:
+    return {name.strip() for name in (config.getoption(option) or "").split(",") if name.strip()}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--runbook-sections``: keep the scenarios tagged with one of the sections."""
-    wanted = config.getoption("--runbook-sections")
-    if not wanted:
+    """``--runbook-sections`` and ``--runbook-drills``: keep the scenarios tagged with one of
+    the sections or running one of the drills."""
+    sections, drills = _listed(config, "--runbook-sections"), _listed(config, "--runbook-drills")
+    if not sections and not drills:
         return
-    sections = {s.strip() for s in wanted.split(",") if s.strip()}
-    keep = [item for item in items if sections & set(_sections(item))]
+    keep = [item for item in items
+            if sections & set(_sections(item)) or drills & set(_drills(item))]
     dropped = [item for item in items if item not in keep]
     if dropped:
         config.hook.pytest_deselected(items=dropped)

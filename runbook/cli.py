@@ -349,7 +349,8 @@ app.add_typer(drill_app, name="drill")
 def drill(
     names: Annotated[list[str] | None, typer.Argument(
         metavar="[NAME]...",
-        help="runbook sections to drill (e.g. service-down); all drills when omitted")] = None,
+        help="drills (e.g. high-cpu) or runbook sections (e.g. service-down: every drill"
+             " of it); all drills when omitted")] = None,
     target: TargetOption = None,
     allow_drills: Annotated[str | None, typer.Option(
         metavar="ENVIRONMENT",
@@ -367,12 +368,41 @@ def drill(
     if workers != 1:
         raise _fail("drills never run in parallel (--workers): each injects a fault into the"
                     " target the others would be measuring; drop --workers", EXIT_USAGE)
-    extra = ["--runbook-sections", ",".join(names)] if names else []
+    extra = _drill_selection(names or [])
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
                          reports=reports, extra=extra, allow_drills=allow_drills,
                          delivery=_delivery(pushgateway, webhook),
                          deadline_s=os.environ.get("RUNBOOK_DRILL_DEADLINE", "900"))
     raise typer.Exit(code)
+
+
+def _drill_selection(names: list[str]) -> list[str]:
+    """The runner's options selecting ``names``: each a drill the feature files run or a
+    runbook section with drills (either or both, as the user wrote them); anything else is a
+    usage error listing both."""
+    if not names:
+        return []
+    from runbook.features import drills, load_features
+    from runbook.runner import features_directory
+
+    try:
+        known = drills(load_features(features_directory()))
+    except RunbookError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    sections = {section for drilled in known.values() for section in drilled}
+    unknown = [name for name in names if name not in known and name not in sections]
+    if unknown:
+        raise _fail(f"no drill or drilled runbook section named {', '.join(map(repr, unknown))};"
+                    f" drills: {', '.join(sorted(known))}; sections: {', '.join(sorted(sections))}",
+                    EXIT_USAGE)
+    # A name that is both (service-down, database-connection-errors) is the section: every
+    # drill of it, the named one included.
+    extra: list[str] = []
+    if chosen := [name for name in names if name in sections]:
+        extra += ["--runbook-sections", ",".join(chosen)]
+    if chosen := [name for name in names if name not in sections]:
+        extra += ["--runbook-drills", ",".join(chosen)]
+    return extra
 
 
 @drill_app.command("sign")

@@ -4,7 +4,7 @@ living documentation and ``runbook manual``. Parsed with ``gherkin``, pytest-bdd
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,33 @@ def _rows(scenario: Mapping[str, Any]) -> Iterator[Mapping[str, str]]:
         header = [cell["value"] for cell in table.get("tableHeader", {}).get("cells", ())]
         for row in table.get("tableBody", ()):
             yield dict(zip(header, (cell["value"] for cell in row["cells"]), strict=True))
+
+
+#: The step that runs a drill: ``runs the "<name>" game day`` / ``disaster recovery drill``.
+DRILL_STEP = re.compile(r'runs the "([^"]+)" (?:game day|disaster recovery drill)')
+
+
+def drill_names(steps: Iterable[str], row: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The drills that ``steps`` run, an outline's ``<column>`` filled in from ``row``."""
+    found: list[str] = []
+    for step in steps:
+        for name in DRILL_STEP.findall(step):
+            for column, value in (row or {}).items():
+                name = name.replace(f"<{column}>", value)
+            found.append(name)
+    return tuple(dict.fromkeys(found))
+
+
+def drills(scenarios: Iterable[ScenarioInfo]) -> dict[str, tuple[str, ...]]:
+    """Every drill the ``@drill`` scenarios run, with the runbook sections of its scenario."""
+    found: dict[str, tuple[str, ...]] = {}
+    for scenario in scenarios:
+        if "drill" not in scenario.tags:
+            continue
+        for row in scenario.examples or ({},):
+            for name in drill_names(scenario.steps, row):
+                found[name] = scenario.sections
+    return found
 
 
 def load_features(directory: Path) -> list[ScenarioInfo]:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from runbook.config import TARGET_VARIABLES
+from runbook.runner import PROJECT_ROOT
 from runbook.sandbox.services import migrate
 from tests.conftest import RunningSandbox
 
@@ -187,6 +188,37 @@ def test_drills_against_a_gated_target_exit_3_before_any_platform_call(
     assert not record.exists() or record.read_text() == "", "the platform was called"
     assert not (tmp_path / "reports" / "drills").exists() or not any(
         (tmp_path / "reports" / "drills").glob("*.json"))
+
+
+def test_a_drill_is_named_by_its_record_name_or_by_its_runbook_section(tmp_path: Path) -> None:
+    """``runbook drill high-cpu`` (the name on its record) and ``runbook drill service-down``
+    (a section) select those scenarios and no others, an outline by its row; a name that is
+    neither is one line listing both kinds, before anything runs."""
+    result = runbook("drill", "hi-cpu", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = _one_line(result.stderr)
+    assert "no drill or drilled runbook section named 'hi-cpu'" in line, line
+    assert "high-cpu" in line and "high-memory-cpu-usage" in line, line
+    assert not (tmp_path / "reports").exists()
+
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "steps/test_runbook.py", "--collect-only", "-q",
+         "-p", "no:cacheprovider", "-m", "drill", "--runbook-drills",
+         "high-cpu,database-failure", "--runbook-sections", "service-down"],
+        cwd=PROJECT_ROOT, env=CLEAN, capture_output=True, text=True, timeout=120, check=False)
+    ids = sorted(line for line in collected.stdout.splitlines() if "::" in line)
+    assert ids == [
+        "steps/test_runbook.py::test_game_day_a_cpu_hog_runs_inside_the_api",
+        "steps/test_runbook.py::test_game_day_the_api_is_killed_and_kept_down",
+        "steps/test_runbook.py::test_scenario_recovered_within_rto_losing_at_most_rpo"
+        "[Database failure-database-failure-30 minutes-1 hour-1800-3600]",
+    ], collected.stdout + collected.stderr
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 def test_report_renders_the_html_report_with_the_scenarios(
