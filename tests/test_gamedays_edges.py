@@ -114,6 +114,34 @@ def test_a_scheduled_check_taken_away_leaves_its_game_day_undetected(
     gamedays.assert_healthy(healthy_sandbox, context, canary)
 
 
+def test_greens_with_the_fault_still_in_place_are_no_recovery(
+        healthy_sandbox: RunningSandbox, context: DrillContext, canary: CanaryUser) -> None:
+    """A fault the end-to-end check cannot see (the web's stored variable set to a value
+    nothing reads) leaves the checks green: while it is in place the wait for recovery fails
+    at once saying so, never a recovery; once reverted, the same greens are one."""
+    spec = faults.get("service-variable", "sandbox")
+    params = {"service": "web", "variable": "RUNBOOK_DRILL_NOTE", "change": "set",
+              "value": "left by a drill"}
+    check = gamedays.steady(canary)
+    assert spec.inject(context, params).ok
+    try:
+        assert spec.present is not None and spec.present(context, params)
+        outcome = engine.wait_for_recovery(
+            lambda: check(context), consecutive=3, until=time.monotonic() + 60,
+            interval=0.05, still_faulted=lambda: spec.present(context, params))
+        assert not outcome.ok and outcome.at is None, outcome
+        assert "not a recovery with the fault in place" in outcome.stalled, outcome
+        assert "web's stored RUNBOOK_DRILL_NOTE" in outcome.stalled, outcome
+        assert len(outcome.timeline.checks) == 3 and not outcome.observations, outcome
+    finally:
+        assert spec.revert(context, params).ok
+    assert spec.present(context, params) is None
+    outcome = engine.wait_for_recovery(
+        lambda: check(context), consecutive=3, until=time.monotonic() + 60, interval=0.05,
+        still_faulted=lambda: spec.present(context, params))
+    assert outcome.ok and outcome.at is not None, outcome
+
+
 @pytest.mark.parametrize(("name", "params"), [
     ("s3-bucket-policy-deny", {}),
     ("s3-cors-missing", {}),

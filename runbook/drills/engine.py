@@ -16,7 +16,8 @@ each recorded with its timestamps, and the record's verdict is the only verdict.
    check, where it has one), within the Gherkin's recovery limit, measured from the fault.
    When the runbook's steps are over, the checks are red and the fault is demonstrably still
    in place (``FaultSpec.present``), waiting cannot help: the phase fails at once, and the
-   record carries what the runbook should add (``Incident.defect``);
+   record carries what the runbook should add (``Incident.defect``); greens with the fault
+   still in place are not a recovery either (the checks missed it for a moment);
 7. corrected procedure (only after a failed recovery, when the incident has one): the steps
    the runbook lacks, applied and checked, so the record proves the correction. It never
    turns a failed drill into a passed one;
@@ -279,7 +280,11 @@ def wait_for_recovery(check: Callable[[], ProbeResult], *, consecutive: int, unt
                       ) -> Recovery:
     """Run ``check`` until ``consecutive`` greens in a row (dated by the first one's
     verdict), the monotonic deadline ``until``, or a red check while ``still_faulted()``
-    says the fault is still in place (asked after ``SETTLE_S``, at most once a second)."""
+    says the fault is still in place (asked after ``SETTLE_S``, at most once a second).
+
+    Greens while ``still_faulted()`` says the fault is in place are no recovery: the checks
+    did not see the fault for a moment (a starved runaway reading below its alert), and
+    counting them would pass a drill whose runbook fixed nothing. The wait fails at once."""
     seen: list[tuple[datetime, datetime, bool, str]] = []
     observations: list[str] = []
     streak: list[datetime] = []
@@ -291,6 +296,11 @@ def wait_for_recovery(check: Callable[[], ProbeResult], *, consecutive: int, unt
         if result.ok:
             streak.append(result.timing.finished_at)
             if len(streak) >= consecutive:
+                present = still_faulted()
+                if present:
+                    return Recovery(False, None, _Timeline(tuple(seen)), tuple(observations),
+                                    stalled=f"{present}; the checks read green meanwhile,"
+                                            " which is not a recovery with the fault in place")
                 return Recovery(True, streak[0], _Timeline(tuple(seen)), tuple(observations))
         else:
             streak.clear()
@@ -477,8 +487,9 @@ def _recover(state: Run, parts: Incident, spec: FaultSpec, interval_s: float) ->
                   + ("" if type(parts).verify is Incident.verify
                      else " and the incident's own check"))
     elif outcome.stalled:
+        seen = "; ".join(outcome.observations[-2:])
         detail = (f"not recovered by the runbook's steps: the fault is still in place"
-                  f" ({outcome.stalled}); last seen: {'; '.join(outcome.observations[-2:])}"
+                  f" ({outcome.stalled})" + (f"; last seen: {seen}" if seen else "")
                   + (f"; the runbook should add: {parts.defect}" if parts.defect else ""))
     else:
         detail = (f"not recovered within {limits.rto_s:g} s of the fault: "
