@@ -43,7 +43,7 @@ def parent_death_preexec(sig: int) -> Callable[[], None] | None:
 
 
 #: The autogroup nice value of LegacyVideo's own services (``reserve_cpu_share``).
-SERVICE_AUTOGROUP_NICE = -5
+SERVICE_AUTOGROUP_NICE = -10
 
 
 def reserve_cpu_share(pid: int, nice: int = SERVICE_AUTOGROUP_NICE) -> bool:

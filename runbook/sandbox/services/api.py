@@ -10,7 +10,6 @@ An unhandled error becomes ``500 {"error":"Internal Server Error"}`` and one ERR
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import re
@@ -798,10 +797,13 @@ CHAOS_CPU_HOG = "RUNBOOK_CHAOS_CPU_HOG"
 
 def start_cpu_hog(env: Mapping[str, str]) -> threading.Thread | None:
     """With ``RUNBOOK_CHAOS_CPU_HOG=1`` in ``env``, start a daemon thread that spins in pure
-    Python for the life of the process (one core busy, and the GIL contended, so requests
-    slow down too) and log one WARN line saying so; otherwise do nothing. Only a drill sets
-    it (the supervisor strips ``RUNBOOK_*`` from the services' environment, so it arrives
-    only as a restart override); a plain restart clears it."""
+    Python for the life of the process and log one WARN line saying so; otherwise do nothing.
+    One thread holding the GIL is a runaway in a single-threaded server (a Node event loop,
+    a Python worker): one core busy and the requests slowed behind it, never more than a
+    core, so the machine keeps the rest (the supervisor gives the API a CPU share of its own,
+    ``procs.reserve_cpu_share``). Only a drill sets it (the supervisor strips ``RUNBOOK_*``
+    from the services' environment, so it arrives only as a stored variable or a restart
+    override); a plain restart with it stored starts it again."""
     if env.get(CHAOS_CPU_HOG, "").strip() != "1":
         return None
 
@@ -810,19 +812,9 @@ def start_cpu_hog(env: Mapping[str, str]) -> threading.Thread | None:
         while True:
             counter = (counter + 1) % 1_000_003
 
-    block = b"\0" * (1 << 20)
-
-    def digest() -> None:
-        while True:  # hashlib releases the GIL on large buffers: a core of its own
-            hashlib.sha256(block).digest()
-
-    # Hashing threads beside the spinner, eight per core: on a busy machine the scheduler
-    # shares the CPU out per thread, so the runaway still shows well over a core's 80%.
-    for number in range(8 * (os.cpu_count() or 1)):
-        threading.Thread(target=digest, name=f"chaos-cpu-hog-{number}", daemon=True).start()
     thread = threading.Thread(target=spin, name="chaos-cpu-hog", daemon=True)
     thread.start()
-    log.warning("chaos: %s=1, threads burn CPU in this process (game day)", CHAOS_CPU_HOG)
+    log.warning("chaos: %s=1, a thread burns a core in this process (game day)", CHAOS_CPU_HOG)
     return thread
 
 
