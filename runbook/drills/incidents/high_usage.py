@@ -17,7 +17,7 @@ from runbook.platforms.base import library_call
 from runbook.probes import combine, resources
 from runbook.probes import queues as queue_probe
 from runbook.results import Activity, ProbeResult
-from runbook.sandbox.services.api import CHAOS_CPU_HOG
+from runbook.sandbox.services.common import CHAOS_CPU_HOG
 from runbook.sections import HIGH_USAGE
 
 #: The CPU threshold the scheduled check applies (features: the runbook's memory alert, the

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runbook.sandbox.services.common import (
+    CHAOS_CPU_HOG,
     ConfigError,
     env_int,
     iso,
@@ -789,10 +790,6 @@ def create_app(config: ApiConfig) -> FastAPI:
         }
 
     return app
-
-
-#: Game-day chaos hook: ``RUNBOOK_CHAOS_CPU_HOG=1`` makes the API burn CPU from start-up.
-CHAOS_CPU_HOG = "RUNBOOK_CHAOS_CPU_HOG"
 
 
 def start_cpu_hog(env: Mapping[str, str]) -> threading.Thread | None:

@@ -34,6 +34,10 @@ _PRESIGNED = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
+#: Game-day chaos hook: ``RUNBOOK_CHAOS_CPU_HOG=1`` makes the API burn CPU from start-up
+#: (here, not in the API's module, so a drill names it without importing the web framework).
+CHAOS_CPU_HOG = "RUNBOOK_CHAOS_CPU_HOG"
+
 
 class ConfigError(RuntimeError):
     """A required environment variable is missing or malformed."""
