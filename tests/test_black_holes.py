@@ -167,7 +167,7 @@ def test_twenty_synthetic_runs_against_black_holes_all_end_non_zero(
         itertools.cycle(itertools.product(COMPONENTS, ("black hole", "dropping address"))),
         RUNS))
     assert len(set(cells)) == 2 * len(COMPONENTS)  # every component, both ways, at least once
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=10) as pool:  # the runs mostly wait on the holes
         results = list(pool.map(
             lambda numbered: _run(sandbox, _fresh(tmp_path, numbered[0]), *numbered[1]),
             enumerate(cells)))
