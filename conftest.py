@@ -23,12 +23,13 @@ from harness import allure_labels, allure_redaction, parallel
 from runbook import features, targets
 from runbook.actions.users import CanaryPool
 from runbook.config import Environment, Target, TargetChoice, choose_target
+from runbook.drills.catalog import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.record import DrillRecord, PhaseListener, ProgressFile, write_record
 from runbook.errors import CheckFailed, ConfigError, RunbookError
 from runbook.manual import EXPIRED
-from runbook.platforms import PlatformAdapter, RecordingPlatform, platform_for
+from runbook.platforms import NoPlatform, PlatformAdapter, RecordingPlatform, platform_for
 from runbook.redact import Redactor, redact_log_records
 from runbook.reporting.summary import (
     CADENCES,
@@ -233,7 +234,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             try:
                 check_gate(kind, environment, target_name=choice.name,
                            allow_drills=config.getoption("--allow-drills"),
-                           allow_operations=config.getoption("--allow-operations"))
+                           allow_operations=config.getoption("--allow-operations"),
+                           read_only=item.get_closest_marker("read-only") is not None)
             except RunbookError as exc:
                 pytest.exit(f"{exc} [{item.name}]", returncode=exc.exit_code)
     # Only a drill the gates allow gets this far; it still never shares the target.
@@ -310,11 +312,17 @@ def platform(request: pytest.FixtureRequest, target: Target) -> Iterator[Platfor
     Every call it passes on is appended to ``reports/platform-calls.jsonl`` (scenario,
     method, service, read or destructive, when, how it ended): the audit trail of what the
     run did to the target's platform."""
-    changes = any(request.node.get_closest_marker(kind) for kind in ("operation", "drill"))
+    node = request.node
+    changes = bool(node.get_closest_marker("operation") or (
+        node.get_closest_marker("drill") and not node.get_closest_marker("read-only")))
     try:
         recording = RecordingPlatform(platform_for(target, allow_changes=changes))
     except ConfigError as exc:
-        pytest.skip(str(exc))
+        if target.platform is not None or request.node.get_closest_marker("drill") is None:
+            pytest.skip(str(exc))
+        # A target of data services only: the drills that need no platform run on it, the
+        # others are refused by their own reason (``_drills_this_target_can_take``).
+        recording = RecordingPlatform(NoPlatform(target.name))
     yield recording
     calls = [{"scenario": request.node.nodeid, "target": target.name,
               "environment": target.environment.value, "method": c.method,
@@ -333,6 +341,32 @@ def drill_context(target: Target, timeouts: Timeouts, platform: PlatformAdapter)
     scenarios passed the safety gates) and the sandbox's state directory."""
     home = target.runbook_home or Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
     return DrillContext(target, timeouts, platform, home)
+
+
+@pytest.fixture(autouse=True)
+def _drills_this_target_can_take(request: pytest.FixtureRequest) -> None:
+    """A drill scenario whose drill cannot run on this target (it needs the sandbox, an API,
+    a platform, a scratch database) is not checked, with the drill's own one-line reason,
+    before any step (not even the canary user of its steady state) touches the target."""
+    item = request.node
+    if not _is_scenario(item) or item.get_closest_marker("drill") is None:
+        return
+    names = _drills(item)
+    if not names:
+        return
+    context: DrillContext = request.getfixturevalue("drill_context")
+    for name in names:
+        incident = DRILLS.get(name)
+        reason = incident.refusal(context) if incident is not None else None
+        if reason:
+            # Named as the feature file names it (the skip comes before pytest-bdd's hook).
+            template = _template(item)
+            callspec = getattr(item, "callspec", None)
+            row = callspec.params.get("_pytest_bdd_example") if callspec is not None else None
+            if template is not None:
+                item.stash[SCENARIO] = (template.feature.name,
+                                        template.render(row or {}).name)
+            pytest.skip(reason)
 
 
 @pytest.fixture

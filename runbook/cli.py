@@ -356,6 +356,10 @@ def drill(
         metavar="ENVIRONMENT",
         help="let destructive drills run against this environment: staging needs it;"
              " production is always refused")] = None,
+    allow_operations: Annotated[str | None, typer.Option(
+        metavar="ENVIRONMENT",
+        help="production: let the drills that only read the target (the database restore"
+             " test, @read-only) run there; every other drill is still refused")] = None,
     reports: ReportsOption = Path("reports"),
     config: ConfigOption = None,
     pushgateway: PushgatewayOption = None,
@@ -369,6 +373,8 @@ def drill(
         raise _fail("drills never run in parallel (--workers): each injects a fault into the"
                     " target the others would be measuring; drop --workers", EXIT_USAGE)
     extra = _drill_selection(names or [])
+    if allow_operations:
+        extra += ["--allow-operations", allow_operations]
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
                          reports=reports, extra=extra, allow_drills=allow_drills,
                          delivery=_delivery(pushgateway, webhook),

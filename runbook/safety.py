@@ -3,7 +3,9 @@
 * ``synthetic``: read-only or self-cleaning; allowed everywhere.
 * ``operation``: changes state reversibly; never on production unless explicitly allowed.
 * ``drill``: destructive; never on production; on staging only with ``--allow-drills staging``;
-  on the sandbox always.
+  on the sandbox always. A drill tagged ``@read-only`` (the database restore test: it reads
+  the primary and writes only to a scratch database it creates) may also run on production
+  with ``--allow-operations production``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def check_gate(
     target_name: str,
     allow_drills: str | None = None,
     allow_operations: str | None = None,
+    read_only: bool = False,
 ) -> None:
     """Raise ``SafetyGateError`` unless a scenario of ``kind`` may run on ``environment``.
 
@@ -30,6 +33,13 @@ def check_gate(
     if kind == "synthetic":
         return
     if kind == "drill":
+        if environment is Environment.PRODUCTION and read_only:
+            if allow_operations != environment.value:
+                raise SafetyGateError(
+                    f"refused: this drill only reads production target {target_name!r} (a"
+                    " restore test into a scratch database); it still needs"
+                    " --allow-operations production")
+            return
         if environment is Environment.PRODUCTION:
             raise SafetyGateError(
                 f"refused: drills never run against production (target {target_name!r});"

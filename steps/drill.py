@@ -101,6 +101,13 @@ def _(drill_record: DrillRecord) -> None:
     require_verdict(drill_record)
 
 
+@then("the target was left as found")
+def _(drill_record: DrillRecord) -> None:
+    require_phase(drill_record, "left as found",
+                  "per-table checksums and the object listing equal before and after")
+    require_verdict(drill_record)
+
+
 @when(parsers.parse("the on-call engineer checks the age of the newest database backup"
                     " against {hours:g} hour"), target_fixture="backup_age")
 def _(target: Target, timeouts: Timeouts, hours: float) -> ProbeResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from runbook.drills import sandbox_faults, service_variables
 from runbook.drills.engine import IncidentType
 from runbook.drills.incidents import (
+    accidental_deletion,
     api_500,
     api_crash,
     complete_outage,
@@ -19,6 +20,8 @@ from runbook.drills.incidents import (
     email_not_sending,
     high_usage,
     invalid_token,
+    restore_test,
+    s3_canaries,
     s3_data_loss,
     service_down,
     slow_query,
@@ -53,6 +56,9 @@ DISASTERS: tuple[IncidentType, ...] = (
     database_corruption.DatabaseCorruption,
     s3_data_loss.S3DataLoss,
     complete_outage.CompleteOutage,
+    restore_test.RestoreTest,
+    accidental_deletion.AccidentalDeletion,
+    s3_canaries.S3CanaryLoss,
 )
 #: Every drill by name (``runbook drill``'s Gherkin names them).
 DRILLS: dict[str, IncidentType] = {d.name: d for d in (*GAME_DAYS, *DISASTERS)}

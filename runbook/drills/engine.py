@@ -49,7 +49,7 @@ from runbook.drills.canaries import CanaryLedger, CanaryReport, CanaryWriter, ne
 from runbook.drills.faults import DrillContext, FaultSpec
 from runbook.drills.guard import Guard, interruptible
 from runbook.drills.record import DrillRecord, DrillRun, Objective, PhaseListener, watch_until
-from runbook.errors import SandboxError
+from runbook.errors import SafetyGateError, SandboxError
 from runbook.platforms.base import record as record_activity
 from runbook.probes import combine
 from runbook.redact import Redactor
@@ -157,6 +157,22 @@ class Incident:
     defect: ClassVar[str] = ""
     #: Notes every record of this drill carries (a runbook gap, a judgement made).
     notes: ClassVar[tuple[str, ...]] = ()
+    #: A loss that is declared, not caused (a restore test: the primary is taken as lost and
+    #: nothing is done to it): there is nothing to detect, and the clock starts at the
+    #: declaration.
+    simulated: ClassVar[bool] = False
+
+    @classmethod
+    def refusal(cls, context: DrillContext) -> str | None:
+        """Why this drill cannot run on ``context``'s target (one line, nothing touched), or
+        ``None``. By default: its fault cannot be injected on the target's platform."""
+        spec = faults.REGISTRY.get(cls.fault)
+        if spec is not None and context.platform.name not in spec.platforms:
+            return (f"refused: the {cls.name} drill's fault ({spec.name}) can only be"
+                    f" injected on {', '.join(spec.platforms)}, not on"
+                    f" {context.target.describe()} (platform {context.platform.name});"
+                    " nothing was done")
+        return None
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -201,6 +217,17 @@ class Incident:
     def cleanup(self) -> list[str]:
         """Remove what the drill made; the problems left (an empty list: all gone)."""
         return []
+
+    def steady_check(self, context: DrillContext) -> ProbeResult | None:
+        """The drill's own steady-state check, where the end-to-end one does not apply (a
+        target with data services only), or ``None`` for the step's."""
+        return None
+
+    def footprint(self) -> Mapping[str, Any] | None:
+        """What must be equal before and after the drill on a real target (per-table
+        checksums, an object listing), or ``None`` when the drill does not promise to leave
+        the target as found (the sandbox's destructive drills)."""
+        return None
 
     # -- derived --------------------------------------------------------------------------
 
@@ -337,15 +364,22 @@ def run(incident: IncidentType, context: DrillContext, *, limits: Limits, guard:
                      context.target.environment.value, limits.objective, on_phase)
     state = Run(context, limits, drill, steady, evidence_dir)
     state.params.update(incident.params)
+    refused = incident.refusal(context)
+    if refused:
+        raise SafetyGateError(refused)
     parts = incident(state)  # a drill that cannot run here refuses now, nothing touched
+    if type(parts).steady_check is not Incident.steady_check:
+        state.steady = _own_steady(parts, steady)
     spec = faults.get(incident.fault, context.platform.name)
     drill.evidence.update(kind=incident.kind, limits=limits.evidence(), drill_id=state.drill_id,
                           fault={"name": spec.name, "description": incident.description})
     drill.notes.extend(incident.notes)
     injected = False
+    found: Mapping[str, Any] | None = None
     with interruptible() as interruptions:
         try:
             _steady_state(state)
+            found = _footprint(state, parts)
             if incident.kind == DISASTER_RECOVERY:
                 _prepare(state, parts)
             if state.writer is not None:
@@ -385,11 +419,55 @@ def run(incident: IncidentType, context: DrillContext, *, limits: Limits, guard:
             with interruptions.restoring():
                 try:
                     _restore(state, parts, spec, guard, injected=injected)
+                    if found is not None:
+                        _left_as_found(state, parts, found)
                 finally:
                     drill.held([signum.name for signum in interruptions.held])
                     final = drill.finish()
                     on_record(final)
     return final
+
+
+def _own_steady(parts: Incident, fallback: Check) -> Check:
+    def check(context: DrillContext) -> ProbeResult:
+        own = parts.steady_check(context)
+        return fallback(context) if own is None else own
+    return check
+
+
+def _footprint(state: Run, parts: Incident) -> Mapping[str, Any] | None:
+    """The target's footprint before anything is done (``Incident.footprint``); a drill
+    that promises to leave the target as found and cannot read it does nothing."""
+    try:
+        return parts.footprint()
+    except Exception as exc:
+        drill = state.drill
+        started = drill.begin("prepare")
+        drill.phase("prepare", started, False,
+                    f"the target's checksums and listing could not be read before the drill,"
+                    f" so it could not prove it leaves the target as found: {one_line(exc)}")
+        raise Abandoned(one_line(exc)) from None
+
+
+def _left_as_found(state: Run, parts: Incident, before: Mapping[str, Any]) -> None:
+    """After the clean-up: the footprint read again and compared, whatever the outcome."""
+    drill = state.drill
+    started = drill.begin("left as found")
+    try:
+        after = parts.footprint() or {}
+    except Exception as exc:
+        drill.phase("left as found", started, False,
+                    f"the target could not be read after the drill: {one_line(exc)}")
+        return
+    differ = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    evidence = {"before": dict(before), "after": dict(after), "differ": differ}
+    drill.evidence["left_as_found"] = {"equal": not differ, "compared": sorted(before),
+                                       "differ": differ}
+    drill.phase("left as found", started, not differ,
+                "the target's per-table checksums and object listing are equal before and"
+                f" after ({', '.join(sorted(before))})" if not differ else
+                f"the target CHANGED: {', '.join(differ)} differ before and after the drill",
+                [evidence])
 
 
 def _steady_state(state: Run) -> None:
@@ -419,6 +497,14 @@ def _detect(state: Run, parts: Incident, detector: detection.Detector | None,
     drill, limits = state.drill, state.limits
     assert drill.fault_at is not None
     started = drill.begin("detect")
+    if parts.simulated:
+        drill.detected_at = drill.fault_at
+        declared: dict[str, Any] = {"method": "none: the loss is declared, not caused (nothing was broken),"
+                              " so there is nothing to detect; the clock starts at the"
+                              " declaration"}
+        drill.evidence["detection"] = declared
+        drill.phase("detect", started, True, declared["method"], [declared])
+        return
     if parts.kind == GAME_DAY:
         detect = detector or detection.scheduled_suite(state.evidence_dir)
         found = detect(state.context, parts.section, drill.fault_at, limits.detect_within_s)
@@ -483,7 +569,9 @@ def _recover(state: Run, parts: Incident, spec: FaultSpec, interval_s: float) ->
     resolution = outcome.timeline.around(outcome.at)
     drill.evidence["recovery_resolution"] = resolution
     if outcome.ok:
-        detail = (f"{limits.consecutive} consecutive green end-to-end checks"
+        steady = ("end-to-end checks" if type(parts).steady_check is Incident.steady_check
+                  else "checks of the target's data services")
+        detail = (f"{limits.consecutive} consecutive green {steady}"
                   + ("" if type(parts).verify is Incident.verify
                      else " and the incident's own check"))
     elif outcome.stalled:
@@ -546,9 +634,10 @@ def _data_loss(state: Run, parts: Incident) -> None:
     drill.rpo_s, drill.lost_canaries = report.rpo_s, report.lost_count
     drill.evidence["canaries"] = report.evidence()
     shown = "unmeasured" if report.rpo_s is None else f"{report.rpo_s:.3f} s"
+    lost = (f"{report.lost_count} of {report.before_fault} canaries lost; "
+            if report.written else "")
     drill.phase("data loss", started, report.rpo_s is not None,
-                f"{report.lost_count} of {report.before_fault} canaries lost; RPO {shown}"
-                f" ({report.basis})", [report.evidence()])
+                f"{lost}RPO {shown} ({report.basis})", [report.evidence()])
 
 
 def _restore(state: Run, parts: Incident, spec: FaultSpec, guard: Guard, *,

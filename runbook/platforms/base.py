@@ -610,3 +610,38 @@ class RecordingPlatform:
 def json_summary(value: object) -> str:
     """Compact JSON for an activity's output."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class NoPlatform:
+    """The adapter of a target that declares no ``PLATFORM`` (its data services only): every
+    call is an operation it cannot do, said in one line, nothing run. Drills that need no
+    platform (a restore test, canary data) run on it; those that do are refused first."""
+
+    name = "none"
+
+    def __init__(self, target_name: str) -> None:
+        self.target_name = target_name
+
+    def __repr__(self) -> str:
+        return f"NoPlatform({self.target_name!r})"
+
+    def _refused(self, what: str) -> Activity:
+        return not_run(what, f"target {self.target_name!r} declares no PLATFORM: nothing"
+                             " can restart or reconfigure its services")
+
+    def restart(self, service: str) -> Activity:
+        return self._refused(f"restart {check_service(service)}")
+
+    def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
+        return self._refused(f"set variables of {check_service(service)}")
+
+    def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
+        return LogLines(service=check_service(service), activity=self._refused(
+            f"logs of {service}"), lines=(), error_lines=())
+
+    def variables(self, service: str) -> Variables:
+        return Variables(service=check_service(service),
+                         activity=self._refused(f"variables of {service}"))
+
+    def status(self, service: str | None = None) -> Activity:
+        return self._refused(f"status of {service or 'every service'}")

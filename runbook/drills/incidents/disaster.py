@@ -107,6 +107,14 @@ class DisasterIncident(Incident):
     restores: ClassVar[bool] = True
     options: ClassVar[DrillOptions] = DrillOptions()
 
+    @classmethod
+    def refusal(cls, context: DrillContext) -> str | None:
+        try:
+            refuse_unless_sandbox(cls.name, cls.sandbox_only, context)
+        except SafetyGateError as exc:
+            return str(exc)
+        return None
+
     def __init__(self, run: Run) -> None:
         super().__init__(run)
         refuse_unless_sandbox(self.name, self.sandbox_only, run.context)
