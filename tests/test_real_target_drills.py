@@ -200,7 +200,8 @@ def test_the_drills_a_data_only_staging_target_can_take_pass_and_leave_it_as_fou
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     found = records(tmp_path / "reports")
-    assert set(found) == {"restore-test", "accidental-deletion", "s3-canary-loss"}, output
+    assert set(found) == {"restore-test", "accidental-deletion", "s3-canary-loss",
+                          "isolated-rebuild"}, output
     for drill, document in found.items():
         assert document["verdict"] == "pass", (drill, document["phases"])
         assert document["environment"] == "staging"
@@ -217,6 +218,14 @@ def test_the_drills_a_data_only_staging_target_can_take_pass_and_leave_it_as_fou
     # The accidental deletion: exactly the canaries written after the backup are lost.
     deletion = found["accidental-deletion"]
     assert deletion["lost_canaries"] == 3
+    # The isolated rebuild: the synthetic suite passed on the rebuilt stack, whose objects
+    # are the target's.
+    rebuild = found["isolated-rebuild"]
+    assert rebuild["rto_s"] is not None and rebuild["rpo_s"] is not None
+    integrity = next(p for p in rebuild["phases"] if p["name"] == "validate data integrity")
+    assert "synthetic suite passed" in integrity["detail"]
+    copied = integrity["evidence"][1]
+    assert copied["copied"] == 4 and not copied["mismatched"]  # 5 keys, one deleted
     # The others are refused with their reason, not run, not passed.
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
     skipped = [s for s in summary["scenarios"] if s["outcome"] == "skipped"]

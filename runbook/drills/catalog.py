@@ -20,6 +20,7 @@ from runbook.drills.incidents import (
     email_not_sending,
     high_usage,
     invalid_token,
+    isolated_rebuild,
     restore_test,
     s3_canaries,
     s3_data_loss,
@@ -59,6 +60,7 @@ DISASTERS: tuple[IncidentType, ...] = (
     restore_test.RestoreTest,
     accidental_deletion.AccidentalDeletion,
     s3_canaries.S3CanaryLoss,
+    isolated_rebuild.IsolatedRebuild,
 )
 #: Every drill by name (``runbook drill``'s Gherkin names them).
 DRILLS: dict[str, IncidentType] = {d.name: d for d in (*GAME_DAYS, *DISASTERS)}

@@ -499,9 +499,9 @@ def _detect(state: Run, parts: Incident, detector: detection.Detector | None,
     started = drill.begin("detect")
     if parts.simulated:
         drill.detected_at = drill.fault_at
-        declared: dict[str, Any] = {"method": "none: the loss is declared, not caused (nothing was broken),"
-                              " so there is nothing to detect; the clock starts at the"
-                              " declaration"}
+        declared: dict[str, Any] = {
+            "method": "none: the loss is declared, not caused (nothing was broken), so there"
+                      " is nothing to detect; the clock starts at the declaration"}
         drill.evidence["detection"] = declared
         drill.phase("detect", started, True, declared["method"], [declared])
         return

@@ -339,19 +339,22 @@ def scratch_database(scratch: Scratch, timeouts: Timeouts, restored: Restored
 
 
 def restore_file(backup: FoundBackup, into: PgEndpoint, bindir: Path, timeouts: Timeouts,
-                 *, jobs: int = 2) -> tuple[float, str]:
+                 *, jobs: int = 2, owner: str | None = None) -> tuple[float, str]:
     """``pg_restore --no-owner --no-privileges --exit-on-error`` (custom) or ``psql -v
     ON_ERROR_STOP=1`` (plain) of ``backup`` into ``into``: seconds taken and the problem
-    (``""``: restored). The password travels in ``PGPASSWORD`` only."""
+    (``""``: restored). ``owner``: the role the restored objects belong to (the session
+    takes it: ``--role``). The password travels in ``PGPASSWORD`` only."""
     conninfo = into.conninfo(connect_timeout=str(max(1, int(timeouts.connect))),
                              application_name=_APPLICATION)
     if backup.dump_format == "custom":
         argv = [str(bindir / "pg_restore"), "--no-owner", "--no-privileges",
                 "--exit-on-error", f"--jobs={max(1, jobs)}", f"--dbname={conninfo}",
-                str(backup.path)]
+                *([f"--role={owner}"] if owner else []), str(backup.path)]
     else:
         argv = [str(bindir / "psql"), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
-                f"--dbname={conninfo}", "--file", str(backup.path)]
+                f"--dbname={conninfo}",
+                *(["--command", f'SET ROLE "{owner}"'] if owner else []),
+                "--file", str(backup.path)]
     started = time.monotonic()
     try:
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,32 @@ def drop_leftovers(context: DrillContext, params: Params) -> tuple[bool, str, st
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
     return True, "the drill's backups and scratch database are gone", ""
+
+
+def backup_rpo(drill_id: str, backup: FoundBackup, fault_at: datetime) -> CanaryReport:
+    """The RPO of restoring ``backup`` after a loss at ``fault_at``: its age then, from its
+    snapshot time; unmeasured when the drill took the dump itself (its age is 0 by
+    construction) or only a file's modification time dates it (a lower bound)."""
+    age = (fault_at - backup.taken_at).total_seconds()
+    if backup.source == "fresh pg_dump":
+        rpo: float | None = None
+        basis = ("unmeasured: no backup location is configured, so the drill restored a"
+                 " pg_dump it took itself, whose age is 0 by construction and says nothing"
+                 f" of LegacyVideo's backups; set {LOCATION_VARIABLE} to the directory or"
+                 " s3://bucket/prefix the backups are written to")
+    elif backup.taken_at_basis.startswith("the file's modification time"):
+        rpo = None
+        basis = (f"unmeasured: only the file's modification time dates the backup"
+                 f" ({backup.taken_at.isoformat()}, {age:.0f} s before the declared loss),"
+                 " and its snapshot was earlier (a bound is not a measurement): keep the"
+                 " backup's metadata beside it, or use pg_dump -Fc, whose header dates it")
+    else:
+        rpo = max(0.0, age)
+        basis = (f"the backup's age at the declared loss: everything committed after its"
+                 f" snapshot ({backup.taken_at.isoformat()}, {backup.taken_at_basis})"
+                 " would be lost")
+    return CanaryReport(drill_id, fault_at, 0, 0, 0, (), rpo, basis, None,
+                        backup.taken_at)
 
 
 @fault("dr-primary-declared-lost", "the primary database declared lost: nothing is done to"
@@ -211,28 +238,8 @@ class RestoreTest(RealTargetDrill):
 
     def data_loss(self) -> CanaryReport | None:
         fault_at = self.run.drill.fault_at
-        backup = self.backup
-        assert fault_at is not None and backup is not None
-        age = (fault_at - backup.taken_at).total_seconds()
-        if backup.source == "fresh pg_dump":
-            rpo: float | None = None
-            basis = ("unmeasured: no backup location is configured, so the drill restored a"
-                     " pg_dump it took itself, whose age is 0 by construction and says nothing"
-                     f" of LegacyVideo's backups; set {LOCATION_VARIABLE} to the directory or"
-                     " s3://bucket/prefix the backups are written to")
-        elif backup.taken_at_basis.startswith("the file's modification time"):
-            rpo = None
-            basis = (f"unmeasured: only the file's modification time dates the backup"
-                     f" ({backup.taken_at.isoformat()}, {age:.0f} s before the declared loss),"
-                     " and its snapshot was earlier (a bound is not a measurement): keep the"
-                     " backup's metadata beside it, or use pg_dump -Fc, whose header dates it")
-        else:
-            rpo = max(0.0, age)
-            basis = (f"the backup's age at the declared loss: everything committed after its"
-                     f" snapshot ({backup.taken_at.isoformat()}, {backup.taken_at_basis})"
-                     " would be lost")
-        return CanaryReport(self.run.drill_id, fault_at, 0, 0, 0, (), rpo, basis, None,
-                            backup.taken_at)
+        assert fault_at is not None and self.backup is not None
+        return backup_rpo(self.run.drill_id, self.backup, fault_at)
 
     def cleanup(self) -> list[str]:
         problems = []
@@ -245,5 +252,5 @@ class RestoreTest(RealTargetDrill):
         return problems
 
 
-__all__ = ["PrimaryDeclaredLost", "RestoreTest", "drill_directory", "drop_leftovers",
+__all__ = ["PrimaryDeclaredLost", "RestoreTest", "backup_rpo", "drill_directory", "drop_leftovers",
            "postgres_bindir"]
