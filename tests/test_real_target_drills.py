@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -22,9 +23,11 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from runbook.config import TARGET_VARIABLES
+from runbook.runner import PROJECT_ROOT
 from runbook.sandbox import find_postgres
 from tests.conftest import RunningSandbox
 
@@ -184,6 +187,15 @@ def records(reports: Path) -> dict[str, dict[str, object]]:
     return found
 
 
+def scheduled_drill_job() -> list[str]:
+    """The command of the GitHub workflow's "DR drills (staging)" step."""
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github" / "workflows" / "runbook.yml")
+                              .read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+    run = next(step["run"] for step in steps if step.get("name") == "DR drills (staging)")
+    return shlex.split(run)
+
+
 def scratch_left() -> list[str]:
     with psycopg.connect(f"{SERVER}/postgres") as conn:
         return [r[0] for r in conn.execute(
@@ -195,8 +207,10 @@ def test_the_drills_a_data_only_staging_target_can_take_pass_and_leave_it_as_fou
     before_tables = table_checksums(staging.dsn)
     before_objects = listing(staging.s3, "staging-uploads")
     scratch_before = scratch_left()
-    result = runbook("drill", "--target", "env", "--allow-drills", "staging", "--reports",
-                     str(tmp_path / "reports"), cwd=tmp_path, env=staging.env())
+    # Exactly what the scheduled staging DR job runs (its reports directory moved here).
+    argv = scheduled_drill_job()
+    assert argv[:2] == ["runbook", "drill"] and argv[-2:] == ["--reports", "reports"], argv
+    result = runbook(*argv[1:-1], str(tmp_path / "reports"), cwd=tmp_path, env=staging.env())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     found = records(tmp_path / "reports")
