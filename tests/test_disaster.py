@@ -31,10 +31,11 @@ from runbook.config import Target
 from runbook.drills import canaries, engine
 from runbook.drills.canaries import Canary, CanaryLedger, CanaryWriter, assess
 from runbook.drills.catalog import DISASTERS, DRILLS
+from runbook.drills.incidents.disaster import DisasterIncident, DrillOptions, seeded_check
+from runbook.drills.incidents.real_target import RealTargetDrill
 from runbook.drills.dr_integrity import read_figures
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.incidents.disaster import DrillOptions, seeded_check
 from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import SafetyGateError
 from runbook.features import load_features
@@ -209,7 +210,8 @@ class _NotThere:
 
 
 @pytest.mark.parametrize("environment", ["production", "staging"])
-@pytest.mark.parametrize("name", sorted(d.name for d in DISASTERS))
+@pytest.mark.parametrize("name", sorted(d.name for d in DISASTERS
+                                        if issubclass(d, DisasterIncident)))
 def test_every_drill_refuses_anything_but_the_sandbox(environment: str, name: str,
                                                       tmp_path: Path) -> None:
     target = Target.from_variables("remote", {"API_URL": "https://api.example.com",
@@ -223,6 +225,26 @@ def test_every_drill_refuses_anything_but_the_sandbox(environment: str, name: st
                    guard=_NotThere(), steady=seeded_check(),  # type: ignore[arg-type]
                    on_record=seen.append, evidence_dir=tmp_path)
     assert seen == []
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+@pytest.mark.parametrize("name", sorted(d.name for d in DISASTERS
+                                        if issubclass(d, RealTargetDrill)))
+def test_the_real_target_drills_refuse_a_target_without_what_they_need(
+        environment: str, name: str, tmp_path: Path) -> None:
+    """Nothing set but the environment: each is refused in one line naming what it lacks
+    (or, writing canaries, production itself), before anything is touched or recorded."""
+    target = Target.from_variables("remote", {}, source="test", environment=environment)
+    nowhere = _NotThere()
+    nowhere.name = "none"  # type: ignore[misc]
+    context = DrillContext(target, Timeouts(), nowhere, tmp_path)  # type: ignore[arg-type]
+    seen: list[DrillRecord] = []
+    with pytest.raises(SafetyGateError, match=rf"refused: the {name} drill (needs|.*never runs"
+                                              r" against production|.*PLATFORM)") as refused:
+        engine.run(DRILLS[name], context, limits=engine.Limits(30, 1800, 3600),
+                   guard=_NotThere(), steady=seeded_check(),  # type: ignore[arg-type]
+                   on_record=seen.append, evidence_dir=tmp_path)
+    assert "\n" not in str(refused.value) and seen == []
 
 
 def _seconds(text: str) -> float:
