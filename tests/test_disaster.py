@@ -31,11 +31,11 @@ from runbook.config import Target
 from runbook.drills import canaries, engine
 from runbook.drills.canaries import Canary, CanaryLedger, CanaryWriter, assess
 from runbook.drills.catalog import DISASTERS, DRILLS
-from runbook.drills.incidents.disaster import DisasterIncident, DrillOptions, seeded_check
-from runbook.drills.incidents.real_target import RealTargetDrill
 from runbook.drills.dr_integrity import read_figures
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
+from runbook.drills.incidents.disaster import DisasterIncident, DrillOptions, seeded_check
+from runbook.drills.incidents.real_target import RealTargetDrill
 from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import SafetyGateError
 from runbook.features import load_features
