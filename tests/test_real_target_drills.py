@@ -13,9 +13,11 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,6 +31,7 @@ from psycopg import sql
 from runbook.config import TARGET_VARIABLES
 from runbook.runner import PROJECT_ROOT
 from runbook.sandbox import find_postgres
+from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -305,3 +308,48 @@ def test_the_restore_test_runs_on_production_only_with_allow_operations(
                     env=production)
     assert other.returncode == 3, other.stdout[-2000:]
     assert not (tmp_path / "other" / "drills").exists() or not records(tmp_path / "other")
+
+
+KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from runbook.drills import catalog  # registers every fault
+    from runbook.drills.canaries import CanaryLedger, CanaryWriter, audit_writer
+    from runbook.drills.context import context_for
+    from runbook.drills.faults import get
+    from runbook.drills.guard import Guard
+
+    ledgers = Path(sys.argv[1])
+    spec = {"name": "env", "config_file": None, "home": sys.argv[2]}
+    guard = Guard.arm(ledgers, spec)
+    context = context_for(spec)
+    params = {"drill_id": "killedmidway"}
+    writer = CanaryWriter(CanaryLedger("killedmidway"),
+                          audit_writer(context.target, context.timeouts, "killedmidway"), 0.01)
+    writer.start(limit=3)
+    assert writer.wait_idle(30)
+    writer.pause()
+    guard.record("dr-canary-rows-deleted", params)
+    get("dr-canary-rows-deleted", context.platform.name).inject(context, params)
+    writer.resume(limit=2)   # canaries written after the fault: what a crash would leave
+    assert writer.wait_idle(30)
+    print("injected", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)   # dies before any finally could clean up
+""")
+
+
+def test_a_drill_killed_on_a_real_target_leaves_it_as_found_through_its_guard(
+        staging: Staging, tmp_path: Path) -> None:
+    """SIGKILL after the canaries were written and deleted: the guard, a process of its own,
+    removes what the drill left in the staging database."""
+    before = table_checksums(staging.dsn)
+    drill = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path), str(staging.home)],
+                           env=staging.env(), capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert drill.returncode == -signal.SIGKILL, drill.stderr
+    assert "injected" in drill.stdout
+    assert wait_until(lambda: table_checksums(staging.dsn) == before, timeout=30,
+                      interval=0.2).ok
+    assert wait_until(lambda: not list(tmp_path.glob("*.json")), timeout=10).ok
+    log = next(tmp_path.glob("*.log")).read_text()
+    assert "reverted dr-canary-rows-deleted: ok" in log, log

@@ -9,7 +9,7 @@ from runbook import targets
 from runbook.config import Environment, choose_target
 from runbook.drills.faults import DrillContext
 from runbook.errors import SafetyGateError
-from runbook.platforms import platform_for
+from runbook.platforms import NoPlatform, platform_for
 from runbook.timeouts import Timeouts
 
 
@@ -26,5 +26,7 @@ def context_for(spec: Mapping[str, str | None]) -> DrillContext:
     target = targets.resolve(choice, home)
     if target.environment is Environment.PRODUCTION:
         raise SafetyGateError(f"refused: drills never act on production ({target.describe()})")
-    platform = platform_for(target, allow_changes=True)
+    # A target of data services only has no platform: its drills need none to revert.
+    platform = (platform_for(target, allow_changes=True) if target.platform is not None
+                else NoPlatform(target.name))
     return DrillContext(target, Timeouts.from_env(), platform, home)
