@@ -122,3 +122,20 @@ Feature: Disaster Recovery
     And the data that survived is intact
     And the target is healthy again after the drill
     And the target was left as found
+
+  @drill @rto @runbook:recovery-time-objectives
+  Scenario: API crash through the platform: one API instance replaced, back within 5 minutes
+    On staging (--allow-drills staging) with PLATFORM railway or kubernetes: the platform
+    kills and replaces one API instance its own way (Kubernetes: one pod of the Deployment
+    deleted, the rollout awaited; Railway: railway redeploy --service api). The end-to-end
+    check is watched from before the fault: the crash is detected at the first red check,
+    recovered at the first of three consecutive greens after it. A replacement no check saw
+    (another instance served meanwhile) fails detection, said so: no recovery is signed off
+    from an outage nobody saw. Nothing is reverted: the platform's own recovery is the one
+    measured, and the API must answer again at the end. The sandbox runs api-crash instead.
+
+    Given a canary user for the end-to-end check
+    When the on-call engineer runs the "platform-api-crash" disaster recovery drill through the platform, allowing 30 seconds to detect it, against an RTO of 300 seconds
+    Then the drill's own check detected it
+    And service was back within the RTO
+    And the target is healthy again after the drill

@@ -66,6 +66,20 @@ def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto
                       on_phase=drill_progress(name), evidence_dir=drill_evidence)
 
 
+@when(parsers.parse('the on-call engineer runs the "{name}" disaster recovery drill through the'
+                    " platform, allowing {detect_s:g} seconds to detect it, against an RTO of"
+                    " {rto_s:g} seconds"), target_fixture="drill_record")
+def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto_s: float,
+      steady: engine.Check, record_drill: Callable[[DrillRecord], None],
+      drill_progress: Callable[[str], PhaseListener], drill_evidence: Path) -> DrillRecord:
+    """A DR drill on a real target's platform: its steady state and recovery are the
+    scenario's end-to-end check as its canary user (not the sandbox's seeded one); no RPO is
+    judged (nothing is written but the check's logins)."""
+    return engine.run(DRILLS[name], drill_context, limits=engine.Limits(detect_s, rto_s),
+                      guard=guard, steady=steady, on_record=record_drill,
+                      on_phase=drill_progress(name), evidence_dir=drill_evidence)
+
+
 @then(parsers.parse('the scheduled checks detected it, naming the runbook\'s "{section}"'))
 def _(drill_record: DrillRecord, section: str) -> None:
     require_phase(drill_record, "detect", f"a scheduled check failing, naming {section!r}",

@@ -21,6 +21,7 @@ from runbook.drills.incidents import (
     high_usage,
     invalid_token,
     isolated_rebuild,
+    platform_crash,
     restore_test,
     s3_canaries,
     s3_data_loss,
@@ -61,6 +62,7 @@ DISASTERS: tuple[IncidentType, ...] = (
     accidental_deletion.AccidentalDeletion,
     s3_canaries.S3CanaryLoss,
     isolated_rebuild.IsolatedRebuild,
+    platform_crash.PlatformApiCrash,
 )
 #: Every drill by name (``runbook drill``'s Gherkin names them).
 DRILLS: dict[str, IncidentType] = {d.name: d for d in (*GAME_DAYS, *DISASTERS)}

@@ -1,7 +1,8 @@
 """What every platform adapter shares: the interface, its records, and the one Runner.
 
-* ``PlatformAdapter``: ``restart``, ``logs``, ``variables``, ``status`` for the services
-  ``api``, ``worker`` and ``web`` (``docs/operations-contract.md``).
+* ``PlatformAdapter``: ``restart``, ``replace_instance``, ``logs``, ``variables``,
+  ``status`` for the services ``api``, ``worker`` and ``web``
+  (``docs/operations-contract.md``).
 * ``LogLines`` and ``Variables``: frozen records around the ``Activity`` that produced them.
   ``Variables`` holds sha256 fingerprints only; no value is ever stored or printed.
 * ``Runner``: the only place a subprocess starts. Every run has a timeout; a process that
@@ -149,6 +150,14 @@ class PlatformAdapter(Protocol):
         """Store ``changes`` in ``service``'s variables (``None``: unset one) and restart it
         with them, as ``railway variables --set`` does; they last across restarts. No value
         is recorded. Raises ``SafetyGateError`` unless built with ``allow_changes``."""
+        ...
+
+    def replace_instance(self, service: str) -> Activity:
+        """Kill one running instance of ``service`` the way the platform does (Kubernetes:
+        one pod of its Deployment deleted; Railway: its latest deployment redeployed) and
+        return once the platform reports its replacement rolled out, or failed (a platform
+        whose CLI does not wait says so in the activity's output). Raises
+        ``SafetyGateError`` unless built with ``allow_changes``."""
         ...
 
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
@@ -535,8 +544,9 @@ class PlatformTimeouts:
 CallKind = Literal["read", "destructive"]
 #: What each adapter method is, for the safety-gate checks.
 KINDS: Mapping[str, CallKind] = MappingProxyType(
-    {"restart": "destructive", "set_variables": "destructive", "logs": "read",
-     "variables": "read", "status": "read"}
+    {"restart": "destructive", "set_variables": "destructive",
+     "replace_instance": "destructive", "logs": "read", "variables": "read",
+     "status": "read"}
 )
 
 
@@ -596,6 +606,10 @@ class RecordingPlatform:
         return self._call("set_variables", service,
                           lambda: self.inner.set_variables(service, changes))
 
+    def replace_instance(self, service: str) -> Activity:
+        return self._call("replace_instance", service,
+                          lambda: self.inner.replace_instance(service))
+
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
         return self._call("logs", service,
                           lambda: self.inner.logs(service, since=since, lines=lines))
@@ -634,6 +648,9 @@ class NoPlatform:
 
     def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
         return self._refused(f"set variables of {check_service(service)}")
+
+    def replace_instance(self, service: str) -> Activity:
+        return self._refused(f"replace an instance of {check_service(service)}")
 
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
         return LogLines(service=check_service(service), activity=self._refused(

@@ -6,6 +6,12 @@ Names come from the environment: ``RUNBOOK_K8S_NAMESPACE`` (default ``default``)
 
 * restart: ``kubectl rollout restart deployment/NAME --namespace NS``, then
   ``kubectl rollout status deployment/NAME --namespace NS --timeout=Ns``;
+* replace one instance (a pod killed, replaced by its ReplicaSet):
+  ``kubectl get deployment NAME --namespace NS -o jsonpath={.spec.selector.matchLabels}``
+  (the Deployment's own selector), ``kubectl get pods --namespace NS -l SELECTOR
+  --field-selector=status.phase=Running -o name``, ``kubectl delete pod/POD --namespace NS
+  --wait=false`` (the first pod listed), then ``kubectl rollout status deployment/NAME
+  --namespace NS --timeout=Ns``;
 * logs: ``kubectl logs deployment/NAME --namespace NS --since=1h --tail=N`` (kubectl picks
   one pod of the deployment);
 * variables: ``kubectl get deployment NAME --namespace NS -o json``: literal ``env`` values
@@ -89,6 +95,19 @@ def kubectl_since(since: str) -> str:
         return text
     hours = window / timedelta(hours=1)
     return f"{hours:g}h"
+
+
+def match_labels(text: str) -> str | None:
+    """A label selector (``app=legacyvideo-api,tier=api``, sorted) from the JSON object
+    ``kubectl ... -o jsonpath={.spec.selector.matchLabels}`` prints; ``None`` when it printed
+    none (no ``matchLabels``, or not JSON)."""
+    try:
+        labels = json.loads(text.strip() or "null")
+    except ValueError:
+        return None
+    if not isinstance(labels, dict) or not labels:
+        return None
+    return ",".join(f"{key}={labels[key]}" for key in sorted(labels))
 
 
 def parse_deployment_env(document: Mapping[str, Any]
@@ -176,21 +195,71 @@ class KubernetesPlatform:
             ))
         return self._combine(f"restart {service}", runs)
 
-    def _combine(self, name: str, runs: Sequence[Completed]) -> Activity:
+    def replace_instance(self, service: str) -> Activity:
+        """Delete one running pod of ``service``'s Deployment, as a node or a crash takes
+        one away, and wait for the rollout to be complete again (``kubectl rollout
+        status``, within ``timeouts.restart_s``). The pods are found by the Deployment's
+        own ``matchLabels`` selector; the first running one listed is deleted (gracefully:
+        kubectl's default grace period). ``rollout status`` reports the Deployment's view,
+        which may not yet count the deleted pod when it is asked: what users saw is for
+        the caller's own checks to measure. Raises ``SafetyGateError`` without
+        ``allow_changes``, before anything runs."""
+        name = self._deployment(service)
+        if not self.allow_changes:
+            raise SafetyGateError(
+                f"refused: replacing an instance of {service} changes state, and this"
+                f" platform adapter for {self.target.describe()} was built without"
+                " allow_changes")
+        ns = ("--namespace", self.names.namespace)
+        activity = f"replace an instance of {service}"
+        runs = [self._run(("kubectl", "get", "deployment", name, *ns, "-o",
+                           "jsonpath={.spec.selector.matchLabels}"), self.timeouts.command_s)]
+        if not runs[-1].ok:
+            return self._combine(activity, runs)
+        selector = match_labels(runs[-1].stdout)
+        if selector is None:
+            return self._combine(activity, runs, problem=(
+                f"deployment {name} has no spec.selector.matchLabels kubectl printed as JSON"
+                f" ({one_line(runs[-1].stdout) or 'nothing'}); cannot find its pods"))
+        runs.append(self._run(("kubectl", "get", "pods", *ns, "-l", selector,
+                               "--field-selector=status.phase=Running", "-o", "name"),
+                              self.timeouts.command_s))
+        if not runs[-1].ok:
+            return self._combine(activity, runs)
+        pods = [line.strip() for line in runs[-1].stdout.splitlines()
+                if line.strip().startswith("pod/")]
+        if not pods:
+            return self._combine(activity, runs, problem=(
+                f"no running pod of deployment {name} matches {selector}: nothing to replace"))
+        runs.append(self._run(("kubectl", "delete", pods[0], *ns, "--wait=false"),
+                              self.timeouts.command_s))
+        if runs[-1].ok:
+            wait_s = max(1, round(self.timeouts.restart_s))
+            runs.append(self._run(
+                ("kubectl", "rollout", "status", f"deployment/{name}", *ns,
+                 f"--timeout={wait_s}s"), wait_s + 15.0))
+        summary = (f"deleted {pods[0]}, one of {len(pods)} running pods of deployment {name}"
+                   f" ({selector})")
+        return self._combine(activity, runs, summary=summary)
+
+    def _combine(self, name: str, runs: Sequence[Completed], *, problem: str = "",
+                 summary: str = "") -> Activity:
         command: list[str] = []
         for run in runs:
             command.extend([*(["&&"] if command else []), *run.argv])
         output = "\n".join(
             part for run in runs for part in (run.stdout.strip(), run.stderr.strip()) if part
         )
-        problem = next((run.problem() for run in runs if not run.ok), "")
+        if summary:
+            output = f"{summary}\n{output}"
+        problem = next((run.problem() for run in runs if not run.ok), problem)
         first, last = runs[0].timing, runs[-1].timing
         return Activity(
             name=name,
             command=tuple(self.redactor(part) for part in command),
             timing=Timing(first.started_at, last.finished_at,
                           sum(run.elapsed_s for run in runs)),
-            ok=all(run.ok for run in runs),
+            ok=all(run.ok for run in runs) and not problem,
             output=clip_output(self.redactor(output)),
             error=one_line(self.redactor(problem)),
         )

@@ -5,6 +5,10 @@ Exactly what runs (``SERVICE`` is ``api`` or ``worker``):
 * restart: ``railway restart --service SERVICE --yes``. The runbook's command without
   ``--yes`` refuses to run without a terminal ("Cannot prompt for confirmation in
   non-interactive mode"); the runbook's safety gates stand in for the prompt.
+* replace an instance: ``railway redeploy --service SERVICE --yes`` (the latest
+  deployment redeployed: Railway starts a new one and retires the old). The CLI returns
+  once Railway accepted the redeploy, not when the new deployment serves: the caller's own
+  checks measure that. ``--yes`` for the same reason as restart's.
 * logs: ``railway logs --service SERVICE --since 1h --lines N`` (``--since``/``--lines``
   fetch history instead of streaming; the Runner's timeout bounds it either way).
 * variables: ``railway variables --service SERVICE``; the default table and ``--kv``
@@ -153,6 +157,31 @@ class RailwayPlatform:
             done = self._run(("railway", "restart", "--service", service, "--yes"),
                              self.timeouts.restart_s)
         return done.to_activity(f"restart {service}", self.redactor)
+
+    def replace_instance(self, service: str) -> Activity:
+        """``railway redeploy --service SERVICE --yes``, bounded by ``timeouts.restart_s``.
+        The CLI returns once Railway accepted the redeploy (it prints "The latest deployment
+        from service SERVICE has been redeployed"); it does not wait for the new deployment,
+        and the activity's output says so. Web (Vercel) has no instance to replace: not
+        run. Raises ``SafetyGateError`` without ``allow_changes``, before anything runs."""
+        check_service(service)
+        if not self.allow_changes:
+            raise SafetyGateError(
+                f"refused: replacing an instance of {service} changes state, and this"
+                f" platform adapter for {self.target.describe()} was built without"
+                " allow_changes")
+        name = f"replace an instance of {service}"
+        if service == "web":
+            return not_run(name, "not done: web runs on Vercel, which has no instance of it"
+                                 " to replace (a redeploy is `vercel --prod`)")
+        done = self._run(("railway", "redeploy", "--service", service, "--yes"),
+                         self.timeouts.restart_s)
+        said = strip_ansi("\n".join(part for part in (done.stdout.strip(), done.stderr.strip())
+                                    if part))
+        note = ("railway redeploy returns once Railway accepted the redeploy; it does not wait"
+                " for the new deployment to serve")
+        return done.to_activity(name, self.redactor,
+                                output=f"{said}\n{note}" if done.ok else said)
 
     def _linked_vercel_dir(self) -> Path:
         where = self.vercel_dir or Path.cwd()

@@ -8,6 +8,7 @@ run, so none is recorded.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from runbook.config import Target
 from runbook.errors import SafetyGateError, SandboxError
@@ -81,6 +82,12 @@ class SandboxPlatform:
         return record(f"restart {service}",
                       library_call("runbook.sandbox.Sandbox.restart", service), body,
                       self.redactor)
+
+    def replace_instance(self, service: str) -> Activity:
+        """The sandbox runs one process per service: replacing its instance is ``restart``
+        (the supervisor stops it and starts a new one), recorded under this name. Raises
+        ``SafetyGateError`` without ``allow_changes``."""
+        return replace(self.restart(service), name=f"replace an instance of {service}")
 
     def set_variables(self, service: str, changes: Mapping[str, str | None]) -> Activity:
         """Store ``changes`` in ``service``'s variables (``Sandbox.set_variables``: they last
