@@ -498,7 +498,7 @@ def _detect(state: Run, parts: Incident, detector: detection.Detector | None,
     assert drill.fault_at is not None
     started = drill.begin("detect")
     if parts.simulated:
-        drill.detected_at = drill.fault_at
+        drill.detected_at = None  # no time to detect: nothing was broken
         declared: dict[str, Any] = {
             "method": "none: the loss is declared, not caused (nothing was broken), so there"
                       " is nothing to detect; the clock starts at the declaration"}

@@ -274,8 +274,9 @@ class Page:
                 "How each drill's fault was seen, from its latest record. A game day counts as"
                 " detected only when a scheduled synthetic check (what `runbook check` runs)"
                 " failed naming its runbook section; the disasters are silent to those checks"
-                " and detect their loss with a check of the data. Time to detect runs from the"
-                " start of the injection to that failure.", ""]
+                " and detect their loss with a check of the data; a restore test or an isolated"
+                " rebuild declares the loss and breaks nothing, so it has nothing to detect."
+                " Time to detect runs from the start of the injection to that failure.", ""]
         latest: dict[str, DrillFigures] = {}
         for drill in self.inputs.drills:  # newest first
             latest.setdefault(drill.drill, drill)
@@ -286,13 +287,17 @@ class Page:
                 " named | time to detect | verdict |", "|---|---|---|---|---|---|"]
         for name, d in sorted(latest.items(), key=lambda item: item[1].section):
             scheduled = d.detection.startswith("the scheduled checks")
+            declared = d.detection.startswith("none: the loss is declared")
             if scheduled:
                 by = ", ".join(d.detected_by) or "NOT DETECTED by the scheduled checks"
+            elif declared:
+                by = "nothing to detect: the loss was declared, nothing was broken"
             else:
                 by = "the drill's own check" if d.detection else "-"
+            detect = "-" if declared else _seconds(d.time_to_detect_s)
             out.append(f"| {self.text(name)} | {self.text(d.section)} | {self.text(by)} |"
                        f" {self.text('; '.join(d.named) or '-')} |"
-                       f" {self.text(_seconds(d.time_to_detect_s))} |"
+                       f" {self.text(detect)} |"
                        f" {self.text(d.verdict.upper() if d.verdict != 'pass' else 'pass')} |")
         out.append("")
 
