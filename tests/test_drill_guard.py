@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from runbook.drills.guard import Guard, restore
+from runbook.drills.guard import Guard
+from runbook.drills.restorer import restore
 from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
 

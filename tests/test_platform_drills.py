@@ -30,9 +30,10 @@ from runbook.config import Target
 from runbook.drills import engine
 from runbook.drills.catalog import DISASTERS, DRILLS
 from runbook.drills.faults import REGISTRY, DrillContext
-from runbook.drills.guard import Guard, _revert_for_real
+from runbook.drills.guard import Guard
 from runbook.drills.incidents.platform_crash import PlatformApiCrash, api_back
 from runbook.drills.record import DrillRecord
+from runbook.drills.restorer import revert_for_real
 from runbook.errors import SafetyGateError
 from runbook.features import drill_names
 from runbook.platforms import platform_for
@@ -421,7 +422,7 @@ def test_the_guards_revert_only_verifies_health_and_reports_an_api_not_back(
         monkeypatch.setenv(name, value)
     params = {"service": "api", "health_wait_s": 1}
     spec = {"name": "env", "config_file": None, "home": str(sandbox.home)}
-    assert _revert_for_real("platform-instance-replaced", params, spec) == "ok"
+    assert revert_for_real("platform-instance-replaced", params, spec) == "ok"
     assert STATUS in fake_cli() and DELETE not in fake_cli()
     gone = _remote("kubernetes", API_URL="http://127.0.0.1:9")
     context = DrillContext(gone, Timeouts(connect=0.5, read=0.5, deadline=1),

@@ -15,7 +15,6 @@ ledger (a restoration cut short by something else) reverts them before it exits.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -23,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,20 +43,6 @@ def _write_json(path: Path, document: Mapping[str, Any]) -> None:
     tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
     os.chmod(tmp, 0o600)
     tmp.replace(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is dead for our purposes
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -81,7 +66,7 @@ class Guard:
         guard._save([])
         log = open(ledger.with_suffix(".log"), "ab")  # noqa: SIM115  (the child keeps it)
         guard.process = subprocess.Popen(
-            [sys.executable, "-m", "runbook.drills.guard", "--ledger", str(ledger)],
+            [sys.executable, "-m", "runbook.drills.restorer", "--ledger", str(ledger)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=dict(os.environ),
         )
@@ -227,75 +212,3 @@ def interruptible() -> Iterator[Interruptions]:
         finally:
             for sig, handler in interruptions.previous.items():
                 signal.signal(sig, handler)
-
-
-# -- the guard process ---------------------------------------------------------------------
-
-
-def _log(message: str) -> None:
-    print(f"{datetime.now(UTC).isoformat()} guard: {message}", flush=True)
-
-
-def restore(ledger_path: Path, revert: Callable[[str, Mapping[str, Any],
-                                                  Mapping[str, str | None]], str]) -> int:
-    """Revert every fault left on the ledger, newest first; returns how many failed."""
-    document = json.loads(ledger_path.read_text(encoding="utf-8"))
-    failures = 0
-    for entry in reversed(document["faults"]):
-        try:
-            outcome = revert(entry["name"], entry["params"], document["target"])
-            _log(f"reverted {entry['name']}: {outcome}")
-        except Exception as exc:  # keep going: revert everything we can
-            failures += 1
-            _log(f"FAILED to revert {entry['name']}: {type(exc).__name__}: {exc}")
-    return failures
-
-
-def _revert_for_real(name: str, params: Mapping[str, Any],
-                     target: Mapping[str, str | None]) -> str:
-    # Here, not at the top: the guard process imports the drills (and with them the
-    # sandbox, the probes and the platforms) only when a fault is left to revert.
-    from runbook.drills import catalog, faults
-    from runbook.drills.context import context_for
-
-    assert catalog.DRILLS  # importing it registers every fault
-
-    context = context_for(target)
-    spec = faults.get(name, context.platform.name)
-    activity = spec.revert(context, params)
-    return "ok" if activity.ok else f"not ok: {activity.error}"
-
-
-def watch(ledger_path: Path) -> int:
-    """Poll the owner; when it dies with faults pending, restore them. Exit code: failures."""
-    while True:
-        try:
-            document = json.loads(ledger_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            _log("ledger gone; nothing to guard")
-            return 0
-        disarmed = bool(document.get("disarmed"))
-        if disarmed or not _alive(int(document["owner_pid"])):
-            if not document["faults"]:
-                ledger_path.unlink(missing_ok=True)
-                return 0
-            ended = "was disarmed" if disarmed else "died"
-            _log(f"drill process {document['owner_pid']} {ended} with faults pending:"
-                 f" {', '.join(f['name'] for f in document['faults'])}")
-            failures = restore(ledger_path, _revert_for_real)
-            if failures == 0:
-                ledger_path.unlink(missing_ok=True)
-            return failures
-        time.sleep(POLL_S)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="restore a drill's faults if it dies")
-    parser.add_argument("--ledger", type=Path, required=True)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the drill, not its guard
-    return watch(args.ledger)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
