@@ -38,7 +38,7 @@ import psycopg
 from psycopg import errors, sql
 
 from runbook.actions.backup import BackupRecord, backup_round_trip
-from runbook.actions.database import PgEndpoint, open_connection, parse_dsn
+from runbook.pg import PgEndpoint, open_connection, parse_dsn
 from runbook.sandbox import Sandbox
 from runbook.timeouts import Timeouts
 

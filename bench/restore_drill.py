@@ -49,7 +49,7 @@ from _support import (
 )
 from backup_roundtrip import _grow as grow_database
 
-from runbook.actions.database import PgEndpoint, parse_dsn
+from runbook.pg import PgEndpoint, parse_dsn
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import BackupInfo, restore_backup, take_backup
 from runbook.sandbox.postgres import APP_DATABASE, APP_ROLE

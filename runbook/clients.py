@@ -31,3 +31,17 @@ def http_client(timeouts: Timeouts, *, base_url: str = "", headers: dict[str, st
         follow_redirects=False,
         trust_env=False,
     )
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, secret-free description of a network failure."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "connected, but no answer before the read timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})"
+    if isinstance(exc, httpx.HTTPError):
+        return f"{type(exc).__name__}: {exc}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -41,13 +41,12 @@ from runbook.actions.database import (
     checksum_matches,
     expected_migrations,
     migration_status,
-    open_connection,
-    parse_dsn,
     prisma_checksum,
     rollback_preconditions,
 )
 from runbook.config import Target
 from runbook.errors import ConfigError, SafetyGateError
+from runbook.pg import open_connection, parse_dsn
 from runbook.sandbox.services.migrate import MIGRATIONS_DIR
 from runbook.timeouts import Timeouts
 

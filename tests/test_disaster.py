@@ -31,7 +31,6 @@ from runbook.config import Target
 from runbook.drills import canaries, engine
 from runbook.drills.canaries import Canary, CanaryLedger, CanaryWriter, assess
 from runbook.drills.catalog import DISASTERS, DRILLS
-from runbook.drills.dr_integrity import read_figures
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.incidents.disaster import DisasterIncident, DrillOptions, seeded_check
@@ -39,6 +38,7 @@ from runbook.drills.incidents.real_target import RealTargetDrill
 from runbook.drills.record import DrillRecord, write_record
 from runbook.errors import SafetyGateError
 from runbook.features import load_features
+from runbook.figures import read_figures
 from runbook.platforms import platform_for
 from runbook.probes.storage import client
 from runbook.redact import Redactor

@@ -73,8 +73,15 @@ import psycopg
 from psycopg import sql
 from psycopg.errors import DuplicateDatabase, InsufficientPrivilege
 
-from runbook.actions.database import PgEndpoint, open_connection, parse_dsn
 from runbook.errors import ConfigError, SafetyGateError
+from runbook.pg import (
+    COMPARE_SETTINGS,
+    PgEndpoint,
+    TableInfo,
+    list_tables,
+    open_connection,
+    parse_dsn,
+)
 from runbook.probes import describe_error
 from runbook.redact import Redactor
 from runbook.results import Activity, Timing, utcnow
@@ -83,16 +90,9 @@ from runbook.timeouts import Timeouts
 #: Every scratch database this module creates is named ``runbook_restore_<hex>``.
 SCRATCH_PREFIX = "runbook_restore_"
 _SCRATCH_NAME = re.compile(r"^runbook_restore_[0-9a-z_]{1,40}$")
-#: Above this size on disk a table's text checksum hashes each row first (``text-md5``).
-ROWS_METHOD_LIMIT_BYTES = 128 * 1024 * 1024
 #: Above this many rows (estimated) a table's binary hashes are summed (``hash-sum``).
 HASH_ORDERED_LIMIT_ROWS = 20_000_000
 METHODS: tuple[str, ...] = ("hash", "hash-sum", "text", "text-md5")
-#: Output settings of every checksum session, so both sides render rows alike.
-COMPARE_SETTINGS: tuple[str, ...] = (
-    "TimeZone=UTC", "DateStyle=ISO,MDY", "IntervalStyle=postgres", "extra_float_digits=1",
-    "bytea_output=hex",
-)
 #: Session settings of the restore (a throw-away copy: no waiting for each commit's flush).
 RESTORE_SETTINGS: tuple[str, ...] = ("synchronous_commit=off", "maintenance_work_mem=128MB")
 #: Largest ``output`` kept in an Activity.
@@ -119,105 +119,6 @@ DEFAULT_LIMITS = BackupLimits()
 
 
 # -- tables and checksums -----------------------------------------------------------------
-
-
-#: Types whose hash is that of an OID, which differs between databases (an enum's value is
-#: a pg_enum row): such columns are hashed as text. Domains, composites and ranges too,
-#: since they may wrap one.
-_OID_TYPES = frozenset({
-    "oid", "regclass", "regproc", "regprocedure", "regoper", "regoperator", "regtype",
-    "regconfig", "regdictionary", "regnamespace", "regrole", "regcollation", "oidvector",
-    "xid", "xid8", "cid", "tid",
-})
-_WRAPPING_TYPTYPES = frozenset("edcrm")  # enum, domain, composite, range, multirange
-
-
-def hash_as_text(typtype: str, typname: str, elem_typtype: str = "", elem_typname: str = ""
-                 ) -> bool:
-    """Whether a column of this type (or array of it) must be cast to text before its
-    binary hash, because its hash depends on OIDs that a restore renumbers."""
-    return (typtype in _WRAPPING_TYPTYPES or typname in _OID_TYPES
-            or elem_typtype in _WRAPPING_TYPTYPES or elem_typname in _OID_TYPES)
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    """A table of the source, from the catalog: its primary key (key order, with whether each
-    column is collatable), its columns (with whether each is hashed as text), its size, its
-    estimated rows, and how it is checksummed."""
-
-    schema: str
-    name: str
-    key: tuple[str, ...] = ()
-    collatable: tuple[bool, ...] = ()
-    size_bytes: int = 0
-    rows_estimate: int = 0
-    method: str = "text"
-    columns: tuple[str, ...] = ()
-    as_text: tuple[bool, ...] = ()
-
-    @property
-    def qualified(self) -> str:
-        """``schema.name`` (display and keys only, never SQL)."""
-        return f"{self.schema}.{self.name}"
-
-
-_TABLES_QUERY = """
-select c.oid, n.nspname, c.relname, pg_table_size(c.oid), c.reltuples::bigint,
-       coalesce(pk.cols, '{}'), coalesce(pk.collatable, '{}')
-from pg_class c
-join pg_namespace n on n.oid = c.relnamespace
-left join lateral (
-    select array_agg(a.attname::text order by k.ord) as cols,
-           array_agg(a.attcollation <> 0 order by k.ord) as collatable
-    from pg_index i
-    cross join unnest(i.indkey) with ordinality as k(attnum, ord)
-    join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
-    where i.indrelid = c.oid and i.indisprimary
-) pk on true
-where c.relkind in ('r', 'p') and not c.relispartition and c.relpersistence <> 't'
-  and n.nspname not in ('pg_catalog', 'information_schema')
-  and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'
-  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass
-                  and d.objid = c.oid and d.deptype = 'e')
-order by pg_table_size(c.oid) desc, n.nspname, c.relname
-"""
-
-_COLUMNS_QUERY = """
-select a.attrelid, a.attname::text, t.typtype::text, t.typname::text,
-       coalesce(e.typtype::text, ''), coalesce(e.typname::text, '')
-from pg_attribute a
-join pg_type t on t.oid = a.atttypid
-left join pg_type e on e.oid = t.typelem and t.typcategory = 'A'
-where a.attrelid = any(%s) and a.attnum > 0 and not a.attisdropped
-order by a.attrelid, a.attnum
-"""
-
-
-def list_tables(conn: psycopg.Connection[Any]) -> list[TableInfo]:
-    """The user tables of the connected database (a partitioned table counts once,
-    extension tables are left out), largest first, each with its columns and a text
-    method."""
-    found = conn.execute(_TABLES_QUERY).fetchall()
-    columns: dict[int, list[tuple[str, bool]]] = {}
-    if found:
-        for relid, name, typtype, typname, elem_typtype, elem_typname in conn.execute(
-            _COLUMNS_QUERY, ([row[0] for row in found],)
-        ).fetchall():
-            columns.setdefault(int(relid), []).append(
-                (name, hash_as_text(typtype, typname, elem_typtype, elem_typname)))
-    tables = []
-    for relid, schema, name, size, tuples, key, collatable in found:
-        size = int(size or 0)
-        cols = columns.get(int(relid), [])
-        tables.append(TableInfo(
-            str(schema), str(name), tuple(key), tuple(bool(x) for x in collatable), size,
-            # reltuples is -1 before the first ANALYZE: assume small rows then.
-            int(tuples) if tuples is not None and tuples >= 0 else size // 40,
-            "text" if size <= ROWS_METHOD_LIMIT_BYTES else "text-md5",
-            tuple(c for c, _ in cols), tuple(t for _, t in cols),
-        ))
-    return tables
 
 
 _ALIAS = sql.Identifier("runbook_row")
@@ -1206,13 +1107,11 @@ __all__ = [
     "DEFAULT_LIMITS",
     "HASH_ORDERED_LIMIT_ROWS",
     "METHODS",
-    "ROWS_METHOD_LIMIT_BYTES",
     "SCRATCH_PREFIX",
     "BackupLimits",
     "BackupRecord",
     "Canceller",
     "TableCheck",
-    "TableInfo",
     "TableSum",
     "backup_round_trip",
     "check_scratch_name",
@@ -1221,7 +1120,6 @@ __all__ = [
     "choose_methods",
     "compare_tables",
     "default_jobs",
-    "list_tables",
     "new_scratch_name",
     "scratch_databases",
 ]

@@ -30,21 +30,23 @@ libpq and its tools, password apart, Prisma-only parameters removed) and
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runbook.config import Environment, Target
 from runbook.errors import ConfigError
+from runbook.pg import (
+    DEFAULT_SCHEMA,
+    open_connection,
+    parse_dsn,
+)
 from runbook.probes import Verdict, run_probe
 from runbook.redact import Redactor
 from runbook.results import ProbeResult
@@ -55,17 +57,6 @@ from runbook.timeouts import Timeouts
 MIGRATIONS_DIR_VARIABLE = "RUNBOOK_MIGRATIONS_DIR"
 #: Prisma's bookkeeping table.
 MIGRATIONS_TABLE = "_prisma_migrations"
-#: Prisma's schema when the URL names none.
-DEFAULT_SCHEMA = "public"
-#: The ``application_name`` of the runbook's own sessions.
-APPLICATION_NAME = "legacyvideo-runbook"
-
-#: Query parameters Prisma reads from a DATABASE_URL that libpq rejects.
-PRISMA_ONLY_PARAMETERS = frozenset(
-    {"schema", "connection_limit", "pool_timeout", "pgbouncer", "statement_cache_size",
-     "socket_timeout", "sslaccept", "sslidentity"}
-)
-
 #: What the runbook gets wrong in "Rollback Migration (DANGEROUS)", for results and reports.
 RUNBOOK_ROLLBACK_DEFECT = (
     "the runbook's 'Rollback Migration' implies `prisma migrate resolve --rolled-back <name>`"
@@ -86,131 +77,6 @@ BACKUP_PRECONDITION = (
     "not judged here (out of scope): confirm a backup newer than the migration exists"
     " (Railway dashboard > Backups, or a verified backup round trip) before resolving"
 )
-
-
-# -- connections ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PgEndpoint:
-    """A PostgreSQL DSN split for libpq and its command-line tools.
-
-    ``params`` never holds the password; ``password`` is kept apart so that a command line
-    can carry ``params`` and the password travel in the environment. ``repr`` hides it.
-    """
-
-    params: Mapping[str, str]
-    password: str | None = field(default=None, repr=False)
-    #: The Prisma schema (``?schema=``), ``public`` when the URL names none.
-    schema: str = DEFAULT_SCHEMA
-
-    @property
-    def dbname(self) -> str:
-        """The database named, else what libpq would pick: ``PGDATABASE``, else the user."""
-        return (self.params.get("dbname") or os.environ.get("PGDATABASE")
-                or self.params.get("user") or os.environ.get("PGUSER")
-                or os.environ.get("USER", ""))
-
-    def describe(self) -> str:
-        """``user@host:port/db``: no password, safe to print."""
-        host = self.params.get("host") or self.params.get("hostaddr") or "localhost"
-        port = self.params.get("port") or "5432"
-        user = self.params.get("user", "")
-        return f"{user}@{host}:{port}/{self.dbname}" if user else f"{host}:{port}/{self.dbname}"
-
-    def with_dbname(self, dbname: str) -> PgEndpoint:
-        """The same server and credentials, another database."""
-        return replace(self, params={**self.params, "dbname": dbname})
-
-    def conninfo(self, *, options: Iterable[str] = (), **extra: str) -> str:
-        """A ``key=value`` conninfo WITHOUT the password, with ``options`` appended to the
-        DSN's own ``options`` and ``extra`` parameters where the DSN sets none."""
-        params = {**extra, **self.params}
-        merged = " ".join(part for part in (self.params.get("options", ""), *options) if part)
-        if merged:
-            params["options"] = merged
-        return make_conninfo("", **params)
-
-    def dsn(self, *, options: Iterable[str] = (), **extra: str) -> str:
-        """``conninfo`` plus the password: for psycopg only, never for a command line."""
-        info = self.conninfo(options=options, **extra)
-        return make_conninfo(info, password=self.password) if self.password else info
-
-    def tool_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for pg_dump, pg_restore, psql: the caller's minus every ``PG*``
-        variable (so none points elsewhere), plus ``PGPASSWORD`` when there is one."""
-        env = {k: v for k, v in (os.environ if base is None else base).items()
-               if not k.startswith("PG")}
-        if self.password:
-            env["PGPASSWORD"] = self.password
-        return env
-
-
-def parse_dsn(dsn: str) -> PgEndpoint:
-    """Split a DATABASE_URL (``postgresql://`` URL or ``key=value`` conninfo).
-
-    Prisma-only query parameters (``?schema=``, ``connection_limit`` ...) are dropped, the
-    schema kept. Raises ``ConfigError`` (naming no secret) for a DSN libpq cannot read.
-    """
-    schema = DEFAULT_SCHEMA
-    text = dsn.strip()
-    if text.startswith(("postgres://", "postgresql://")):
-        parts = urlsplit(text)
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        schema = next((v for k, v in pairs if k == "schema" and v), DEFAULT_SCHEMA)
-        kept = [(k, v) for k, v in pairs if k not in PRISMA_ONLY_PARAMETERS]
-        text = urlunsplit(parts._replace(query=urlencode(kept)))
-    try:
-        raw = conninfo_to_dict(text)
-    except psycopg.Error as exc:
-        message = Redactor(_password_guess(dsn))(str(exc).strip().splitlines()[0])
-        raise ConfigError(f"DATABASE_URL: libpq cannot read it ({message})") from None
-    params = {k: str(v) for k, v in raw.items() if v is not None and k != "password"}
-    password = raw.get("password")
-    return PgEndpoint(params, str(password) if password else None, schema)
-
-
-def _password_guess(dsn: str) -> list[str]:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        return []
-    return [password] if password else []
-
-
-def session_options(statement_timeout_s: float, *, read_only: bool,
-                    settings: Iterable[str] = ()) -> list[str]:
-    """``-c name=value`` options every runbook session gets: a statement timeout, and
-    read-only transactions unless it must write."""
-    options = [f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"]
-    if read_only:
-        options.append("-c default_transaction_read_only=on")
-    options.extend(f"-c {setting}" for setting in settings)
-    return options
-
-
-def open_connection(
-    endpoint: PgEndpoint,
-    *,
-    connect_timeout_s: float,
-    statement_timeout_s: float,
-    read_only: bool = True,
-    autocommit: bool = True,
-    settings: Iterable[str] = (),
-    application: str = APPLICATION_NAME,
-) -> psycopg.Connection[Any]:
-    """A connection with a bounded connect time and statement time; read-only unless asked.
-
-    Raises ``psycopg.Error`` as psycopg does (callers turn it into a result).
-    """
-    return psycopg.connect(
-        endpoint.dsn(
-            options=session_options(statement_timeout_s, read_only=read_only, settings=settings),
-            application_name=application,
-        ),
-        connect_timeout=max(1, math.ceil(connect_timeout_s)),
-        autocommit=autocommit,
-    )
 
 
 # -- migrations on disk -------------------------------------------------------------------
@@ -598,7 +464,6 @@ __all__ = [
     "RUNBOOK_ROLLBACK_DEFECT",
     "MigrationAssessment",
     "MigrationRow",
-    "PgEndpoint",
     "assess_migrations",
     "checksum_matches",
     "expected_migrations",
@@ -606,10 +471,7 @@ __all__ = [
     "migration_state",
     "migration_status",
     "migrations_dir_for",
-    "open_connection",
-    "parse_dsn",
     "prisma_checksum",
     "read_migration_rows",
     "rollback_preconditions",
-    "session_options",
 ]

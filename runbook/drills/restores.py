@@ -42,10 +42,10 @@ import psycopg
 from psycopg import sql
 
 from runbook.actions.backup import SCRATCH_PREFIX, check_scratch_name, new_scratch_name
-from runbook.actions.database import PgEndpoint, open_connection, parse_dsn
 from runbook.config import Platform, Target
-from runbook.drills.dr_integrity import Figures, IntegrityReport, compare, read_figures
 from runbook.errors import ConfigError, SafetyGateError
+from runbook.figures import Figures, IntegrityReport, compare, read_figures
+from runbook.pg import PgEndpoint, open_connection, parse_dsn
 from runbook.probes import describe_error
 from runbook.redact import Redactor
 from runbook.results import utcnow

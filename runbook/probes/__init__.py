@@ -8,8 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from runbook.clients import describe_error
 from runbook.config import Target
 from runbook.results import ProbeResult, Timing, utcnow
 from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
@@ -25,20 +24,6 @@ class Verdict:
     observed: Mapping[str, Any] = field(default_factory=dict)
     #: Which runbook advice fits this failure, when it is narrower than the component's.
     advice: str = ""
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line, secret-free description of a network failure."""
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, httpx.ReadTimeout):
-        return "connected, but no answer before the read timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect ({exc})"
-    if isinstance(exc, httpx.HTTPError):
-        return f"{type(exc).__name__}: {exc}"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def run_probe(
@@ -92,3 +77,7 @@ def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResu
         observed={r.check: dict(r.observed) for r in results},
         advice=next((r.advice for r in results if not r.ok), results[0].advice),
     )
+
+
+#: ``describe_error`` lives with the clients whose failures it describes; probes hand it on.
+__all__ = ["Verdict", "combine", "describe_error", "run_probe"]

@@ -42,15 +42,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runbook.clients import describe_error
 from runbook.errors import SandboxError
+from runbook.figures import Figures, IntegrityReport, compare, read_figures
+from runbook.pg import PgEndpoint, open_connection, parse_dsn
 from runbook.redact import Redactor
 from runbook.results import Activity, Timing, utcnow
 from runbook.sandbox.layout import Layout, write_json_atomic
 from runbook.timeouts import Timeouts
 
-if TYPE_CHECKING:  # importing these at run time would be circular
-    from runbook.actions.database import PgEndpoint
-    from runbook.drills.dr_integrity import Figures, IntegrityReport
+if TYPE_CHECKING:  # the stack imports this module to take its backups
     from runbook.sandbox.stack import Sandbox
 
 INTERVAL_VARIABLE = "RUNBOOK_SANDBOX_BACKUP_INTERVAL"
@@ -139,7 +140,6 @@ class BackupInfo:
     @classmethod
     def load(cls, metadata: Path) -> BackupInfo:
         """Read a backup's ``.json``. Raises ``SandboxError`` when it is unreadable."""
-        from runbook.drills.dr_integrity import Figures
 
         try:
             document = json.loads(metadata.read_text(encoding="utf-8"))
@@ -269,8 +269,6 @@ def take_backup_at(admin_dsn: str, bindir: Path, directory: Path, timeouts: Time
     """
     import psycopg
 
-    from runbook.actions.database import open_connection, parse_dsn
-    from runbook.drills.dr_integrity import read_figures
 
     endpoint = parse_dsn(admin_dsn)
     redact = Redactor([endpoint.password] if endpoint.password else [])
@@ -320,7 +318,6 @@ def take_backup_at(admin_dsn: str, bindir: Path, directory: Path, timeouts: Time
                 os.close(fd)
             snap.rollback()
     except psycopg.Error as exc:
-        from runbook.probes import describe_error
 
         if partial is not None:
             partial.unlink(missing_ok=True)
@@ -466,9 +463,6 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
     import psycopg
     from psycopg import sql
 
-    from runbook.actions.database import open_connection, parse_dsn
-    from runbook.drills.dr_integrity import compare, read_figures
-    from runbook.probes import describe_error
     from runbook.sandbox.ports import load_ports
     from runbook.sandbox.postgres import APP_DATABASE, APP_ROLE, bootstrap
 

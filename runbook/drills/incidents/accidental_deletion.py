@@ -20,7 +20,6 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from runbook.actions.database import PgEndpoint, open_connection
 from runbook.drills.canaries import (
     CANARY_ACTION,
     CanaryReport,
@@ -48,6 +47,7 @@ from runbook.drills.restores import (
     scratch_for,
 )
 from runbook.errors import SandboxError
+from runbook.pg import PgEndpoint, open_connection
 from runbook.platforms.base import library_call, record
 from runbook.probes.postgres import connect
 from runbook.results import Activity, ProbeResult

@@ -15,13 +15,13 @@ import os
 import signal
 
 from runbook.drills.canaries import api_video_writer
-from runbook.drills.dr_integrity import compare, read_figures
 from runbook.drills.dr_procedures import act, cmdline, ensure_running
 from runbook.drills.engine import Evidence
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.incidents.disaster import SECTION, DisasterIncident
 from runbook.drills.incidents.steps import StepLog, output
 from runbook.errors import SandboxError
+from runbook.figures import compare, read_figures
 from runbook.platforms.base import library_call
 from runbook.results import Activity
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from runbook.drills import dr_storage
 from runbook.drills.canaries import api_video_writer, audit_writer, foreign_canaries
-from runbook.drills.dr_integrity import compare, read_figures, row_key
 from runbook.drills.dr_procedures import (
     act,
     ensure_running,
@@ -34,6 +33,7 @@ from runbook.drills.engine import Evidence
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.incidents.disaster import SECTION, DisasterIncident
 from runbook.drills.incidents.steps import StepLog, output
+from runbook.figures import compare, read_figures, row_key
 from runbook.platforms.base import chained, library_call
 from runbook.probes import Verdict, run_probe
 from runbook.probes.postgres import connect

@@ -36,10 +36,10 @@ from runbook.drills.canaries import (
     remove_canaries,
     surviving_keys,
 )
-from runbook.drills.dr_integrity import Figures, compare, read_figures
 from runbook.drills.engine import DISASTER_RECOVERY, Check, Evidence, Incident, Run
 from runbook.drills.faults import DrillContext
 from runbook.errors import SafetyGateError, SandboxError
+from runbook.figures import Figures, compare, read_figures
 from runbook.probes import Verdict, e2e, run_probe
 from runbook.results import ProbeResult
 from runbook.sandbox import Sandbox

@@ -32,7 +32,6 @@ from typing import Any
 
 from psycopg import sql
 
-from runbook.actions.database import open_connection, parse_dsn
 from runbook.config import Target
 from runbook.drills import detection
 from runbook.drills.canaries import S3_CANARY_PREFIX, CanaryReport
@@ -47,6 +46,7 @@ from runbook.drills.incidents.restore_test import (
 )
 from runbook.drills.incidents.steps import StepLog, output
 from runbook.drills.restores import FoundBackup, Restored, newest_backup, restore_file, validate
+from runbook.pg import open_connection, parse_dsn
 from runbook.platforms.base import library_call, record
 from runbook.probes import storage as s3_probe
 from runbook.results import Activity, ProbeResult

@@ -25,11 +25,11 @@ from typing import Any, ClassVar
 
 from runbook.config import Environment, Platform
 from runbook.drills.canaries import CANARY_ACTION, S3_CANARY_PREFIX
-from runbook.drills.dr_integrity import read_figures
 from runbook.drills.engine import DISASTER_RECOVERY, Incident, Run
 from runbook.drills.faults import DrillContext
 from runbook.drills.restores import SCRATCH_VARIABLE, digest, scratch_for
 from runbook.errors import SafetyGateError
+from runbook.figures import read_figures
 from runbook.probes import Verdict, combine, run_probe
 from runbook.probes import storage as s3_probe
 from runbook.probes.postgres import answers, connect

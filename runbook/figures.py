@@ -2,10 +2,10 @@
 row counts and ordered checksums of the application database, before a disaster and after
 the recovery, compared table for table.
 
-What is compared: every user table of the database (``runbook.actions.backup.list_tables``:
+What is compared: every user table of the database (``runbook.pg.list_tables``:
 extension tables left out), each as ``count(*)`` and the md5 of its rows' text in primary-key
 order (key columns in the "C" collation), read in one REPEATABLE READ snapshot with the fixed
-output settings of ``runbook.actions.backup.COMPARE_SETTINGS``. The row text is used rather
+output settings of ``runbook.pg.COMPARE_SETTINGS``. The row text is used rather
 than ``checksum_query``'s binary row hash because a comparison here must leave out rows
 written after a point in time (``checksum_query`` has no row filter): the recovery's own
 end-to-end checks write audit rows, and so do the drill's canaries.
@@ -32,8 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from runbook.actions.backup import COMPARE_SETTINGS, TableInfo, list_tables
-from runbook.actions.database import open_connection, parse_dsn
+from runbook.pg import COMPARE_SETTINGS, TableInfo, list_tables, open_connection, parse_dsn
 from runbook.timeouts import Timeouts
 
 #: The column that dates a row in LegacyVideo's schema (Prisma's ``@default(now())``).
