@@ -58,6 +58,7 @@ def _home() -> Path:
 
 
 def _sandbox():  # type: ignore[no-untyped-def]
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.sandbox import Sandbox
 
     return Sandbox(_home())
@@ -150,6 +151,7 @@ def sandbox_logs(
 @sandbox_app.command("backup")
 def sandbox_backup() -> None:
     """Take a backup of the sandbox's database now (it also takes them on a schedule)."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.sandbox import backups
 
     info = backups.take_backup(_sandbox(), reason="manual")
@@ -388,7 +390,10 @@ def _drill_selection(names: list[str]) -> list[str]:
     usage error listing both."""
     if not names:
         return []
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.features import drills, load_features
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.runner import features_directory
 
     try:
@@ -422,6 +427,7 @@ def drill_sign(
 ) -> None:
     """Sign a drill record off: append a signed entry for it to the drill ledger, once the
     record and the ledger verify."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.drills import signoff
 
     try:
@@ -441,6 +447,7 @@ def drill_verify(
     """Check every drill record against the ledger: bytes as written, verdict as its phases
     and figures give it, the ledger's chain intact, every signature of a recorded record.
     One line per record; exit 1 on any mismatch."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.drills.verify import verify
 
     try:
@@ -472,6 +479,7 @@ def watch(
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.watch import Watcher, WatchSettings, state_file
 
     delivery = _delivery(pushgateway, webhook)
@@ -521,6 +529,7 @@ def manual_record(
     """Record the result of a manual runbook step; its scenario reads it back."""
     from datetime import datetime
 
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook import manual
 
     known = {name.lower(): name for name in _manual_scenarios()}
@@ -544,6 +553,7 @@ def manual_record(
 @manual_app.command("list")
 def manual_list() -> None:
     """Every @manual scenario with its latest record and whether it is still valid."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook import manual
 
     try:
@@ -559,6 +569,7 @@ def manual_list() -> None:
 
 def _manual_scenarios() -> dict[str, str | None]:
     """name -> cadence of every @manual scenario under features/."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.features import load_features
 
     cadences = ("daily", "weekly", "monthly", "quarterly")
@@ -616,6 +627,7 @@ FeaturesOption = Annotated[Path | None, typer.Option(
 
 def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path, Path]:
     """The runbook and features to read: the given ones, else the project's own."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.sections import RUNBOOK_FILE
 
     return markdown or PROJECT_ROOT / RUNBOOK_FILE, features or PROJECT_ROOT / "features"
@@ -631,6 +643,7 @@ def coverage(
 ) -> None:
     """Each heading of the runbook: covered, manual or uncovered by the @runbook: tags of
     the features; then the covered share (leaves counted, parts rolled up)."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import coverage as measured
 
     try:
@@ -656,7 +669,10 @@ def docs(
 ) -> None:
     """Write the runbook as executed, living-runbook.md and .html: each section with its
     scenarios' last status, when they ran and what they measured, manual records, gaps."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import coverage as measured
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import docs as living
 
     try:

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbook import manual
 from runbook.config import Target
 from runbook.errors import ConfigError
+from runbook.features import load_features
 from runbook.redact import Redactor
 from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
 
@@ -58,7 +60,6 @@ def features_directory() -> Path:
 
 def check_features(directory: Path) -> None:
     """Every feature file parses: a malformed one is one line naming it, before any run."""
-    from runbook.features import load_features
 
     if not load_features(directory):
         raise ConfigError(f"{directory}: no scenarios in any .feature file; check"
@@ -119,7 +120,6 @@ def environment(run_id: str, home: Path, extra: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
     """The subprocess's environment: this one (without a parent pytest's variables), the
     run id, ``RUNBOOK_HOME`` and ``RUNBOOK_RECORDS`` made absolute, then ``extra``."""
-    from runbook import manual
 
     env = {k: v for k, v in os.environ.items() if k not in _PYTEST_VARIABLES}
     env.update(RUNBOOK_HOME=str(home), RUNBOOK_RUN_ID=run_id,

@@ -18,6 +18,7 @@ def resolve(choice: TargetChoice, home: Path,
     """
     if choice.kind != "sandbox":
         return Target.from_variables(choice.name, choice.variables, source=choice.source)
+    # the sandbox layer is loaded only for a sandbox target
     from runbook.sandbox import Sandbox
 
     sandbox = Sandbox(home)

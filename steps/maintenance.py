@@ -15,6 +15,7 @@ from pytest_bdd import parsers, then, when
 
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
+from runbook.drills import quarterly
 from runbook.platforms import PlatformAdapter
 from runbook.probes import audit, maintenance, queues, resources
 from runbook.results import ProbeResult
@@ -185,7 +186,7 @@ def _(channels: ProbeResult) -> None:
 @when(parsers.parse("the on-call engineer reads the drill records of the last {days:d} days"),
       target_fixture="dr_drill")
 def _(target: Target, timeouts: Timeouts, drill_records: Path, days: int) -> ProbeResult:
-    return maintenance.dr_drill_passed(target, timeouts, drill_records, within_days=days)
+    return quarterly.dr_drill_passed(target, timeouts, drill_records, within_days=days)
 
 
 @then("a disaster recovery drill passed among them")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from runbook.actions import logs, restart
-from runbook.actions.logs import LogSummary
+from runbook.actions import restart
 from runbook.actions.restart import RestartRecord
 from runbook.checks import require_record
 from runbook.config import Target
 from runbook.platforms import PlatformAdapter
+from runbook.probes import logs
+from runbook.probes.logs import LogSummary
 from runbook.timeouts import Timeouts
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pytest_bdd import given, parsers, then, when
 
+from runbook.actions import journeys
 from runbook.actions import queues as queue_actions
 from runbook.actions.queues import (
     Cleared,
@@ -24,7 +25,7 @@ from runbook.checks import (
 )
 from runbook.config import Target
 from runbook.platforms import PlatformAdapter
-from runbook.probes import journeys, queues, redis
+from runbook.probes import queues, redis
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 

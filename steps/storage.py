@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pytest_bdd import then, when
 
+from runbook.actions import journeys
 from runbook.actions.users import CanaryPool
 from runbook.checks import require_ok
 from runbook.config import Target
-from runbook.probes import journeys, storage
+from runbook.probes import storage
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from runbook.cli import app
 from runbook.config import Target
-from runbook.drills import ledger, provenance
+from runbook.drills import ledger, provenance, quarterly
 from runbook.drills.ledger import LEDGER_FILE
 from runbook.drills.record import (
     DrillRecord,
@@ -394,25 +394,25 @@ def test_drill_help_lists_run_sign_and_verify() -> None:
 
 def test_a_sandbox_drill_never_stands_for_staging(tmp_path: Path) -> None:
     sandbox = _write(tmp_path, SANDBOX)
-    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    result = quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok
     assert result.problem.startswith("no disaster recovery drill of this target (staging,")
     assert f"not counted: {sandbox.name} (a drill of sandbox, not staging)" in result.problem
     assert result.advice == maintenance.DR_DRILL_ADVICE
-    assert maintenance.dr_drill_passed(SANDBOX, TIMEOUTS, tmp_path, within_days=92).ok
-    moved = maintenance.dr_drill_passed(STAGING_MOVED, TIMEOUTS, tmp_path, within_days=92)
+    assert quarterly.dr_drill_passed(SANDBOX, TIMEOUTS, tmp_path, within_days=92).ok
+    moved = quarterly.dr_drill_passed(STAGING_MOVED, TIMEOUTS, tmp_path, within_days=92)
     assert not moved.ok
     _write(tmp_path, STAGING)
-    assert maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
-    moved = maintenance.dr_drill_passed(STAGING_MOVED, TIMEOUTS, tmp_path, within_days=92)
+    assert quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
+    moved = quarterly.dr_drill_passed(STAGING_MOVED, TIMEOUTS, tmp_path, within_days=92)
     assert not moved.ok and "a drill of other endpoints" in moved.problem
 
 
 def test_an_edited_record_does_not_count_and_the_check_says_why(tmp_path: Path) -> None:
     path = _write(tmp_path, STAGING)
-    assert maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
+    assert quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
     path.write_text(path.read_text().replace('"operator": "alice"', '"operator": "alicf"'))
-    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    result = quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok
     assert f"not counted: {path.name} (its bytes differ from those the ledger recorded" \
            " (line 1): edited after it was written)" in result.problem
@@ -422,26 +422,26 @@ def test_an_edited_record_does_not_count_and_the_check_says_why(tmp_path: Path) 
 def test_a_damaged_ledger_counts_no_record(tmp_path: Path) -> None:
     path = _write(tmp_path, STAGING)
     _flip(tmp_path / LEDGER_FILE, 40)
-    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    result = quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok and path.name in result.problem
     assert "ledger.jsonl line 1" in result.problem
 
 
 def test_a_record_without_its_target_counts_for_none(tmp_path: Path) -> None:
     write_record(_record(STAGING), tmp_path, Redactor())
-    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    result = quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok and "written without its target's fingerprint" in result.problem
 
 
 def test_only_a_passing_drill_within_the_quarter_counts(tmp_path: Path) -> None:
     _write(tmp_path, STAGING, days_ago=100)
     _write(tmp_path, STAGING, drill="database-failure", ok=False)
-    result = maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
+    result = quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok
     assert "the last passing disaster recovery drill of this target (api-crash) finished" \
            " 100 days ago" in result.problem
     _write(tmp_path, STAGING, days_ago=91)
-    assert maintenance.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
+    assert quarterly.dr_drill_passed(STAGING, TIMEOUTS, tmp_path, within_days=92).ok
 
 
 # -- end to end: a real drill on the sandbox -------------------------------------------------

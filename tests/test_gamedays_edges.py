@@ -28,14 +28,14 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook.actions import users
+from runbook.actions import journeys
 from runbook.actions.users import CanaryUser, canary_user
 from runbook.drills import detection, engine, faults
 from runbook.drills.catalog import DRILLS
 from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import data_breach, slow_query, upload_failures
-from runbook.probes import audit, journeys, postgres
+from runbook.probes import audit, canaries, postgres
 from runbook.runner import PROJECT_ROOT
 from runbook.sandbox.procs import is_alive
 from runbook.sections import next_steps
@@ -200,7 +200,7 @@ def test_the_breach_is_seen_by_the_audit_reviews_and_its_revert_removes_it(
 
 def test_a_victim_is_a_canary_for_removal_but_counted_by_the_audit_reviews() -> None:
     victim = "runbook-canary-victim-0123456789abcdef@legacyvideo.test"
-    assert users.is_canary_email(victim)
+    assert canaries.is_canary_email(victim)
     import re
 
     assert not re.match(audit.CANARY_EMAIL, victim)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook.actions import journeys
 from runbook.actions.users import CanaryUser, canary_user
 from runbook.config import Target
 from runbook.drills import faults
@@ -39,7 +40,7 @@ from runbook.drills.incidents.database_connection_errors import ConnectionUse
 from runbook.drills.service_variables import value_for, without_password
 from runbook.errors import ConfigError
 from runbook.platforms import platform_for
-from runbook.probes import journeys, resources
+from runbook.probes import resources
 from runbook.results import ProbeResult, Timing, utcnow
 from runbook.sandbox.services.api import CHAOS_CPU_HOG, start_cpu_hog
 from runbook.sections import next_steps
@@ -202,7 +203,7 @@ DRILL = textwrap.dedent("""
     from runbook.drills.catalog import DRILLS
     from runbook.drills.context import context_for
     from runbook.drills.guard import Guard
-    from runbook.probes import journeys
+    from runbook.actions import journeys
 
     home, ledgers, name, out = sys.argv[1:5]
     spec = {"name": "sandbox", "config_file": None, "home": home}

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from runbook.actions import queues as queue_actions
 from runbook.config import Target
+from runbook.drills import quarterly
 from runbook.drills.record import DrillRecord, Objective, write_record
 from runbook.errors import ConfigError
 from runbook.probes import audit, maintenance
@@ -178,7 +179,7 @@ def test_a_failed_drill_alone_does_not_count(sandbox: RunningSandbox, tmp_path: 
     failing = replace(record, completed=False)
     write_record(failing, tmp_path, Redactor(), target=_target(sandbox))
     (tmp_path / "torn.json").write_text("{")
-    result = maintenance.dr_drill_passed(_target(sandbox), TIMEOUTS, tmp_path, within_days=92)
+    result = quarterly.dr_drill_passed(_target(sandbox), TIMEOUTS, tmp_path, within_days=92)
     assert not result.ok and "no disaster recovery drill passed" in result.problem
     assert "aborted" in result.problem and result.observed["unreadable"] == ["torn.json"]
     assert "not counted: torn.json (not a readable drill record)" in result.problem

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from runbook.actions.logs import summarize
 from runbook.config import Target
 from runbook.errors import ConfigError, RunbookError, SafetyGateError
 from runbook.platforms import (
@@ -34,6 +33,7 @@ from runbook.platforms.base import (
 from runbook.platforms.kubernetes import KubernetesNames, KubernetesPlatform, kubectl_since
 from runbook.platforms.railway import RailwayPlatform, parse_variables
 from runbook.platforms.sandbox import SandboxPlatform
+from runbook.probes.logs import summarize
 from runbook.results import Activity, Timing
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from runbook.actions.logs import recent_logs
 from runbook.config import Target
 from runbook.errors import ConfigError, RunbookError, SafetyGateError
 from runbook.platforms import platform_for
 from runbook.platforms.base import PlatformTimeouts, Runner, fingerprint
 from runbook.platforms.kubernetes import KubernetesNames, KubernetesPlatform
 from runbook.platforms.railway import RailwayPlatform, parse_variables
+from runbook.probes.logs import recent_logs
 
 FAKEBIN = Path(__file__).parent / "fakebin"
 API_SECRET = "fake-api-secret-4f9c2e7a1b"

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from runbook.actions.logs import recent_logs
 from runbook.config import Target
 from runbook.errors import SafetyGateError
 from runbook.platforms import platform_for
 from runbook.platforms.base import fingerprint
 from runbook.platforms.sandbox import SandboxPlatform
+from runbook.probes.logs import recent_logs
 from runbook.wait import wait_until
 
 #: A database URL nobody listens on: the API started with it has "lost its database".

@@ -16,6 +16,7 @@ import pytest
 from runbook.actions import users
 from runbook.config import Target
 from runbook.errors import SafetyGateError
+from runbook.probes import canaries
 from runbook.timeouts import Timeouts
 
 TIMEOUTS = Timeouts()
@@ -52,7 +53,7 @@ def _hash(target: Target, user_id: str) -> str:
 def _canary_rows(target: Target) -> int:
     with _db(target) as conn:
         row = conn.execute('SELECT count(*) FROM "User" WHERE "email" LIKE %s',
-                           (f"{users.CANARY_PREFIX}%",)).fetchone()
+                           (f"{canaries.CANARY_PREFIX}%",)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -88,7 +89,7 @@ def test_user_management_story_on_canaries(target: Target) -> None:
         assert row is not None
         email, role, locked, password_hash = row
         assert (email, role, locked) == (admin.email, "ADMIN", False)
-        assert email.startswith(users.CANARY_PREFIX) and email.endswith("@legacyvideo.test")
+        assert email.startswith(canaries.CANARY_PREFIX) and email.endswith("@legacyvideo.test")
         assert password_hash.startswith("$2b$12$")
         assert (admin.hash_scheme, admin.hash_cost) == ("2b", 12)
         assert [a.name for a in admin.activities] == [
@@ -256,15 +257,15 @@ def test_real_users_are_never_reset_or_removed(target: Target, email: str) -> No
 def test_canary_addresses() -> None:
     target = Target.from_variables("t", {"FROM_EMAIL": "noreply@mail.example.com"},
                                    source="test", environment="staging")
-    email = users.canary_email(target)
-    assert email.startswith(users.CANARY_PREFIX) and email.endswith("@mail.example.com")
-    assert users.is_canary_email(email)
+    email = canaries.canary_email(target)
+    assert email.startswith(canaries.CANARY_PREFIX) and email.endswith("@mail.example.com")
+    assert canaries.is_canary_email(email)
     bare = Target.from_variables("t", {"API_URL": "http://x"}, source="test",
                                  environment="staging")
-    assert users.canary_email(bare).endswith("@legacyvideo.test")
+    assert canaries.canary_email(bare).endswith("@legacyvideo.test")
     for other in ("canary@legacyvideo.test", "runbook-canary-@x.test",
                   "runbook-canary-ZZZZZZZZ@x.test", "evil+runbook-canary-abcdef12@x.test"):
-        assert not users.is_canary_email(other)
+        assert not canaries.is_canary_email(other)
 
 
 def test_hash_parameters_are_parsed_not_recorded() -> None:

@@ -73,6 +73,7 @@ import psycopg
 from psycopg import sql
 from psycopg.errors import DuplicateDatabase, InsufficientPrivilege
 
+from runbook.config import Platform
 from runbook.errors import ConfigError, SafetyGateError
 from runbook.pg import (
     COMPARE_SETTINGS,
@@ -85,6 +86,7 @@ from runbook.pg import (
 from runbook.probes import describe_error
 from runbook.redact import Redactor
 from runbook.results import Activity, Timing, utcnow
+from runbook.sandbox import Sandbox, find_postgres
 from runbook.timeouts import Timeouts
 
 #: Every scratch database this module creates is named ``runbook_restore_<hex>``.
@@ -1134,8 +1136,6 @@ def round_trip_for(target: Any, timeouts: Timeouts, workdir: Path) -> BackupReco
     PostgreSQL installation this machine has (``pg_dump`` must not be older than the
     server). Raises ``ConfigError`` when the target has no database.
     """
-    from runbook.config import Platform
-    from runbook.sandbox import Sandbox, find_postgres
 
     source = target.require("DATABASE_URL")
     if target.platform is Platform.SANDBOX and target.runbook_home is not None:

@@ -42,17 +42,16 @@ from runbook.clients import http_client
 from runbook.config import Target
 from runbook.errors import OperationFailed, SafetyGateError
 from runbook.probes import describe_error
+from runbook.probes.canaries import (
+    CANARY_PREFIX,
+    canary_email,
+    is_canary_email,
+)
 from runbook.probes.postgres import connect
 from runbook.redact import MASK, Redactor
 from runbook.results import Activity, Stopwatch, Timing
 from runbook.timeouts import Timeouts
 
-#: Canary e-mails start with this; nothing else is ever removed or has its password reset.
-CANARY_PREFIX = "runbook-canary-"
-#: The kind of canary a security game day attacks (``runbook-canary-victim-<hex>@...``).
-VICTIM = "victim"
-#: The domain of canary e-mails when the target sets no ``FROM_EMAIL``.
-DEFAULT_DOMAIN = "legacyvideo.test"
 #: The cost the runbook's snippet uses: ``bcrypt.hash('newpassword', 12)``.
 BCRYPT_COST = 12
 CANARY_NAME = "Runbook canary (safe to delete)"
@@ -63,9 +62,6 @@ USERS_PATH = "/api/admin/users"
 
 Role = Literal["ADMIN", "USER"]
 
-#: A canary's address; ``victim-`` marks the accounts a security game day attacks, which
-#: stand for real users (the audit reviews count failed logins against them).
-_CANARY_EMAIL = re.compile(rf"{re.escape(CANARY_PREFIX)}(?:{VICTIM}-)?[0-9a-f]{{8,}}@[^@\s]+")
 _BCRYPT_PREFIX = re.compile(r"^\$(2[abxy]?)\$(\d{2})\$")
 _OUTPUT_LIMIT = 4000
 
@@ -247,25 +243,6 @@ class Removal(Outcome):
 
 # -- helpers -----------------------------------------------------------------------------
 
-
-
-def canary_domain(target: Target) -> str:
-    """The domain of ``FROM_EMAIL`` (what LegacyVideo sends from), else ``legacyvideo.test``."""
-    if target.from_email and "@" in target.from_email:
-        return target.from_email.rsplit("@", 1)[1].lower()
-    return DEFAULT_DOMAIN
-
-
-def canary_email(target: Target, kind: str = "") -> str:
-    """A fresh canary address: ``runbook-canary-<hex>@<domain>`` (``runbook-canary-<kind>-
-    <hex>@<domain>`` for a ``kind``)."""
-    infix = f"{kind}-" if kind else ""
-    return f"{CANARY_PREFIX}{infix}{uuid.uuid4().hex[:16]}@{canary_domain(target)}"
-
-
-def is_canary_email(email: str) -> bool:
-    """True for addresses ``canary_email`` makes, and only those."""
-    return bool(_CANARY_EMAIL.fullmatch(email))
 
 
 def hash_password(password: str) -> str:

@@ -46,7 +46,7 @@ from runbook.clients import http_client
 from runbook.config import Target
 from runbook.probes import describe_error
 from runbook.probes.postgres import connect
-from runbook.probes.storage import S3Client, remove_all_versions
+from runbook.probes.storage import S3Client, error_code, remove_all_versions
 from runbook.results import utcnow
 from runbook.timeouts import Timeouts
 
@@ -357,7 +357,6 @@ def object_state(s3: S3Client, bucket: str, key: str) -> ObjectState:
     """Read the current version of ``key`` (absent, or its SHA-256 and version id)."""
     from botocore.exceptions import ClientError
 
-    from runbook.probes.storage import error_code
 
     try:
         got = s3.get_object(Bucket=bucket, Key=key)

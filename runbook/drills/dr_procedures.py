@@ -19,7 +19,7 @@ from runbook.errors import SandboxError
 from runbook.platforms.base import library_call, record
 from runbook.results import Activity
 from runbook.sandbox import Sandbox
-from runbook.sandbox.backups import BackupInfo, RestoreRecord, restore_backup
+from runbook.sandbox.backups import BackupInfo, RestoreRecord, restore_backup, take_backup
 
 #: How long a component may take to come back.
 START_TIMEOUT_S = 60.0
@@ -141,7 +141,6 @@ def redeploy(context: DrillContext) -> list[Activity]:
 def backup_restored(context: DrillContext) -> Activity:
     """The new infrastructure's first backup, of the restored data (the one its ``up`` took
     was of an empty, freshly seeded database: restoring that would lose everything)."""
-    from runbook.sandbox.backups import take_backup
 
     sandbox = Sandbox(context.home)
 

@@ -46,10 +46,10 @@ from runbook.config import Platform, Target
 from runbook.errors import ConfigError, SafetyGateError
 from runbook.figures import Figures, IntegrityReport, compare, read_figures
 from runbook.pg import PgEndpoint, open_connection, parse_dsn
-from runbook.probes import describe_error
+from runbook.probes import describe_error, storage
 from runbook.redact import Redactor
 from runbook.results import utcnow
-from runbook.sandbox.backups import BackupInfo, file_sha256, take_backup_at
+from runbook.sandbox.backups import BackupInfo, backups_dir, file_sha256, take_backup_at
 from runbook.timeouts import Timeouts
 
 LOCATION_VARIABLE = "RUNBOOK_BACKUP_LOCATION"
@@ -210,7 +210,6 @@ def _newest_in_directory(directory: Path, bindir: Path) -> FoundBackup:
 
 def _newest_in_s3(location: str, target: Target, timeouts: Timeouts, workdir: Path,
                   bindir: Path) -> FoundBackup:
-    from runbook.probes import storage
 
     bucket, _, prefix = location.removeprefix("s3://").partition("/")
     s3 = storage.client(target, timeouts)
@@ -244,7 +243,6 @@ def backup_location(target: Target, environ: Mapping[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     location = env.get(LOCATION_VARIABLE, "").strip()
     if not location and target.platform is Platform.SANDBOX and target.runbook_home:
-        from runbook.sandbox.backups import backups_dir
 
         location = str(backups_dir(target.runbook_home))
     return location
@@ -307,7 +305,8 @@ class Restored:
                 self.comparison.evidence(), "dropped": self.dropped}
 
 
-def _admin(scratch: Scratch, timeouts: Timeouts) -> psycopg.Connection[Any]:
+def admin_connection(scratch: Scratch, timeouts: Timeouts) -> psycopg.Connection[Any]:
+    """A session on the scratch server that may create and drop databases (autocommit)."""
     return open_connection(scratch.admin, connect_timeout_s=timeouts.connect,
                            statement_timeout_s=120.0, read_only=False,
                            application=_APPLICATION)
@@ -319,7 +318,7 @@ def scratch_database(scratch: Scratch, timeouts: Timeouts, restored: Restored
     """Create the scratch database (refusing one that exists: only what this drill created
     is ever dropped), yield it, drop it (``WITH (FORCE)``) whatever happens."""
     check_scratch_name(scratch.name, "")
-    with _admin(scratch, timeouts) as conn:
+    with admin_connection(scratch, timeouts) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s",
                               (scratch.name,)).fetchone()
         if exists:
@@ -332,7 +331,7 @@ def scratch_database(scratch: Scratch, timeouts: Timeouts, restored: Restored
     try:
         yield scratch.endpoint
     finally:
-        with _admin(scratch, timeouts) as conn:
+        with admin_connection(scratch, timeouts) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(scratch.name)))
         restored.dropped = True
@@ -444,6 +443,6 @@ def digest(values: Mapping[str, Any]) -> str:
 
 
 __all__ = ["EXPECTED_TABLES", "LOCATION_VARIABLE", "SCRATCH_VARIABLE", "FoundBackup",
-           "Restored", "Scratch", "backup_location", "digest", "fresh_backup", "newest_backup",
-           "restore_and_validate", "restore_file", "scratch_database", "scratch_for",
-           "validate"]
+           "Restored", "Scratch", "admin_connection", "backup_location", "digest",
+           "fresh_backup", "newest_backup", "restore_and_validate", "restore_file",
+           "scratch_database", "scratch_for", "validate"]

@@ -44,15 +44,18 @@ def platform_for(target: Target, *, allow_changes: bool, runner: Runner | None =
             " or kubernetes so the runbook knows how to restart services and read logs"
         )
     if target.platform is Platform.SANDBOX:
+        # each adapter (and its CLI's helpers) is loaded only for its own platform
         from runbook.platforms.sandbox import SandboxPlatform
 
         return SandboxPlatform(target, allow_changes=allow_changes,
                                restart_timeout_s=timeouts.restart_s)
     if target.platform is Platform.RAILWAY:
+        # each adapter (and its CLI's helpers) is loaded only for its own platform
         from runbook.platforms.railway import RailwayPlatform
 
         return RailwayPlatform(target, allow_changes=allow_changes, runner=runner,
                                timeouts=timeouts)
+    # each adapter (and its CLI's helpers) is loaded only for its own platform
     from runbook.platforms.kubernetes import KubernetesNames, KubernetesPlatform
 
     return KubernetesPlatform(target, allow_changes=allow_changes, runner=runner,

@@ -9,7 +9,7 @@
   overruns is stopped (its whole process group) and the run is recorded as failed; a missing
   executable is a one-line ``RunbookError``.
 * Error-line classification for logs (``ERROR``, ``level=error``, tracebacks, 5xx request
-  lines), shared by every adapter and by ``runbook.actions.logs``.
+  lines), shared by every adapter and by ``runbook.probes.logs``.
 """
 
 from __future__ import annotations

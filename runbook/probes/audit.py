@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbook.actions.users import CANARY_PREFIX
 from runbook.config import Target
 from runbook.errors import ConfigError
 from runbook.probes import Verdict, run_probe
+from runbook.probes.canaries import CANARY_PREFIX
 from runbook.probes.postgres import connect
 from runbook.results import ProbeResult, utcnow
 from runbook.timeouts import Timeouts

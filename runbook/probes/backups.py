@@ -20,6 +20,7 @@ from __future__ import annotations
 from runbook.config import Platform, Target
 from runbook.probes import Verdict, run_probe
 from runbook.results import ProbeResult, utcnow
+from runbook.sandbox.backups import sandbox_backups
 from runbook.timeouts import Timeouts
 
 #: The advice key of this check's failures (``runbook.sections.NEXT_STEPS``): "Maintenance
@@ -61,7 +62,6 @@ def backup_freshness(target: Target, timeouts: Timeouts, max_age_s: float) -> Pr
             return Verdict(False, expected, f"backups unavailable: {reason}",
                            {"unavailable": True, "platform": str(target.platform)},
                            advice=ADVICE)
-        from runbook.sandbox.backups import sandbox_backups
 
         assert target.runbook_home is not None
         backups = sandbox_backups(target.runbook_home)

@@ -2,7 +2,7 @@
 
 Read-only, each bounded like every probe. What they read:
 
-* error rates: the platform's logs of a service (``runbook.actions.logs``), its request lines'
+* error rates: the platform's logs of a service (``runbook.probes.logs``), its request lines'
   5xx share;
 * e-mail delivery: BullMQ's own ``completed`` and ``failed`` sorted sets of the ``email``
   queue, counted by score, which BullMQ sets to the time each job finished;
@@ -10,9 +10,10 @@ Read-only, each bounded like every probe. What they read:
   environment of the run, for any target; else, on the sandbox, its own record of when it
   generated (or re-minted) each secret. No secret value is read;
 * table maintenance: ``pg_stat_user_tables`` against autovacuum's own thresholds;
-* the runbook's ``**Next Review:**`` date;
-* drill records (``reports/drills/*.json``, ``runbook.drills.record``), verified against
-  their ledger (``runbook.drills.verify``).
+* the runbook's ``**Next Review:**`` date.
+
+The quarterly "DR drill passed" check reads drill records: it lives with them
+(``runbook.drills.quarterly``).
 
 ``for_item`` gives a reused probe's result (disk usage, queue counts) the maintenance item's
 advice, so its failure names the item before the incident steps.
@@ -30,14 +31,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from runbook.actions.logs import recent_logs
 from runbook.config import Platform, Target
-from runbook.drills import provenance
-from runbook.drills.verify import RecordCheck, verify
 from runbook.platforms import PlatformAdapter
 from runbook.platforms.base import PlatformTimeouts
 from runbook.probes import Verdict, queues, run_probe
+from runbook.probes.logs import recent_logs
+from runbook.probes.postgres import connect
+from runbook.reporting.alerts import WEBHOOK_VARIABLE, webhook_for
 from runbook.results import ProbeResult, utcnow
+from runbook.sandbox.credentials import rotation_dates
+from runbook.sandbox.layout import Layout
 from runbook.timeouts import Timeouts
 
 #: The advice keys (``runbook.sections.NEXT_STEPS``) of these checks' failures.
@@ -68,7 +71,7 @@ def for_item(result: ProbeResult, advice: str) -> ProbeResult:
     return replace(result, advice=advice)
 
 
-def _days(seconds: float) -> float:
+def as_days(seconds: float) -> float:
     return round(seconds / 86400, 2)
 
 
@@ -113,7 +116,7 @@ def email_delivery(target: Target, timeouts: Timeouts, *, window_s: float = 8640
     ``completed`` and ``failed`` sets of the ``email`` queue (the score is when each job
     finished). Records delivered, failed, ``failed_percent`` (0 when none finished) and the
     newest failures' names and reasons."""
-    expected = f"e-mail jobs finished in the last {_days(window_s):g} days, counted"
+    expected = f"e-mail jobs finished in the last {as_days(window_s):g} days, counted"
     url = target.require("REDIS_URL")
     queue = "email"
 
@@ -154,7 +157,7 @@ def rotation_variable(secret: str) -> str:
     return f"RUNBOOK_{secret}_ROTATED_AT"
 
 
-def _parse_moment(raw: str) -> datetime:
+def parse_moment(raw: str) -> datetime:
     """``2026-11-01`` (midnight UTC) or an ISO time (UTC when it gives no zone)."""
     text = raw.strip().replace("Z", "+00:00")
     try:
@@ -167,8 +170,6 @@ def _parse_moment(raw: str) -> datetime:
 def _sandbox_rotations(target: Target) -> dict[str, datetime] | None:
     if target.platform is not Platform.SANDBOX or target.runbook_home is None:
         return None
-    from runbook.sandbox.credentials import rotation_dates
-    from runbook.sandbox.layout import Layout
 
     return rotation_dates(Layout(target.runbook_home).secrets)
 
@@ -193,7 +194,7 @@ def secret_age(target: Target, timeouts: Timeouts, secret: str, *, max_age_days:
         if raw:
             observed["source"] = variable
             try:
-                rotated = _parse_moment(raw)
+                rotated = parse_moment(raw)
             except ValueError:
                 return Verdict(False, expected, f"{raw!r} in {variable} is not a date; give"
                                " one like 2026-11-01", observed, advice=SECRETS_ADVICE)
@@ -253,7 +254,6 @@ def table_maintenance(target: Target, timeouts: Timeouts, *, max_age_days: float
     dsn = target.require("DATABASE_URL")
 
     def body() -> Verdict:
-        from runbook.probes.postgres import connect
 
         cutoff = (now or utcnow()) - timedelta(days=max_age_days)
         with connect(dsn, timeouts) as conn:
@@ -354,7 +354,6 @@ def alert_channels(target: Target, timeouts: Timeouts,
     """Every paging tier (critical, warning) has a webhook the runbook's failures go to
     (``RUNBOOK_WEBHOOK_URL`` or ``RUNBOOK_WEBHOOK_URL_<TIER>``), an http(s) URL. Nothing is
     posted: the URL itself is a secret, so only which tiers are routed is recorded."""
-    from runbook.reporting.alerts import WEBHOOK_VARIABLE, webhook_for
 
     expected = f"a webhook for the critical and warning tiers ({WEBHOOK_VARIABLE}[_<TIER>])"
     env = os.environ if env is None else env
@@ -376,104 +375,3 @@ def alert_channels(target: Target, timeouts: Timeouts,
         return Verdict(True, expected, observed=observed)
 
     return run_probe("alerts", "alert channels", target, timeouts, body, expected=expected)
-
-
-# -- quarterly --------------------------------------------------------------------------------
-
-
-def _not_counted(check: RecordCheck, ledger_problem: str, environment: str,
-                 fingerprint: str) -> str:
-    """Why a disaster recovery drill's record does not count for this target ("" when it
-    does, its age aside)."""
-    if ledger_problem:  # then no record can be trusted to be the one written
-        return f"the drill ledger does not verify ({ledger_problem})"
-    if not check.ok:
-        return "; ".join(check.problems)
-    if check.environment != environment:
-        return f"a drill of {check.environment or 'no environment'}, not {environment}"
-    if check.fingerprint is None:
-        return "written without its target's fingerprint, so of no known target"
-    if check.fingerprint != fingerprint:
-        return (f"a drill of other endpoints (fingerprint {check.fingerprint[:12]}), not this"
-                f" target's ({fingerprint[:12]})")
-    return ""
-
-
-def _drill_summary(check: RecordCheck, now: datetime, why: str) -> dict[str, Any]:
-    finished = _parse_moment(check.finished_at)
-    return {"file": check.file, "drill": check.drill, "section": check.section,
-            "verdict": check.verdict, "environment": check.environment,
-            "fingerprint": check.fingerprint, "finished_at": finished.isoformat(),
-            "age_days": _days((now - finished).total_seconds()), "not_counted": why}
-
-
-def dr_drill_passed(target: Target, timeouts: Timeouts, records: Path, *, within_days: float,
-                    now: datetime | None = None) -> ProbeResult:
-    """A disaster recovery drill of THIS target passed within ``within_days``: among the
-    drill records in ``records``, one whose section is under the runbook's Disaster Recovery,
-    that verifies against the drill ledger (``runbook drill verify``: bytes as written,
-    verdict as its phases and figures give it, ledger intact), whose recomputed verdict is
-    ``pass``, and whose environment and endpoint fingerprint are the target's
-    (``runbook.drills.provenance``). Records what was counted and why every other DR record
-    was not."""
-    environment, fingerprint = target.environment.value, provenance.fingerprint(target)
-    expected = (f"a disaster recovery drill of this target ({environment}, endpoints"
-                f" {fingerprint[:12]}) passed within the last {within_days:g} days, its"
-                " record verified against the drill ledger")
-
-    def body() -> Verdict:
-        moment = now or utcnow()
-        if not records.is_dir():
-            return Verdict(False, expected,
-                           f"no disaster recovery drill is recorded in {records}",
-                           {"records": str(records), "dr_drills": 0}, advice=DR_DRILL_ADVICE)
-        verification = verify(records)
-        ledger_problem = verification.ledger_problems[0] if verification.ledger_problems \
-            else ""
-        drills: list[dict[str, Any]] = []
-        # Records that do not parse (or have no finish time) may be DR drills: named too.
-        unreadable = [check.file for check in verification.records if check.document is None]
-        for check in verification.records:
-            if not check.section.startswith(DR_PART):
-                continue
-            why = _not_counted(check, ledger_problem, environment, fingerprint)
-            try:
-                drills.append(_drill_summary(check, moment, why))
-            except ValueError:
-                unreadable.append(check.file)
-        drills.sort(key=lambda d: str(d["finished_at"]), reverse=True)
-        ours = [d for d in drills if not d["not_counted"]]
-        others = [d for d in drills if d["not_counted"]]
-        passed = [d for d in ours if d["verdict"] == "pass"]
-        observed: dict[str, Any] = {
-            "records": str(records), "environment": environment, "fingerprint": fingerprint,
-            "dr_drills": len(drills), "of_this_target": len(ours),
-            "not_counted": [{"file": d["file"], "why": d["not_counted"]} for d in others],
-            "unreadable": unreadable, "ledger_problems": list(verification.ledger_problems),
-            "newest": ours[0] if ours else None, "newest_pass": passed[0] if passed else None,
-            "within_days": within_days,
-        }
-        if passed and passed[0]["age_days"] <= within_days:
-            return Verdict(True, expected, observed=observed)
-        if passed:
-            seen = (f"the last passing disaster recovery drill of this target"
-                    f" ({passed[0]['drill']}) finished {passed[0]['age_days']:.0f} days ago,"
-                    f" on {passed[0]['finished_at'][:10]}")
-        elif ours:
-            newest = ours[0]
-            seen = (f"no disaster recovery drill passed: {len(ours)} recorded for this target,"
-                    f" the newest ({newest['drill']}, {newest['finished_at'][:10]})"
-                    f" {newest['verdict']}")
-        else:
-            seen = (f"no disaster recovery drill of this target ({environment}, endpoints"
-                    f" {fingerprint[:12]}) is recorded in {records}")
-        skipped = [f"{d['file']} ({d['not_counted']})" for d in others]
-        skipped += [f"{name} (not a readable drill record)" for name in unreadable]
-        if skipped:
-            shown = "; ".join(skipped[:3])
-            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-            seen += f"; not counted: {shown}{more}"
-        return Verdict(False, expected, seen, observed, advice=DR_DRILL_ADVICE)
-
-    return run_probe("drill", "disaster recovery drill recency", target, timeouts, body,
-                     expected=expected)

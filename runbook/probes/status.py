@@ -30,7 +30,7 @@ COMPONENTS: dict[str, tuple[tuple[str, ...], Callable[[Target, Timeouts], ProbeR
 PARTS: dict[str, tuple[str, ...]] = {
     "Web": ("WEB_URL",),
     "Resend": ("RESEND_API_KEY", "FROM_EMAIL"),
-    # What the canary journeys (runbook.probes.journeys) go through.
+    # What the canary journeys (runbook.actions.journeys) go through.
     "API and its database": ("API_URL", "DATABASE_URL"),
     "API, its database and S3": ("API_URL", "DATABASE_URL", "S3_BUCKET"),
     "API, its database and the worker": ("API_URL", "DATABASE_URL", "REDIS_URL"),

@@ -21,6 +21,7 @@ ADMIN_TOKEN_TTL_S = 365 * 24 * 3600
 
 def _migrate_module():  # type: ignore[no-untyped-def]
     try:
+        # the services' own modules (and their dependencies) load only when used
         from runbook.sandbox.services import migrate
     except ImportError as exc:
         raise SandboxError(
@@ -66,7 +67,10 @@ def mint_admin_token(port: int, secrets: Secrets) -> str:
     """
     import psycopg
 
+    # the services' own modules (and their dependencies) load only when used
     from runbook.sandbox.services import tokens
+
+    # the services' own modules (and their dependencies) load only when used
     from runbook.sandbox.services.seeddata import ADMIN_EMAIL
 
     with psycopg.connect(

@@ -49,6 +49,8 @@ from runbook.pg import PgEndpoint, open_connection, parse_dsn
 from runbook.redact import Redactor
 from runbook.results import Activity, Timing, utcnow
 from runbook.sandbox.layout import Layout, write_json_atomic
+from runbook.sandbox.ports import load_ports
+from runbook.sandbox.postgres import APP_DATABASE, APP_ROLE, bootstrap
 from runbook.timeouts import Timeouts
 
 if TYPE_CHECKING:  # the stack imports this module to take its backups
@@ -366,7 +368,6 @@ def prune(directory: Path, keep: int) -> list[Path]:
 
 
 def _sandbox_parts(sandbox: Sandbox) -> tuple[str, Path, Path]:
-    from runbook.sandbox.postgres import APP_DATABASE
 
     return (sandbox.superuser_dsn(APP_DATABASE), sandbox.bindir,
             backups_dir(sandbox.home))
@@ -463,8 +464,6 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
     import psycopg
     from psycopg import sql
 
-    from runbook.sandbox.ports import load_ports
-    from runbook.sandbox.postgres import APP_DATABASE, APP_ROLE, bootstrap
 
     timeouts = timeouts or Timeouts()
     damaged = backup.verify()

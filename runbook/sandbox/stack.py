@@ -24,9 +24,10 @@ from typing import Any
 from runbook.errors import SandboxError
 from runbook.redact import Redactor
 from runbook.sandbox import components, control
+from runbook.sandbox.appdb import mint_admin_token
 from runbook.sandbox.binaries import find_binaries, find_postgres
 from runbook.sandbox.control import ControlEndpoint
-from runbook.sandbox.credentials import Secrets, load_secrets
+from runbook.sandbox.credentials import Secrets, load_secrets, with_admin_token
 from runbook.sandbox.layout import COMPONENTS, Layout, default_home, read_json, write_json_atomic
 from runbook.sandbox.ports import load_ports, port_is_listening
 from runbook.sandbox.postgres import SUPERUSER, dsn, remove_data_directory
@@ -232,8 +233,6 @@ class Sandbox:
         """
         import psycopg
 
-        from runbook.sandbox.appdb import mint_admin_token
-        from runbook.sandbox.credentials import with_admin_token
 
         port = self._ports()["postgres"]
         try:

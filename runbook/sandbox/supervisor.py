@@ -52,6 +52,7 @@ from runbook.sandbox.credentials import Secrets, ensure_secrets, with_admin_toke
 from runbook.sandbox.layout import COMPONENTS, Layout, write_json_atomic
 from runbook.sandbox.ports import allocate_ports
 from runbook.sandbox.procs import parent_death_preexec, reserve_cpu_share, start_time
+from runbook.timeouts import Timeouts
 
 log = logging.getLogger("runbook.sandbox.supervisor")
 
@@ -582,7 +583,6 @@ class Supervisor:
 
     def _backup(self, reason: str) -> backups.BackupInfo:
         """Dump the application database into ``sandbox/backups`` (see ``backups``)."""
-        from runbook.timeouts import Timeouts
 
         admin = postgres.dsn(self.ports["postgres"], postgres.SUPERUSER,
                              self.secrets.postgres_password, postgres.APP_DATABASE)

@@ -46,7 +46,7 @@ from runbook.drills.incidents.steps import StepLog, output
 from runbook.drills.processes import read_json
 from runbook.errors import SandboxError
 from runbook.platforms.base import chained, library_call, record
-from runbook.probes import Verdict, describe_error, run_probe
+from runbook.probes import Verdict, canaries, describe_error, run_probe
 from runbook.probes.postgres import connect
 from runbook.results import Activity, ProbeResult
 from runbook.sandbox import Sandbox
@@ -173,7 +173,7 @@ def remove_attack_rows(target: Target, timeouts: Timeouts, ip: str) -> int:
             'DELETE FROM "AuditLog" WHERE "ip" = %s'
             " AND \"action\" IN ('LOGIN_FAILURE', 'LOGIN_SUCCESS')"
             " AND coalesce(\"metadata\"->>'email', '') LIKE %s",
-            (ip, f"{users.CANARY_PREFIX}%")).rowcount
+            (ip, f"{canaries.CANARY_PREFIX}%")).rowcount
 
 
 def _admin_status(api: str, token: str, timeouts: Timeouts) -> int | None:
@@ -205,7 +205,7 @@ class SecurityBreach:
             _remember_secrets(context)
             victims: list[Compromised] = []
             for _ in range(accounts):
-                canary = users.create_canary(target, timeouts, kind=users.VICTIM)
+                canary = users.create_canary(target, timeouts, kind=canaries.VICTIM)
                 remember_canary(context, canary.id, "attacked")
                 victim = Compromised(canary.id, canary.email, canary.password)
                 ATTACKER.note(victim)
@@ -517,7 +517,7 @@ class Breach(Incident):
         victims = {str(uid): email for a in found for email, uid in a["accounts"].items()
                    if uid}
         for user_id, email in sorted(victims.items(), key=lambda item: item[1]):
-            if not users.is_canary_email(email):
+            if not canaries.is_canary_email(email):
                 book.step(f"1. lock {email}", (), lambda: (True, output(
                     "not a runbook canary: a game day locks runbook-made accounts only"), ""))
                 continue

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 
+from runbook.actions import journeys
 from runbook.actions import queues as queue_actions
-from runbook.actions import users
 from runbook.clients import http_client
 from runbook.config import Target
 from runbook.drills.engine import Incident, fixed
 from runbook.drills.incidents.steps import StepLog, differing, output
 from runbook.platforms.base import library_call
+from runbook.probes import canaries
 from runbook.probes import email as email_probe
-from runbook.probes import journeys
 from runbook.probes import queues as queue_probe
 from runbook.results import Activity, ProbeResult
 from runbook.sections import EMAIL_NOT_SENDING
@@ -36,7 +36,7 @@ def send_directly(target: Target, timeouts: Timeouts) -> tuple[bool, str]:
     """Step 6, "test email manually via Resend": ``POST /emails`` from ``FROM_EMAIL`` with
     the account's key to a canary mailbox, then its delivery."""
     key = target.require("RESEND_API_KEY")
-    to = users.canary_email(target)
+    to = canaries.canary_email(target)
     with http_client(timeouts, headers={"Authorization": f"Bearer {key}"}) as http:
         answer = http.post(f"{target.resend_api_url.rstrip('/')}/emails", json={
             "from": target.require("FROM_EMAIL"), "to": [to],

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import secrets
 
+from runbook.actions import journeys
 from runbook.drills.engine import Incident, fixed
 from runbook.drills.incidents.steps import StepLog
 from runbook.drills.service_variables import target_value
-from runbook.probes import journeys
 from runbook.results import Activity, ProbeResult
 from runbook.sections import INVALID_TOKEN
 

@@ -50,6 +50,8 @@ from runbook.pg import open_connection, parse_dsn
 from runbook.platforms.base import library_call, record
 from runbook.probes import storage as s3_probe
 from runbook.results import Activity, ProbeResult
+from runbook.sandbox import Sandbox
+from runbook.sandbox.services import migrate
 
 
 def recovery_home(context: DrillContext, params: Params) -> Path:
@@ -115,7 +117,6 @@ class IsolatedRebuild(RealTargetDrill):
         return f"the isolated environment will live in {home}", [{"recovery_home": str(home)}]
 
     def _rebuilt(self) -> DrillContext:
-        from runbook.sandbox import Sandbox
 
         home = recovery_home(self.context, self.run.params)
         target = Target.from_variables("isolated-recovery", Sandbox(home).env(),
@@ -124,8 +125,6 @@ class IsolatedRebuild(RealTargetDrill):
         return DrillContext(target, self.context.timeouts, self.context.platform, home)
 
     def runbook_steps(self) -> list[Activity]:
-        from runbook.sandbox import Sandbox
-        from runbook.sandbox.services import migrate
 
         context, run = self.context, self.run
         book = StepLog(context)

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from runbook.drills.canaries import CanaryReport
 from runbook.drills.engine import Evidence
 from runbook.drills.faults import DrillContext, Params, fault
@@ -30,6 +32,7 @@ from runbook.drills.restores import (
     FoundBackup,
     Restored,
     Scratch,
+    admin_connection,
     backup_location,
     fresh_backup,
     newest_backup,
@@ -62,15 +65,13 @@ def postgres_bindir(context: DrillContext) -> Path:
 def drop_leftovers(context: DrillContext, params: Params) -> tuple[bool, str, str]:
     """Remove the drill's directory (its backups hold data) and any scratch database of it
     still there (the engine drops it; the guard calls this after a crash)."""
-    from runbook.drills.restores import _admin
 
     shutil.rmtree(context.home / "drills" / str(params["drill_id"]), ignore_errors=True)
     name = str(params.get("scratch") or "")
     scratch = scratch_for(context.target)
     if name and scratch is not None:
-        from psycopg import sql
-
-        with _admin(Scratch(scratch.admin, name, scratch.origin), context.timeouts) as conn:
+        named = Scratch(scratch.admin, name, scratch.origin)
+        with admin_connection(named, context.timeouts) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
     return True, "the drill's backups and scratch database are gone", ""

@@ -17,10 +17,10 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from runbook.actions.logs import summarize as recent_logs_summary
 from runbook.drills.faults import DrillContext
 from runbook.platforms.base import Variables, fingerprint, library_call, lines_since, record
 from runbook.probes import describe_error
+from runbook.probes.logs import summarize as recent_logs_summary
 from runbook.redact import Redactor
 from runbook.results import Activity, ProbeResult, Stopwatch, Timing
 

@@ -24,12 +24,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from runbook.actions import journeys
 from runbook.config import Target
 from runbook.drills.engine import Incident, fixed
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.incidents.steps import StepLog, differing, output
 from runbook.platforms.base import library_call, record
-from runbook.probes import combine, journeys, storage
+from runbook.probes import combine, storage
 from runbook.results import Activity, ProbeResult
 from runbook.sandbox.services.s3 import cors_rule
 from runbook.sections import UPLOAD_FAILURES

@@ -14,6 +14,7 @@ from typing import Any
 from bullmq import Queue
 from redis.asyncio import Redis
 
+from runbook.actions.journeys import remove_jobs
 from runbook.config import Target
 from runbook.drills.engine import Incident, fixed
 from runbook.drills.faults import DrillContext, Params, fault
@@ -23,7 +24,6 @@ from runbook.platforms.base import chained, library_call, record
 from runbook.probes import Verdict, combine, describe_error, run_probe
 from runbook.probes import queues as queue_probe
 from runbook.probes import redis as redis_probe
-from runbook.probes.journeys import remove_jobs
 from runbook.results import Activity, ProbeResult
 from runbook.sandbox import Sandbox
 from runbook.sections import WORKER_NOT_PROCESSING

@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from runbook.actions import users
 from runbook.clients import http_client
 from runbook.config import Target
-from runbook.probes import Verdict, describe_error, e2e, run_probe, storage
+from runbook.probes import Verdict, canaries, describe_error, e2e, run_probe, storage
 from runbook.probes import postgres as postgres_probe
 from runbook.probes import queues as queue_probe
 from runbook.results import ProbeResult
@@ -97,7 +97,7 @@ def _login_answer(target: Target, timeouts: Timeouts) -> int | None:
     try:
         with http_client(timeouts) as client:
             answer = client.post(f"{target.require('API_URL')}{users.LOGIN_PATH}",
-                                 json={"email": users.canary_email(target),
+                                 json={"email": canaries.canary_email(target),
                                        "password": uuid.uuid4().hex})
     except Exception:
         return None
@@ -381,7 +381,7 @@ def send_canary_email(target: Target, timeouts: Timeouts, *, keep: bool = False,
     ``_send_email_job`` reports it, plus ``removed``. The job is removed afterwards unless
     ``keep`` (then the caller removes it: ``actions.queues.remove_jobs``)."""
     job_id = job_id or canary_email_job_id()
-    to = users.canary_email(target)
+    to = canaries.canary_email(target)
 
     async def work(bull: Queue, connection: Redis) -> dict[str, Any]:
         outcome: dict[str, Any] = {"job_id": job_id, "to": to, "removed": False}
