@@ -1,4 +1,6 @@
-"""Client factories: the only places network clients are built, each with finite timeouts.
+"""Client factories: the only places network clients are built, each with finite timeouts
+(HTTP, PostgreSQL, Redis and BullMQ's asyncio Redis, S3), and ``describe_error``, the
+one-line, secret-free description of their failures.
 
 Every HTTP request the runbook makes says who it is: ``User-Agent: legacyvideo-runbook/...``.
 The target labels those requests (``synthetic="true"`` on its request counters), so the
@@ -7,14 +9,29 @@ alerts on error rate and response time count its users' traffic, never the runbo
 
 from __future__ import annotations
 
-import httpx
+import functools
+from typing import Any
 
+import httpx
+import psycopg
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from runbook.config import Target
+from runbook.errors import ConfigError
+from runbook.pg import open_connection, parse_dsn
 from runbook.timeouts import Timeouts
 
 #: What the runbook's HTTP requests start their User-Agent with; the target must label the
 #: requests whose User-Agent starts with it (README, "What the target must expose").
 USER_AGENT_PREFIX = "legacyvideo-runbook"
 USER_AGENT = f"{USER_AGENT_PREFIX}/0.1 (synthetic check; +docs/RUNBOOK.md)"
+#: The Redis client name of the runbook's own connections (never mistaken for a worker).
+REDIS_CLIENT_NAME = "legacyvideo-runbook"
+S3Client = Any  # boto3's client classes are generated at run time
 
 
 def http_client(timeouts: Timeouts, *, base_url: str = "", headers: dict[str, str] | None = None
@@ -45,3 +62,84 @@ def describe_error(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def postgres(dsn: str, timeouts: Timeouts, *, read_only: bool = True) -> psycopg.Connection[Any]:
+    """A PostgreSQL session on ``dsn`` (a DATABASE_URL, Prisma's parameters dropped) with
+    bounded connect and statement times (``timeouts.read``), read-only unless asked,
+    autocommit. Raises ``psycopg.Error`` as psycopg does."""
+    return open_connection(parse_dsn(dsn), connect_timeout_s=timeouts.connect,
+                           statement_timeout_s=timeouts.read, read_only=read_only)
+
+
+def redis_client(url: str, timeouts: Timeouts) -> redis.Redis:
+    """A Redis client with bounded connect and socket timeouts and no retries (redis-py
+    has no timeout by default, and redis-py 8 retries three times with backoff)."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=timeouts.connect, socket_timeout=timeouts.read,
+        retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=True,
+        client_name="legacyvideo-runbook",
+    )
+
+
+def async_redis_client(url: str, timeouts: Timeouts) -> AsyncRedis:
+    """A ``redis.asyncio`` client with bounded connect and command times and no retries.
+
+    ``decode_responses`` is on, as BullMQ's own clients have it."""
+    return AsyncRedis.from_url(
+        url,
+        socket_connect_timeout=timeouts.connect,
+        socket_timeout=timeouts.read,
+        retry=AsyncRetry(NoBackoff(), 0),
+        retry_on_error=[],
+        decode_responses=True,
+        client_name=REDIS_CLIENT_NAME,
+    )
+
+
+def s3_client(target: Target, timeouts: Timeouts) -> S3Client:
+    """A boto3 S3 client for ``target``: SigV4, path-style, bounded connect and read, one
+    attempt (no retries). ``S3_ENDPOINT_URL`` when set; the target's ``AWS_*`` credentials
+    when set, else boto3's default chain."""
+    key_id = target.aws_access_key_id.get_secret_value() if target.aws_access_key_id else None
+    secret = (target.aws_secret_access_key.get_secret_value()
+              if target.aws_secret_access_key else None)
+    if bool(key_id) != bool(secret):
+        given, missing = (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if key_id
+                          else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
+        raise ConfigError(f"target {target.name!r} sets {given} but not {missing}; set both,"
+                          " or neither to use boto3's default credential chain")
+    return _client(key_id or None, secret or None, target.s3_region or None,
+                   target.s3_endpoint_url or None, timeouts.connect, timeouts.read)
+
+
+@functools.lru_cache(maxsize=8)
+def _client(key_id: str | None, secret: str | None, region: str | None, endpoint: str | None,
+            connect_s: float, read_s: float) -> S3Client:
+    """One client per credentials, endpoint and timeouts, for the process: building a boto3
+    session loads its service models (100-200 ms each time); its clients are thread-safe."""
+    import boto3  # boto3 and botocore load only where S3 is used
+    from botocore.config import Config
+    from botocore.handlers import add_expect_header
+
+    session = boto3.session.Session(
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name=region,
+    )
+    s3 = session.client(
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            connect_timeout=connect_s,
+            read_timeout=read_s,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            user_agent_extra="legacyvideo-runbook",
+        ),
+    )
+    # ``Expect: 100-continue`` waits a fixed second for the interim answer before sending a
+    # body: pointless for canary-sized bodies, and it would outlast short read timeouts.
+    s3.meta.events.unregister("before-call.s3", add_expect_header)
+    return s3

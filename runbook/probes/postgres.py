@@ -6,14 +6,12 @@ instead: every session is ``default_transaction_read_only`` with a statement tim
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import psycopg
-
+from runbook.clients import postgres as connect
 from runbook.config import Target
 from runbook.probes import Verdict, run_probe
 from runbook.results import ProbeResult
@@ -22,17 +20,6 @@ from runbook.timeouts import Timeouts
 #: The tables a LegacyVideo database has (Prisma's names), migrations table included.
 LEGACYVIDEO_TABLES: tuple[str, ...] = ("User", "Video", "Release", "AuditLog",
                                        "_prisma_migrations")
-
-
-def connect(dsn: str, timeouts: Timeouts, *, read_only: bool = True) -> psycopg.Connection:
-    """A connection with a bounded connect and statement time; read-only unless asked."""
-    options = f"-c statement_timeout={int(timeouts.read * 1000)}"
-    if read_only:
-        options += " -c default_transaction_read_only=on"
-    return psycopg.connect(
-        dsn, connect_timeout=max(1, math.ceil(timeouts.connect)), options=options,
-        autocommit=True, application_name="legacyvideo-runbook",
-    )
 
 
 def answers(target: Target, timeouts: Timeouts) -> ProbeResult:

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 from bullmq import Queue
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from runbook.clients import REDIS_CLIENT_NAME
+from runbook.clients import async_redis_client as async_client
 from runbook.config import Target
 from runbook.probes import Verdict, describe_error, run_probe
 from runbook.results import ProbeResult
@@ -48,7 +48,7 @@ CANARY_ID_PREFIX = "runbook-canary-"
 #: How often the canary's state is read while waiting for it.
 POLL_INTERVAL_S = 0.02
 #: The Redis client name of the runbook's own connections (never mistaken for a worker).
-CLIENT_NAME = "legacyvideo-runbook"
+CLIENT_NAME = REDIS_CLIENT_NAME
 
 # BullMQ's getJobCounts names the wait list "waiting" in its answer.
 _BULLMQ_NAMES: dict[str, str] = {"wait": "waiting"}
@@ -56,21 +56,6 @@ _EXPECTED_TYPE: dict[str, str] = {
     **{state: "list" for state in LIST_STATES},
     **{state: "zset" for state in SET_STATES},
 }
-
-
-def async_client(url: str, timeouts: Timeouts) -> Redis:
-    """A ``redis.asyncio`` client with bounded connect and command times and no retries.
-
-    ``decode_responses`` is on, as BullMQ's own clients have it."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=timeouts.connect,
-        socket_timeout=timeouts.read,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_error=[],
-        decode_responses=True,
-        client_name=CLIENT_NAME,
-    )
 
 
 def open_queue(name: str, connection: Redis) -> Queue:

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import time
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
+from runbook.clients import redis_client as client
 from runbook.config import Target
 from runbook.probes import Verdict, run_probe
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
-
-
-def client(url: str, timeouts: Timeouts) -> redis.Redis:
-    """A Redis client with bounded connect and socket timeouts and no retries (redis-py
-    has no timeout by default, and redis-py 8 retries three times with backoff)."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=timeouts.connect, socket_timeout=timeouts.read,
-        retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=True,
-        client_name="legacyvideo-runbook",
-    )
 
 
 def ping(target: Target, timeouts: Timeouts) -> ProbeResult:

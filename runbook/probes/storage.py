@@ -9,7 +9,6 @@ presigned URL (its query names the access key), only its host and path.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 import uuid
@@ -17,20 +16,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import httpx
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
 )
-from botocore.handlers import add_expect_header
 
-from runbook.clients import http_client
+from runbook.clients import S3Client, http_client
+from runbook.clients import s3_client as client
 from runbook.config import Target
-from runbook.errors import ConfigError
 from runbook.probes import Verdict, describe_error, run_probe
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
@@ -40,51 +36,6 @@ CANARY_PREFIX = "runbook-canary/"
 #: How long a presigned canary upload URL stays valid.
 PRESIGN_EXPIRES_S = 300
 
-S3Client = Any  # boto3's client classes are generated at run time
-
-
-def client(target: Target, timeouts: Timeouts) -> S3Client:
-    """A boto3 S3 client for ``target``: SigV4, path-style, bounded connect and read, one
-    attempt (no retries). ``S3_ENDPOINT_URL`` when set; the target's ``AWS_*`` credentials
-    when set, else boto3's default chain."""
-    key_id = target.aws_access_key_id.get_secret_value() if target.aws_access_key_id else None
-    secret = (target.aws_secret_access_key.get_secret_value()
-              if target.aws_secret_access_key else None)
-    if bool(key_id) != bool(secret):
-        given, missing = (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if key_id
-                          else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
-        raise ConfigError(f"target {target.name!r} sets {given} but not {missing}; set both,"
-                          " or neither to use boto3's default credential chain")
-    return _client(key_id or None, secret or None, target.s3_region or None,
-                   target.s3_endpoint_url or None, timeouts.connect, timeouts.read)
-
-
-@functools.lru_cache(maxsize=8)
-def _client(key_id: str | None, secret: str | None, region: str | None, endpoint: str | None,
-            connect_s: float, read_s: float) -> S3Client:
-    """One client per credentials, endpoint and timeouts, for the process: building a boto3
-    session loads its service models (100-200 ms each time); its clients are thread-safe."""
-    session = boto3.session.Session(
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name=region,
-    )
-    s3 = session.client(
-        "s3",
-        endpoint_url=endpoint,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            connect_timeout=connect_s,
-            read_timeout=read_s,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            user_agent_extra="legacyvideo-runbook",
-        ),
-    )
-    # ``Expect: 100-continue`` waits a fixed second for the interim answer before sending a
-    # body: pointless for canary-sized bodies, and it would outlast short read timeouts.
-    s3.meta.events.unregister("before-call.s3", add_expect_header)
-    return s3
 
 
 def canary_key(kind: str = "object") -> str:
