@@ -16,17 +16,20 @@ from typing import Any
 
 from runbook.drills.canaries import (
     CanaryReport,
-    assess,
-    object_state,
     put_s3_canary,
     remove_s3_canaries,
     s3_prefix,
 )
 from runbook.drills.engine import Evidence
 from runbook.drills.faults import DrillContext, Params, fault
-from runbook.drills.incidents.real_target import SECTION, RealTargetDrill, Verdict, probe
+from runbook.drills.incidents.real_target import SECTION, RealTargetDrill
 from runbook.drills.incidents.restore_test import ALL_PLATFORMS
-from runbook.drills.incidents.s3_data_loss import restore_version
+from runbook.drills.incidents.s3_data_loss import (
+    canary_objects,
+    lose_objects,
+    objects_lost,
+    restore_version,
+)
 from runbook.drills.incidents.steps import StepLog, output
 from runbook.errors import SandboxError
 from runbook.platforms.base import library_call, record
@@ -44,11 +47,7 @@ class CanaryObjectsLost:
         def body() -> tuple[bool, str, str]:
             s3 = s3_probe.client(context.target, context.timeouts)
             bucket = str(params["bucket"])
-            for key in params["deleted"]:
-                s3.delete_object(Bucket=bucket, Key=key)
-            for key in params["overwritten"]:
-                s3.put_object(Bucket=bucket, Key=key, Body=b"overwritten by the DR drill\n",
-                              ContentType="text/plain")
+            lose_objects(s3, bucket, params["deleted"], params["overwritten"])
             return True, (f"{len(params['deleted'])} canary objects deleted,"
                           f" {len(params['overwritten'])} overwritten (under"
                           f" {params['prefix']} only)"), ""
@@ -109,18 +108,7 @@ class S3CanaryLoss(RealTargetDrill):
                 f" (versioning {status})"), [{"canaries": [c.evidence() for c in canaries]}]
 
     def _objects(self) -> ProbeResult:
-        canaries = self.run.ledger.canaries
-        expected = f"{len(canaries)} canary objects intact (SHA-256 as written)"
-
-        def body() -> Verdict:
-            s3, bucket = self._s3(), self.run.params["bucket"]
-            states = {c.key: object_state(s3, bucket, c.key) for c in canaries}
-            bad = [c.key for c in canaries if not states[c.key].intact(c)]
-            return Verdict(not bad, expected, f"{len(bad)} canary objects missing or changed",
-                           {"objects": [s.evidence() for s in states.values()]},
-                           advice="s3-bucket")
-
-        return probe(self.context, "s3", "canary objects", expected, body)
+        return canary_objects(self.context, self.run.ledger.canaries, self.run.params["bucket"])
 
     def detect(self) -> ProbeResult:
         return self._objects()
@@ -159,12 +147,7 @@ class S3CanaryLoss(RealTargetDrill):
             {"objects": found.observed.get("objects"), "restorations": versions}]
 
     def data_loss(self) -> CanaryReport | None:
-        fault_at = self.run.drill.fault_at
-        assert fault_at is not None
-        s3, bucket = self._s3(), self.run.params["bucket"]
-        alive = {c.key for c in self.run.ledger.canaries
-                 if object_state(s3, bucket, c.key).intact(c)}
-        return assess(self.run.drill_id, self.run.ledger.canaries, alive, fault_at)
+        return objects_lost(self.run, self.run.params["bucket"])
 
     def cleanup(self) -> list[str]:
         params = self.run.params

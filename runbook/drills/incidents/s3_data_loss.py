@@ -11,6 +11,7 @@ version and the unversioned bucket.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from runbook.drills.canaries import (
@@ -23,7 +24,7 @@ from runbook.drills.canaries import (
     s3_prefix,
 )
 from runbook.drills.dr_procedures import act, remove_bucket
-from runbook.drills.engine import Evidence
+from runbook.drills.engine import Evidence, Run
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.incidents.disaster import SECTION, DisasterIncident
 from runbook.drills.incidents.steps import StepLog, output
@@ -41,11 +42,7 @@ class ObjectsLost:
         def body() -> tuple[bool, str, str]:
             s3 = s3_probe.client(context.target, context.timeouts)
             bucket = str(params["bucket"])
-            for key in params["deleted"]:
-                s3.delete_object(Bucket=bucket, Key=key)
-            for key in params["overwritten"]:
-                s3.put_object(Bucket=bucket, Key=key, Body=b"overwritten by the DR drill\n",
-                              ContentType="text/plain")
+            lose_objects(s3, bucket, params["deleted"], params["overwritten"])
             if params.get("unversioned_bucket"):
                 s3.delete_object(Bucket=params["unversioned_bucket"],
                                  Key=params["unversioned_key"])
@@ -102,6 +99,43 @@ def restore_version(s3: Any, bucket: str, canary: Canary) -> dict[str, Any]:
     return entry
 
 
+def lose_objects(s3: Any, bucket: str, deleted: Sequence[str], overwritten: Sequence[str]
+                 ) -> None:
+    """The loss both S3 drills inject on canary keys: ``deleted`` deleted (a delete marker
+    in a versioned bucket), ``overwritten`` covered by a new version."""
+    for key in deleted:
+        s3.delete_object(Bucket=bucket, Key=key)
+    for key in overwritten:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"overwritten by the DR drill\n",
+                      ContentType="text/plain")
+
+
+def canary_objects(context: DrillContext, canaries: Sequence[Canary], bucket: str
+                   ) -> ProbeResult:
+    """Every canary object intact in ``bucket`` (its current version's SHA-256 as written)."""
+    expected = f"{len(canaries)} canary objects intact (SHA-256 as written)"
+
+    def body() -> Verdict:
+        s3 = s3_probe.client(context.target, context.timeouts)
+        states = {c.key: object_state(s3, bucket, c.key) for c in canaries}
+        bad = [c.key for c in canaries if not states[c.key].intact(c)]
+        return Verdict(not bad, expected, f"{len(bad)} canary objects missing or changed",
+                       {"objects": [s.evidence() for s in states.values()]},
+                       advice="s3-bucket")
+
+    return run_probe("s3", "canary objects", context.target, context.timeouts, body,
+                     expected=expected)
+
+
+def objects_lost(run: Run, bucket: str) -> CanaryReport:
+    """The canary objects lost (not intact now) and the RPO they measure."""
+    fault_at = run.drill.fault_at
+    assert fault_at is not None
+    s3 = s3_probe.client(run.context.target, run.context.timeouts)
+    alive = {c.key for c in run.ledger.canaries if object_state(s3, bucket, c.key).intact(c)}
+    return assess(run.drill_id, run.ledger.canaries, alive, fault_at)
+
+
 class S3DataLoss(DisasterIncident):
     name = "s3-data-loss"
     section = f"{SECTION} > Data Loss Scenarios > S3 Data Loss"
@@ -152,20 +186,7 @@ class S3DataLoss(DisasterIncident):
                                  "unversioned": run.facts["unversioned"]}]
 
     def _objects(self) -> ProbeResult:
-        bucket = self.run.params["bucket"]
-        canaries = self.run.ledger.canaries
-        expected = f"{len(canaries)} canary objects intact (SHA-256 as written)"
-
-        def body() -> Verdict:
-            s3 = self._s3()
-            states = {c.key: object_state(s3, bucket, c.key) for c in canaries}
-            bad = [c.key for c in canaries if not states[c.key].intact(c)]
-            return Verdict(not bad, expected, f"{len(bad)} canary objects missing or changed",
-                           {"objects": [s.evidence() for s in states.values()]},
-                           advice="s3-bucket")
-
-        return run_probe("s3", "canary objects", self.context.target, self.context.timeouts,
-                         body, expected=expected)
+        return canary_objects(self.context, self.run.ledger.canaries, self.run.params["bucket"])
 
     def detect(self) -> ProbeResult:
         return self._objects()
@@ -230,12 +251,7 @@ class S3DataLoss(DisasterIncident):
              "unversioned": self.run.facts.get("unversioned")}]
 
     def data_loss(self) -> CanaryReport | None:
-        fault_at = self.run.drill.fault_at
-        assert fault_at is not None
-        s3, bucket = self._s3(), self.run.params["bucket"]
-        alive = {c.key for c in self.run.ledger.canaries
-                 if object_state(s3, bucket, c.key).intact(c)}
-        return assess(self.run.drill_id, self.run.ledger.canaries, alive, fault_at)
+        return objects_lost(self.run, self.run.params["bucket"])
 
     def cleanup(self) -> list[str]:
         params = self.run.params
@@ -249,4 +265,5 @@ class S3DataLoss(DisasterIncident):
         return []
 
 
-__all__ = ["ObjectsLost", "S3DataLoss", "restore_version"]
+__all__ = ["ObjectsLost", "S3DataLoss", "canary_objects", "lose_objects", "objects_lost",
+           "restore_version"]
