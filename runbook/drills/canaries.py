@@ -44,6 +44,7 @@ from psycopg.types.json import Jsonb
 
 from runbook.clients import http_client
 from runbook.config import Target
+from runbook.errors import SandboxError
 from runbook.probes import describe_error
 from runbook.probes.postgres import connect
 from runbook.probes.storage import S3Client, error_code, remove_all_versions
@@ -199,6 +200,18 @@ class CanaryWriter:
             return self._cond.wait_for(
                 lambda: self._stopped or (self._limit == 0 and not self._busy),
                 timeout=max(0.0, deadline - time.monotonic()))
+
+    def write_exactly(self, count: int, *, first: bool) -> None:
+        """Write ``count`` canaries (``first``: start the writer, else resume it) and return
+        once they are written; ``SandboxError`` when they are not within a bound."""
+        if first:
+            self.start(limit=count)
+        else:
+            self.resume(limit=count)
+        timeout = 30.0 + count * (self.interval_s + 5.0)
+        if not self.wait_idle(timeout):
+            raise SandboxError(f"the canary writer did not write {count} canaries in"
+                               f" {timeout:.0f} s")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop for good; returns once the thread has ended (False after ``timeout``)."""

@@ -46,7 +46,6 @@ from runbook.drills.restores import (
     restore_and_validate,
     scratch_for,
 )
-from runbook.errors import SandboxError
 from runbook.pg import PgEndpoint, open_connection
 from runbook.platforms.base import library_call, record
 from runbook.probes.postgres import connect
@@ -115,26 +114,17 @@ class AccidentalDeletion(RealTargetDrill):
         run.params["scratch"] = scratch.name
         writer = audit_writer(context.target, context.timeouts, run.drill_id)
         run.writer = CanaryWriter(run.ledger, writer, 0.05)
-        self._write(run.writer, self.canaries_before_backup, first=True)
+        run.writer.write_exactly(self.canaries_before_backup, first=True)
         self.before_backup = {c.key for c in run.ledger.canaries}
         self.backup = fresh_backup(context.target, context.timeouts,
                                    drill_directory(context, run.drill_id),
                                    postgres_bindir(context), reason=f"drill {run.drill_id}")
-        self._write(run.writer, self.canaries_after_backup, first=False)
+        run.writer.write_exactly(self.canaries_after_backup, first=False)
         run.drill.evidence["backup"] = self.backup.evidence()
         return (f"{self.canaries_before_backup} canary rows, a backup"
                 f" ({self.backup.taken_at.isoformat()}), {self.canaries_after_backup} more"), [
             {"backup": self.backup.evidence(),
              "canaries": [c.evidence() for c in run.ledger.canaries]}]
-
-    @staticmethod
-    def _write(writer: CanaryWriter, count: int, *, first: bool) -> None:
-        if first:
-            writer.start(limit=count)
-        else:
-            writer.resume(limit=count)
-        if not writer.wait_idle(30.0 + count * 5.0):
-            raise SandboxError(f"the canary writer did not write {count} canaries")
 
     def _canaries(self) -> ProbeResult:
         expected = "every canary row the backup holds is in the primary"

@@ -145,26 +145,16 @@ class DisasterIncident(Incident):
         self.run.writer = CanaryWriter(self.run.ledger, write, self.options.canary_interval_s)
         return self.run.writer
 
-    def write_exactly(self, writer: CanaryWriter, count: int, *, first: bool) -> None:
-        if first:
-            writer.start(limit=count)
-        else:
-            writer.resume(limit=count)
-        timeout = 30.0 + count * (self.options.canary_interval_s + 5.0)
-        if not writer.wait_idle(timeout):
-            raise SandboxError(f"the canary writer did not write {count} canaries in"
-                               f" {timeout:.0f} s")
-
     def backup_with_canaries(self, write: Write,
                              between: Callable[[], None] | None = None) -> None:
         """Canaries, a backup the drill takes, ``between`` (if any), more canaries."""
         writer = self.writer(write)
-        self.write_exactly(writer, self.options.canaries_before_backup, first=True)
+        writer.write_exactly(self.options.canaries_before_backup, first=True)
         self.backup = take_backup(self.sandbox, reason=f"drill {self.run.drill_id}",
                                   timeouts=self.context.timeouts)
         if between is not None:
             between()
-        self.write_exactly(writer, self.options.canaries, first=False)
+        writer.write_exactly(self.options.canaries, first=False)
         damaged = self.backup.verify()
         if damaged:
             raise SandboxError(f"{damaged}: nothing to restore from, so nothing is injected")
