@@ -22,7 +22,13 @@ from pytest_bdd.scenario import scenario_wrapper_template_registry
 from harness import allure_labels, allure_redaction, parallel
 from runbook import features, targets
 from runbook.actions.users import CanaryPool
-from runbook.config import Environment, Target, TargetChoice, choose_target
+from runbook.config import (
+    Environment,
+    Target,
+    TargetChoice,
+    choose_target,
+    setting_secrets,
+)
 from runbook.drills.catalog import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
@@ -209,6 +215,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     scenarios = [item for item in session.items if _is_scenario(item)]
     if not scenarios:
         return
+    config.stash[REDACTOR].add(setting_secrets(os.environ))
     try:
         choice = choose_target(config.getoption("--target"),
                                config_file=config.getoption("--runbook-config"))

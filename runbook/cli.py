@@ -24,7 +24,7 @@ from typer._click import Context as ClickContext
 from typer.core import TyperGroup
 
 from runbook import runner, targets
-from runbook.config import Target, TargetChoice, choose_target
+from runbook.config import Target, TargetChoice, choose_target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
@@ -218,7 +218,7 @@ def run_scenarios(
     if deadline_s is not None:
         selection = replace(selection, deadline_s=deadline_s)
     started = datetime.now(UTC)
-    redact = Redactor(target.secret_values())
+    redact = Redactor([*target.secret_values(), *setting_secrets(os.environ)])
     if delivery is not None:
         redact.add(delivery.secrets())
 

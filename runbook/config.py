@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from runbook.errors import ConfigError
-from runbook.redact import redact_url
+from runbook.redact import redact_url, url_secrets
 
 #: The variables that make a target, as the runbook and LegacyVideo's services name them.
 TARGET_VARIABLES: tuple[str, ...] = (
@@ -63,6 +63,17 @@ SECRET_VARIABLES: frozenset[str] = frozenset(
 
 DEFAULT_CONFIG_FILE = "runbook.toml"
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+#: Where the drills that restore a backup create their scratch database: a DSN, outside the
+#: target's variables, whose password is redacted like the target's secrets.
+SCRATCH_DATABASE_VARIABLE = "RUNBOOK_SCRATCH_DATABASE_URL"
+
+
+def setting_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The secrets in the run's settings outside the target (the scratch database's DSN),
+    for redaction."""
+    return url_secrets(environ.get(SCRATCH_DATABASE_VARIABLE, ""))
 
 
 class Environment(StrEnum):

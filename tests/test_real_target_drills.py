@@ -36,6 +36,7 @@ from tests.conftest import RunningSandbox
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 REDIS_DB = 13
+SCRATCH_SECRET = "scratch-canary-pw-5be1"
 CLEAN = {k: v for k, v in os.environ.items()
          if k not in (*TARGET_VARIABLES, "PLATFORM", "RUNBOOK_ENVIRONMENT", "RUNBOOK_HOME",
                       "RUNBOOK_BACKUP_LOCATION", "RUNBOOK_SCRATCH_DATABASE_URL")}
@@ -167,7 +168,9 @@ def staging(sandbox: RunningSandbox, moto_endpoint: str,
             "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}", "S3_BUCKET": "staging-uploads",
             "S3_REGION": "us-east-1", "S3_ENDPOINT_URL": moto_endpoint,
             "AWS_ACCESS_KEY_ID": "staging-key", "AWS_SECRET_ACCESS_KEY": "staging-secret",
-            "RUNBOOK_SCRATCH_DATABASE_URL": f"{SERVER}/runbook_restore_{name[17:]}",
+            # A password the machine's trust authentication ignores: it must never show.
+            "RUNBOOK_SCRATCH_DATABASE_URL": (f"postgresql://postgres:{SCRATCH_SECRET}"
+                                             f"@127.0.0.1:5432/runbook_restore_{name[17:]}"),
             "RUNBOOK_BACKUP_LOCATION": str(backups),
         }
         yield Staging(variables, dsn, s3, work / "home")
@@ -253,6 +256,11 @@ def test_the_drills_a_data_only_staging_target_can_take_pass_and_leave_it_as_fou
     assert table_checksums(staging.dsn) == before_tables
     assert listing(staging.s3, "staging-uploads") == before_objects
     assert scratch_left() == scratch_before
+    # The scratch database's password: in no output and no report.
+    assert SCRATCH_SECRET not in output
+    for path in (tmp_path / "reports").rglob("*"):
+        if path.is_file():
+            assert SCRATCH_SECRET not in path.read_text(errors="replace"), path
 
 
 def test_an_unversioned_bucket_fails_the_s3_drill_naming_the_gap_and_is_untouched(

@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 
 from runbook.actions.backup import SCRATCH_PREFIX, check_scratch_name, new_scratch_name
-from runbook.config import Platform, Target
+from runbook.config import SCRATCH_DATABASE_VARIABLE, Platform, Target
 from runbook.errors import ConfigError, SafetyGateError
 from runbook.figures import Figures, IntegrityReport, compare, read_figures
 from runbook.pg import PgEndpoint, open_connection, parse_dsn
@@ -53,7 +53,7 @@ from runbook.sandbox.backups import BackupInfo, backups_dir, file_sha256, take_b
 from runbook.timeouts import Timeouts
 
 LOCATION_VARIABLE = "RUNBOOK_BACKUP_LOCATION"
-SCRATCH_VARIABLE = "RUNBOOK_SCRATCH_DATABASE_URL"
+SCRATCH_VARIABLE = SCRATCH_DATABASE_VARIABLE
 #: Archive suffixes by format.
 SUFFIXES: Mapping[str, str] = {".dump": "custom", ".backup": "custom", ".sql": "plain"}
 #: LegacyVideo's tables (Prisma's models and its migrations table): a restored backup
