@@ -1,1 +1,2 @@
-"""Harness helpers that need pytest or allure (the library never imports them)."""
+"""The executable runbook's pytest plugin (``harness.plugin``) and the helpers that need
+pytest or allure (the library, ``runbook/``, never imports them)."""

@@ -23,13 +23,14 @@ from typer._click import Command as ClickCommand  # Typer vendors click: its gro
 from typer._click import Context as ClickContext
 from typer.core import TyperGroup
 
-from runbook import runner, targets
-from runbook.config import Target, TargetChoice, choose_target, setting_secrets
+from runbook import runner
+from runbook.config import Target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE
 from runbook.runner import EXIT_INTERRUPTED, PROJECT_ROOT, SCENARIOS
+from runbook.targets import RunSpec
 
 __all__ = ["PROJECT_ROOT", "SCENARIOS", "app", "main"]
 
@@ -172,16 +173,21 @@ def sandbox_restart(component: Annotated[str, typer.Argument(help=", ".join(COMP
 # -- runbook check ---------------------------------------------------------------------------
 
 
-def _resolve(target_name: str | None, config_file: Path | None) -> tuple[TargetChoice, Target]:
-    """Choose the target, start the sandbox when it is the one and is down, validate."""
-    choice = choose_target(target_name, config_file=config_file)
+def _resolve(target_name: str | None, config_file: Path | None, *,
+             allow_drills: str | None = None, allow_operations: str | None = None
+             ) -> tuple[RunSpec, Target]:
+    """The run's target, resolved once for the whole run: chosen and validated
+    (``RunSpec.choose``), the sandbox started when it is the one and is down."""
+    config_file = config_file or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
     started = time.monotonic()
 
     def said(_: float) -> None:
         err.print(f"sandbox started in {time.monotonic() - started:.1f} s ({_home()})",
                   markup=False)
 
-    return choice, targets.resolve(choice, _home(), on_start=said)
+    run = RunSpec.choose(target_name, home=_home(), config_file=config_file,
+                         allow_drills=allow_drills, allow_operations=allow_operations)
+    return run, run.target(on_start=said)
 
 
 def run_scenarios(
@@ -192,29 +198,46 @@ def run_scenarios(
     reports: Path,
     extra: Sequence[str] = (),
     allow_drills: str | None = None,
+    allow_operations: str | None = None,
+    delivery: publish.Delivery | None = None,
+    echo: bool = True,
+    deadline_s: str | None = None,
+) -> int:
+    """Resolve the target once, then run the bound scenarios selected by ``marks`` against
+    it (``run_resolved``); returns the runbook exit code."""
+    try:
+        runner.check_features(runner.features_directory())
+        run, target = _resolve(target_name, config_file, allow_drills=allow_drills,
+                               allow_operations=allow_operations)
+    except RunbookError as exc:
+        err.print(f"runbook: {exc}", markup=False)
+        return exc.exit_code
+    return run_resolved(run, target, marks=marks, reports=reports, extra=extra,
+                        delivery=delivery, echo=echo, deadline_s=deadline_s)
+
+
+def run_resolved(
+    run: RunSpec,
+    target: Target,
+    *,
+    marks: str,
+    reports: Path,
+    extra: Sequence[str] = (),
     delivery: publish.Delivery | None = None,
     run_id: str | None = None,
     echo: bool = True,
     deadline_s: str | None = None,
 ) -> int:
-    """Run the bound scenarios selected by ``marks`` in a pytest subprocess
-    (``runbook.runner``).
+    """Run the bound scenarios selected by ``marks`` against the resolved ``run`` in a
+    pytest subprocess (``runbook.runner``), which gets the run in its environment.
 
     Its output is streamed through the redactor (dropped when not ``echo``); returns the
     runbook exit code. With ``delivery`` the run's metrics are written (and pushed) and its
     failures posted to the webhook; ``runbook watch`` does that itself (``None``).
     """
-    config_file = config_file or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
-    try:
-        runner.check_features(runner.features_directory())
-        choice, target = _resolve(target_name, config_file)
-    except RunbookError as exc:
-        err.print(f"runbook: {exc}", markup=False)
-        return exc.exit_code
     reports = reports.resolve()
-    selection = runner.Selection(marks=marks, target_name=choice.name, reports=reports,
-                                 run_id=run_id or uuid.uuid4().hex, extra=tuple(extra),
-                                 config_file=config_file, allow_drills=allow_drills)
+    selection = runner.Selection(marks=marks, reports=reports,
+                                 run_id=run_id or uuid.uuid4().hex, extra=tuple(extra))
     if deadline_s is not None:
         selection = replace(selection, deadline_s=deadline_s)
     started = datetime.now(UTC)
@@ -226,14 +249,15 @@ def run_scenarios(
         sys.stdout.write(line)
         sys.stdout.flush()
 
-    code = runner.execute(selection, runner.environment(selection.run_id, _home()), redact,
+    code = runner.execute(selection, runner.environment(selection.run_id, _home(),
+                                                        run.to_environ()), redact,
                           echo=shown if echo else None,
                           say=lambda line: err.print(f"runbook: {line}", markup=False))
     if code == EXIT_INTERRUPTED:
         err.print("runbook: interrupted", markup=False)
         return code
     if delivery is not None:
-        publish.publish_run(reports, run_id=selection.run_id, code=code, target=choice.name,
+        publish.publish_run(reports, run_id=selection.run_id, code=code, target=run.name,
                             started=started, redact=redact, delivery=delivery,
                             warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                         markup=False))
@@ -309,12 +333,11 @@ def check(
     extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
     if match:
         extra += ["-k", match]
-    if allow_operations:
-        extra += ["--allow-operations", allow_operations]
     if workers > 1:  # 1: the scenarios run in pytest's own process, as without xdist
         extra += ["-n", str(workers)]
     code = run_scenarios(marks=_marks(tags, cadence), target_name=target,
                          config_file=config, reports=reports, extra=extra,
+                         allow_operations=allow_operations,
                          delivery=_delivery(pushgateway, webhook))
     raise typer.Exit(code)
 
@@ -375,10 +398,9 @@ def drill(
         raise _fail("drills never run in parallel (--workers): each injects a fault into the"
                     " target the others would be measuring; drop --workers", EXIT_USAGE)
     extra = _drill_selection(names or [])
-    if allow_operations:
-        extra += ["--allow-operations", allow_operations]
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
                          reports=reports, extra=extra, allow_drills=allow_drills,
+                         allow_operations=allow_operations,
                          delivery=_delivery(pushgateway, webhook),
                          deadline_s=os.environ.get("RUNBOOK_DRILL_DEADLINE", "900"))
     raise typer.Exit(code)
@@ -483,21 +505,28 @@ def watch(
     from runbook.watch import Watcher, WatchSettings, state_file
 
     delivery = _delivery(pushgateway, webhook)
-    config = config or (Path("runbook.toml") if Path("runbook.toml").exists() else None)
     try:
-        choice, resolved = _resolve(target, config)
+        runner.check_features(runner.features_directory())
+        run, resolved = _resolve(target, config)
     except RunbookError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     redact = Redactor(resolved.secret_values())
     redact.add(delivery.secrets())
-    settings = WatchSettings(target=choice.name, reports=reports.resolve(),
+    settings = WatchSettings(target=run.name, reports=reports.resolve(),
                              state_file=state_file(_home()), interval_s=interval,
                              fail_after=fail_after, resolve_after=resolve_after, rounds=rounds)
 
     def run_round(run_id: str) -> int:
-        return run_scenarios(marks=SYNTHETIC, target_name=target, config_file=config,
-                             reports=reports, extra=["-k", match] if match else [],
-                             run_id=run_id, echo=False)
+        # The target resolved above, once: a round reads where it is now (the sandbox
+        # started again when it is down), never chooses it again.
+        try:
+            now = run.target()
+        except RunbookError as exc:
+            err.print(f"runbook: {exc}", markup=False)
+            return exc.exit_code
+        return run_resolved(run, now, marks=SYNTHETIC, reports=reports,
+                            extra=["-k", match] if match else [], run_id=run_id,
+                            echo=False)
 
     def say(line: str) -> None:
         out.print(redact(line), markup=False)
@@ -506,7 +535,7 @@ def watch(
     watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
                       warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                   markup=False))
-    out.print(f"watching {choice.name} every {interval:g} s: alert after {fail_after} failing"
+    out.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
               f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
     raise typer.Exit(watcher.run())
 

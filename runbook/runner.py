@@ -2,10 +2,10 @@
 ``runbook drill``, every ``runbook watch`` round, and a game day's detection round (the
 scheduled suite run against the faulted target, as the schedule would run it).
 
-The subprocess gets the target by name (``--target``); secrets travel in its environment,
-never on its command line. Its output is streamed through the redactor. The runbook exit
-code comes from the run's own ``summary.json`` (its ``run_id`` must match), else from
-pytest's exit code.
+The subprocess gets the target already resolved, in its environment (``RUNBOOK_RUN``, a
+``targets.RunSpec``; secrets travel there, never on its command line). Its output is
+streamed through the redactor. The runbook exit code comes from the run's own
+``summary.json`` (its ``run_id`` must match), else from pytest's exit code.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from runbook import manual
-from runbook.config import Target
 from runbook.errors import ConfigError
 from runbook.features import load_features
 from runbook.redact import Redactor
@@ -68,16 +67,14 @@ def check_features(directory: Path) -> None:
 
 @dataclass(frozen=True)
 class Selection:
-    """One pytest run of the bound scenarios: which (``marks``, ``extra``), against which
-    target (its name for ``--target``), writing where."""
+    """One pytest run of the bound scenarios: which (``marks``, ``extra``), writing where.
+    The target is not on the command line: the run gets it resolved, in its environment
+    (``targets.RunSpec.to_environ``)."""
 
     marks: str
-    target_name: str
     reports: Path
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     extra: Sequence[str] = ()
-    config_file: Path | None = None
-    allow_drills: str | None = None
     #: Allure results and junit.xml (a detection round keeps only its summary).
     full_reports: bool = True
     #: Every scenario's overall deadline (pytest-timeout), seconds.
@@ -90,7 +87,6 @@ class Selection:
         command = [
             sys.executable, "-m", "pytest", str(SCENARIOS),
             "-m", self.marks,
-            "--target", self.target_name,
             "--runbook-reports", str(self.reports),
             "-o", f"bdd_features_base_dir={features}",
             # Allure names a feature by its path under the root: a common one, for features
@@ -109,10 +105,6 @@ class Selection:
                         "-o", "junit_family=xunit2"]
         else:
             command += ["-p", "no:allure_pytest_bdd"]
-        if self.config_file is not None:
-            command += ["--runbook-config", str(self.config_file.resolve())]
-        if self.allow_drills:
-            command += ["--allow-drills", self.allow_drills]
         return command
 
 
@@ -240,9 +232,3 @@ def runbook_exit(code: int, summary: Path, run_id: str, marks: str,
     if code == 4 or code == EXIT_WARNINGS:
         return EXIT_USAGE  # pytest's usage error (a warnings-only run writes its summary)
     return EXIT_FAILED if code else 0
-
-
-def target_environment(target: Target) -> dict[str, str]:
-    """The target as the ``env`` target's variables, for a subprocess's environment (it
-    holds the target's secrets: never put it on a command line or in a record)."""
-    return target.variables()

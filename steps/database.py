@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pytest_bdd import parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import backup, database
 from runbook.actions.backup import BackupRecord
 from runbook.checks import require_observed, require_ok, require_record
@@ -18,8 +19,8 @@ from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer checks the database", target_fixture="database_answer")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return postgres.answers(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(postgres.answers(target, timeouts))
 
 
 @then("the database answers a query")
@@ -29,8 +30,8 @@ def _(database_answer: ProbeResult) -> None:
 
 @when("the on-call engineer introspects the database schema read-only",
       target_fixture="database_schema")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return postgres.schema(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(postgres.schema(target, timeouts))
 
 
 @then("the schema has LegacyVideo's tables and its migrations table")
@@ -39,8 +40,8 @@ def _(database_schema: ProbeResult) -> None:
 
 
 @when("the on-call engineer checks the migration status", target_fixture="migrations")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return database.migration_status(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(database.migration_status(target, timeouts))
 
 
 @then("every expected migration is applied and none failed or was modified")
@@ -50,15 +51,17 @@ def _(migrations: ProbeResult) -> None:
 
 @when("the on-call engineer checks the rollback preconditions for the newest migration",
       target_fixture="rollback")
-def _(target: Target, timeouts: Timeouts, migrations: ProbeResult) -> ProbeResult:
+def _(target: Target, timeouts: Timeouts, migrations: ProbeResult,
+      evidence: Evidence) -> ProbeResult:
     applied = migrations.observed.get("applied") or ()
     if not applied:
         # No migration could be read (the database is unreachable, or none is applied): the
         # status check's own failure says why, in the runbook's words.
         require_ok(migrations)
-        raise CheckFailed("database", "", "no applied migration to check the rollback of",
+        raise CheckFailed("database", target.describe(),
+                          "no applied migration to check the rollback of",
                           "at least one applied migration", next_steps("database-migrations"))
-    return database.rollback_preconditions(target, timeouts, applied[-1])
+    return evidence(database.rollback_preconditions(target, timeouts, applied[-1]))
 
 
 @then("Prisma would refuse to mark an applied migration rolled back")
@@ -68,8 +71,8 @@ def _(rollback: ProbeResult) -> None:
 
 @when("the on-call engineer exports a backup and imports it into a scratch database",
       target_fixture="backup_record")
-def _(target: Target, timeouts: Timeouts, tmp_path: Path) -> BackupRecord:
-    return backup.round_trip_for(target, timeouts, tmp_path)
+def _(target: Target, timeouts: Timeouts, tmp_path: Path, evidence: Evidence) -> BackupRecord:
+    return evidence(backup.round_trip_for(target, timeouts, tmp_path))
 
 
 @then("every table has the same rows and checksums in both")
@@ -87,8 +90,9 @@ def _(backup_record: BackupRecord) -> None:
 @when(parsers.re(r"the on-call engineer looks for queries running over (?P<ms>\d+)"
                  r" milliseconds, watching for (?P<seconds>[\d.]+) seconds?"),
       converters={"ms": int, "seconds": float}, target_fixture="slow_queries")
-def _(target: Target, timeouts: Timeouts, ms: int, seconds: float) -> ProbeResult:
-    return postgres.slow_queries(target, timeouts, threshold_ms=ms, watch_s=seconds)
+def _(target: Target, timeouts: Timeouts, ms: int, seconds: float,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(postgres.slow_queries(target, timeouts, threshold_ms=ms, watch_s=seconds))
 
 
 @then("no query ran over it and none waited on a lock")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pytest_bdd import given, parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import users
 from runbook.checks import require_ok, require_phase, require_verdict
 from runbook.config import Target
@@ -35,8 +36,8 @@ def _(target: Target, timeouts: Timeouts) -> Iterator[engine.Check]:
         except Exception as exc:
             # No canary, no drill: the target is not healthy enough to inject anything into.
             raise CheckFailed(
-                "drill", "", f"steady state red before the drill: cannot create the canary"
-                f" user for the end-to-end check ({exc})",
+                "drill", target.describe(), "steady state red before the drill: cannot create"
+                f" the canary user for the end-to-end check ({exc})",
                 "a healthy target: a drill starts only from a green steady state",
                 next_steps("api")) from None
         yield lambda context: e2e.round_trip(context.target, context.timeouts, canary.email,
@@ -124,8 +125,8 @@ def _(drill_record: DrillRecord) -> None:
 
 @when(parsers.parse("the on-call engineer checks the age of the newest database backup"
                     " against {hours:g} hour"), target_fixture="backup_age")
-def _(target: Target, timeouts: Timeouts, hours: float) -> ProbeResult:
-    return backups.backup_freshness(target, timeouts, max_age_s=hours * 3600)
+def _(target: Target, timeouts: Timeouts, hours: float, evidence: Evidence) -> ProbeResult:
+    return evidence(backups.backup_freshness(target, timeouts, max_age_s=hours * 3600))
 
 
 @then("the newest backup is recent enough")

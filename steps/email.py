@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.checks import require_ok
 from runbook.config import Target
@@ -13,8 +14,8 @@ from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer checks the Resend API key", target_fixture="resend_key")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return email.api_key(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(email.api_key(target, timeouts))
 
 
 @then("Resend accepts the key")
@@ -23,8 +24,8 @@ def _(resend_key: ProbeResult) -> None:
 
 
 @when("the on-call engineer checks the sender's domain", target_fixture="sender_domain")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return email.sender_domain(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(email.sender_domain(target, timeouts))
 
 
 @then("FROM_EMAIL's domain is verified")
@@ -34,8 +35,8 @@ def _(sender_domain: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer has the worker send a canary e-mail, allowing"
                     " {seconds:g} seconds"), target_fixture="email_delivery")
-def _(target: Target, timeouts: Timeouts, seconds: float) -> ProbeResult:
-    return journeys.email(target, timeouts, within_s=seconds)
+def _(target: Target, timeouts: Timeouts, seconds: float, evidence: Evidence) -> ProbeResult:
+    return evidence(journeys.email(target, timeouts, within_s=seconds))
 
 
 @then("the e-mail is sent and delivered")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pytest_bdd import parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
 from runbook.drills import quarterly
@@ -39,9 +40,10 @@ def drill_records(request: pytest.FixtureRequest) -> Path:
 
 @when(parsers.parse("the on-call engineer reads the error rate in the {service}'s logs of the"
                     " last day"), target_fixture="log_error_rate")
-def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, service: str
-      ) -> ProbeResult:
-    return skip_if_unavailable(maintenance.log_error_rate(target, timeouts, platform, service))
+def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, service: str,
+      evidence: Evidence) -> ProbeResult:
+    return skip_if_unavailable(evidence(
+        maintenance.log_error_rate(target, timeouts, platform, service)))
 
 
 @then(parsers.parse("at most {limit:g} percent of the requests in them were answered 5xx"))
@@ -51,8 +53,8 @@ def _(log_error_rate: ProbeResult, limit: float) -> None:
 
 @when("the on-call engineer counts the e-mail jobs finished in the last day",
       target_fixture="email_delivery")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return maintenance.email_delivery(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.email_delivery(target, timeouts))
 
 
 @then(parsers.parse("at most {limit:g} percent of them failed"))
@@ -61,8 +63,8 @@ def _(email_delivery: ProbeResult, limit: float) -> None:
 
 
 @when("the on-call engineer reads the platform's disk usage", target_fixture="usage")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return maintenance.for_item(resources.usage(target, timeouts), "maintenance-disk")
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.for_item(resources.usage(target, timeouts), "maintenance-disk"))
 
 
 # -- weekly -----------------------------------------------------------------------------------
@@ -71,19 +73,19 @@ def _(target: Target, timeouts: Timeouts) -> ProbeResult:
 @when(parsers.parse("the on-call engineer reviews the audit log of the last {days:d} days for"
                     " {failures:d} failed logins from one address within {minutes:d} minutes"),
       target_fixture="login_bursts")
-def _(target: Target, timeouts: Timeouts, days: int, failures: int, minutes: int
+def _(target: Target, timeouts: Timeouts, days: int, failures: int, minutes: int, evidence: Evidence
       ) -> ProbeResult:
-    return audit.login_bursts(target, timeouts, window_s=days * 86400.0, failures=failures,
-                              burst_s=minutes * 60.0)
+    return evidence(audit.login_bursts(target, timeouts, window_s=days * 86400.0, failures=failures,
+                                       burst_s=minutes * 60.0))
 
 
 @when(parsers.parse("the on-call engineer looks for password guessing in the audit log of the"
                     " last {window:d} minutes: {failures:d} failed logins from one address"
                     " within {minutes:d} minutes"), target_fixture="login_bursts")
-def _(target: Target, timeouts: Timeouts, window: int, failures: int, minutes: int
-      ) -> ProbeResult:
-    return audit.login_bursts(target, timeouts, window_s=window * 60.0, failures=failures,
-                              burst_s=minutes * 60.0, advice="security-incident")
+def _(target: Target, timeouts: Timeouts, window: int, failures: int, minutes: int,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(audit.login_bursts(target, timeouts, window_s=window * 60.0, failures=failures,
+                                       burst_s=minutes * 60.0, advice="security-incident"))
 
 
 @then("no address made such a burst")
@@ -93,8 +95,8 @@ def _(login_bursts: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer reviews the admin actions of the last {days:d} days"
                     " against the addresses seen before"), target_fixture="admin_addresses")
-def _(target: Target, timeouts: Timeouts, days: int) -> ProbeResult:
-    return audit.admin_addresses(target, timeouts, window_s=days * 86400.0)
+def _(target: Target, timeouts: Timeouts, days: int, evidence: Evidence) -> ProbeResult:
+    return evidence(audit.admin_addresses(target, timeouts, window_s=days * 86400.0))
 
 
 @then("every admin action came from a known address")
@@ -104,9 +106,9 @@ def _(admin_addresses: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer reviews the {queue} queue's failed jobs"),
       target_fixture="failed_jobs_review")
-def _(target: Target, timeouts: Timeouts, queue: str) -> ProbeResult:
-    return maintenance.for_item(queues.counts(target, timeouts, queue),
-                                "maintenance-failed-jobs")
+def _(target: Target, timeouts: Timeouts, queue: str, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.for_item(queues.counts(target, timeouts, queue),
+                                         "maintenance-failed-jobs"))
 
 
 @then(parsers.parse("at most {limit:d} failed jobs are kept on it"))
@@ -119,8 +121,9 @@ def _(failed_jobs_review: ProbeResult, limit: int) -> None:
 
 @when(parsers.parse("the on-call engineer checks the age of {secret} against {days:d} days"),
       target_fixture="secret_age")
-def _(target: Target, timeouts: Timeouts, secret: str, days: int) -> ProbeResult:
-    return maintenance.secret_age(target, timeouts, secret, max_age_days=days)
+def _(target: Target, timeouts: Timeouts, secret: str, days: int,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.secret_age(target, timeouts, secret, max_age_days=days))
 
 
 @then("it was rotated recently enough")
@@ -130,8 +133,9 @@ def _(secret_age: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer looks for audit log entries older than {days:d} days"),
       target_fixture="audit_retention")
-def _(target: Target, timeouts: Timeouts, days: int) -> ProbeResult:
-    return audit.beyond_retention(target, timeouts, retention_days=audit.retention_days(days))
+def _(target: Target, timeouts: Timeouts, days: int, evidence: Evidence) -> ProbeResult:
+    return evidence(
+        audit.beyond_retention(target, timeouts, retention_days=audit.retention_days(days)))
 
 
 @then("there are none left to archive")
@@ -141,8 +145,8 @@ def _(audit_retention: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer reads when each table was last vacuumed and analyzed,"
                     " allowing {days:d} days"), target_fixture="table_maintenance")
-def _(target: Target, timeouts: Timeouts, days: int) -> ProbeResult:
-    return maintenance.table_maintenance(target, timeouts, max_age_days=days)
+def _(target: Target, timeouts: Timeouts, days: int, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.table_maintenance(target, timeouts, max_age_days=days))
 
 
 @then("every table that changed was vacuumed and analyzed in time")
@@ -151,8 +155,8 @@ def _(table_maintenance: ProbeResult) -> None:
 
 
 @when("the on-call engineer reads the runbook's Next Review date", target_fixture="review")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return maintenance.next_review(target, timeouts, RUNBOOK)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.next_review(target, timeouts, RUNBOOK))
 
 
 @then("the review is not overdue")
@@ -161,8 +165,8 @@ def _(review: ProbeResult) -> None:
 
 
 @when("the on-call engineer reads the runbook's emergency contacts", target_fixture="contacts")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return maintenance.emergency_contacts(target, timeouts, RUNBOOK)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.emergency_contacts(target, timeouts, RUNBOOK))
 
 
 @then("every on-call and vendor contact is filled in, none a placeholder")
@@ -171,8 +175,8 @@ def _(contacts: ProbeResult) -> None:
 
 
 @when("the on-call engineer reads where the runbook's alerts go", target_fixture="channels")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return maintenance.alert_channels(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(maintenance.alert_channels(target, timeouts))
 
 
 @then("the critical and warning tiers each reach a team channel")
@@ -185,8 +189,9 @@ def _(channels: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer reads the drill records of the last {days:d} days"),
       target_fixture="dr_drill")
-def _(target: Target, timeouts: Timeouts, drill_records: Path, days: int) -> ProbeResult:
-    return quarterly.dr_drill_passed(target, timeouts, drill_records, within_days=days)
+def _(target: Target, timeouts: Timeouts, drill_records: Path, days: int,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(quarterly.dr_drill_passed(target, timeouts, drill_records, within_days=days))
 
 
 @then("a disaster recovery drill passed among them")

@@ -12,6 +12,7 @@ import pytest
 from pytest_bdd import given, parsers, then
 
 from runbook import manual
+from runbook.config import Target
 from runbook.errors import CheckFailed
 from runbook.manual import EXPIRED
 
@@ -23,8 +24,7 @@ def _(step: str) -> str:
 
 
 @then("a person has recorded doing it, with who, when and the evidence")
-def _(request: pytest.FixtureRequest, manual_step: str, scenario_name: str,
-      cadence: str | None) -> None:
+def _(target: Target, manual_step: str, scenario_name: str, cadence: str | None) -> None:
     standing = manual.standing(scenario_name, cadence)
     allure.dynamic.parameter("runbook step", manual_step)
     allure.attach(standing.describe(), name="manual record",
@@ -35,7 +35,7 @@ def _(request: pytest.FixtureRequest, manual_step: str, scenario_name: str,
     assert standing.record is not None
     if standing.record.result != "pass":
         raise CheckFailed(
-            "manual step", "",
+            "manual step", target.describe(),
             f"{standing.record.by} recorded {manual_step!r} as failed at"
             f" {standing.record.at}: {standing.record.notes or standing.record.evidence}",
             "a recorded pass", ())

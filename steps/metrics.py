@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.checks import require_at_most, require_figures
 from runbook.config import Target
 from runbook.probes import metrics, resources, traffic
@@ -14,8 +15,8 @@ from steps.support import skip_if_unavailable
 
 @when(parsers.parse("the on-call engineer measures the API over {requests:d} requests"),
       target_fixture="api_measurement")
-def _(target: Target, timeouts: Timeouts, requests: int) -> ProbeResult:
-    return metrics.measure(target, timeouts, requests=requests)
+def _(target: Target, timeouts: Timeouts, requests: int, evidence: Evidence) -> ProbeResult:
+    return evidence(metrics.measure(target, timeouts, requests=requests))
 
 
 @then("the request rate, error rate and response time percentiles are recorded")
@@ -24,8 +25,8 @@ def _(api_measurement: ProbeResult) -> None:
 
 
 @when("the on-call engineer reads the API's metrics endpoint", target_fixture="api_metrics")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return skip_if_unavailable(metrics.scrape(target, timeouts))
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return skip_if_unavailable(evidence(metrics.scrape(target, timeouts)))
 
 
 @then("the request count, error rate and response time percentiles are recorded")
@@ -35,8 +36,8 @@ def _(api_metrics: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer reads the API's traffic of the last {minutes:g}"
                     " minutes"), target_fixture="api_traffic")
-def _(target: Target, timeouts: Timeouts, minutes: float) -> ProbeResult:
-    return skip_if_unavailable(traffic.traffic(target, timeouts, window_s=minutes * 60))
+def _(target: Target, timeouts: Timeouts, minutes: float, evidence: Evidence) -> ProbeResult:
+    return skip_if_unavailable(evidence(traffic.traffic(target, timeouts, window_s=minutes * 60)))
 
 
 @then(parsers.parse("at most {limit:g} percent of the users' requests failed"))
@@ -53,8 +54,8 @@ def _(api_traffic: ProbeResult, seconds: float) -> None:
 
 
 @when("the on-call engineer reads the platform's resource usage", target_fixture="usage")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return resources.usage(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(resources.usage(target, timeouts))
 
 
 @then(parsers.parse("{resource} usage is at most {limit:g} percent"))

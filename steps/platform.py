@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import restart
 from runbook.actions.restart import RestartRecord
 from runbook.checks import require_record
@@ -16,9 +17,9 @@ from runbook.timeouts import Timeouts
 
 @when(parsers.parse("the on-call engineer restarts the {service} as the runbook says"),
       target_fixture="restart_record")
-def _(platform: PlatformAdapter, target: Target, timeouts: Timeouts, service: str
-      ) -> RestartRecord:
-    return restart.restart_and_measure(platform, service, target, timeouts, within_s=60)
+def _(platform: PlatformAdapter, target: Target, timeouts: Timeouts, service: str,
+      evidence: Evidence) -> RestartRecord:
+    return evidence(restart.restart_and_measure(platform, service, target, timeouts, within_s=60))
 
 
 @then(parsers.parse("the {service} is healthy again within {seconds:g} seconds"))
@@ -36,8 +37,8 @@ def _(restart_record: RestartRecord) -> None:
 
 @when(parsers.parse("the on-call engineer reads the {service}'s logs since {since}"),
       target_fixture="log_summary")
-def _(platform: PlatformAdapter, service: str, since: str) -> LogSummary:
-    return logs.recent_logs(platform, service, since=since)
+def _(platform: PlatformAdapter, service: str, since: str, evidence: Evidence) -> LogSummary:
+    return evidence(logs.recent_logs(platform, service, since=since))
 
 
 @then("the logs are retrieved and their error lines counted")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pytest_bdd import given, parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.actions import queues as queue_actions
 from runbook.actions.queues import (
@@ -31,8 +32,8 @@ from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer pings Redis", target_fixture="redis_ping")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return redis.ping(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(redis.ping(target, timeouts))
 
 
 @then("Redis answers PONG")
@@ -42,8 +43,9 @@ def _(redis_ping: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer sends a canary job through the {queue} queue,"
                     " allowing {seconds:g} seconds"), target_fixture="canary_job")
-def _(target: Target, timeouts: Timeouts, queue: str, seconds: float) -> ProbeResult:
-    return queues.canary_round_trip(target, timeouts, queue, within_s=seconds)
+def _(target: Target, timeouts: Timeouts, queue: str, seconds: float,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(queues.canary_round_trip(target, timeouts, queue, within_s=seconds))
 
 
 @then("the worker completes the canary job")
@@ -53,8 +55,8 @@ def _(canary_job: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer counts the {queue} queue's jobs"),
       target_fixture="queue_counts")
-def _(target: Target, timeouts: Timeouts, queue: str) -> ProbeResult:
-    return queues.counts(target, timeouts, queue)
+def _(target: Target, timeouts: Timeouts, queue: str, evidence: Evidence) -> ProbeResult:
+    return evidence(queues.counts(target, timeouts, queue))
 
 
 @then("the counts agree with the type-aware commands")
@@ -74,15 +76,17 @@ def _(queue_counts: ProbeResult, limit: float) -> None:
 
 @given(parsers.parse("{count:d} failed canary jobs on the {queue} queue"),
        target_fixture="failed_jobs")
-def _(target: Target, timeouts: Timeouts, count: int, queue: str) -> Iterator[FailedJobs]:
+def _(target: Target, timeouts: Timeouts, count: int, queue: str, evidence: Evidence
+      ) -> Iterator[FailedJobs]:
     with queue_actions.failed_canary_jobs(target, timeouts, queue, count) as failed:
-        yield failed
+        yield evidence(failed)
 
 
 @when("the on-call engineer counts the failed jobs with the runbook's LLEN",
       target_fixture="runbook_llen")
-def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs) -> ProbeResult:
-    return queues.runbook_llen_failed(target, timeouts, failed_jobs.queue)
+def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(queues.runbook_llen_failed(target, timeouts, failed_jobs.queue))
 
 
 @then("Redis answers WRONGTYPE while BullMQ counts the failed jobs")
@@ -94,8 +98,8 @@ def _(runbook_llen: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer runs the runbook's DEL on a canary queue with"
                     " {count:d} failed jobs"), target_fixture="del_demo")
-def _(target: Target, timeouts: Timeouts, count: int) -> DelDemonstration:
-    return queue_actions.runbook_del_failed(target, timeouts, "email", jobs=count)
+def _(target: Target, timeouts: Timeouts, count: int, evidence: Evidence) -> DelDemonstration:
+    return evidence(queue_actions.runbook_del_failed(target, timeouts, "email", jobs=count))
 
 
 @then(parsers.parse("BullMQ counts no failed jobs but {count:d} job hashes are left behind"))
@@ -111,9 +115,9 @@ def _(del_demo: DelDemonstration) -> None:
 
 
 @when("the on-call engineer clears them the BullMQ way", target_fixture="cleared")
-def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs) -> Cleared:
-    return queue_actions.clear_failed(target, timeouts, failed_jobs.queue,
-                                      only_ids=failed_jobs.ids)
+def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs, evidence: Evidence) -> Cleared:
+    return evidence(queue_actions.clear_failed(target, timeouts, failed_jobs.queue,
+                                               only_ids=failed_jobs.ids))
 
 
 @then("they are gone and no key names them")
@@ -123,8 +127,9 @@ def _(cleared: Cleared) -> None:
 
 
 @when("the on-call engineer retries them the BullMQ way", target_fixture="retried")
-def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs) -> Retried:
-    return queue_actions.retry_failed(target, timeouts, failed_jobs.queue, failed_jobs.ids)
+def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs, evidence: Evidence) -> Retried:
+    return evidence(
+        queue_actions.retry_failed(target, timeouts, failed_jobs.queue, failed_jobs.ids))
 
 
 @then("they leave the failed set")
@@ -135,10 +140,10 @@ def _(retried: Retried) -> None:
 
 @when("the on-call engineer restarts the worker as the runbook says to retry them",
       target_fixture="restart_leaves")
-def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, failed_jobs: FailedJobs
-      ) -> RestartLeavesFailed:
-    return queue_actions.restart_does_not_retry(
-        target, timeouts, failed_jobs.queue, failed_jobs.ids, lambda: platform.restart("worker"))
+def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, failed_jobs: FailedJobs,
+      evidence: Evidence) -> RestartLeavesFailed:
+    return evidence(queue_actions.restart_does_not_retry(
+        target, timeouts, failed_jobs.queue, failed_jobs.ids, lambda: platform.restart("worker")))
 
 
 @then("the restarted worker processes new jobs but the failed jobs stay failed")
@@ -150,9 +155,9 @@ def _(restart_leaves: RestartLeavesFailed) -> None:
 
 @when(parsers.parse("the on-call engineer requests a canary release through the API, allowing"
                     " {seconds:g} seconds"), target_fixture="release_round_trip")
-def _(target: Target, timeouts: Timeouts, seconds: float, canary_pool: CanaryPool
-      ) -> ProbeResult:
-    return journeys.release(target, timeouts, within_s=seconds, pool=canary_pool)
+def _(target: Target, timeouts: Timeouts, seconds: float, canary_pool: CanaryPool,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(journeys.release(target, timeouts, within_s=seconds, pool=canary_pool))
 
 
 @then("the worker processes the release")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.actions.users import CanaryPool
 from runbook.checks import require_at_most, require_ok
@@ -14,8 +15,8 @@ from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer checks the API health", target_fixture="api_health")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return api.health(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(api.health(target, timeouts))
 
 
 @then("the API reports status ok")
@@ -29,8 +30,8 @@ def _(api_health: ProbeResult, seconds: float) -> None:
 
 
 @when("the on-call engineer opens the web front end", target_fixture="web_page")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return web.front_page(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(web.front_page(target, timeouts))
 
 
 @then("the front end answers HTTP 200 with the application's page")
@@ -40,8 +41,8 @@ def _(web_page: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer checks the {component} as the Component Status table"
                     " says"), target_fixture="component_status")
-def _(target: Target, timeouts: Timeouts, component: str) -> ProbeResult:
-    return status.check(component, target, timeouts)
+def _(target: Target, timeouts: Timeouts, component: str, evidence: Evidence) -> ProbeResult:
+    return evidence(status.check(component, target, timeouts))
 
 
 @then(parsers.parse("the {component} gives the expected response"))
@@ -51,8 +52,9 @@ def _(component_status: ProbeResult) -> None:
 
 @when("the on-call engineer logs in as a canary user and reads it back",
       target_fixture="login_round_trip")
-def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool) -> ProbeResult:
-    return journeys.login(target, timeouts, canary_pool)
+def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(journeys.login(target, timeouts, canary_pool))
 
 
 @then("the login and the read-back succeed")
@@ -63,8 +65,8 @@ def _(login_round_trip: ProbeResult) -> None:
 @when(parsers.re(r"the on-call engineer measures the API process's CPU over"
                  r" (?P<seconds>[\d.]+) seconds?"), converters={"seconds": float},
       target_fixture="api_cpu")
-def _(target: Target, timeouts: Timeouts, seconds: float) -> ProbeResult:
-    return resources.api_cpu(target, timeouts, window_s=seconds)
+def _(target: Target, timeouts: Timeouts, seconds: float, evidence: Evidence) -> ProbeResult:
+    return evidence(resources.api_cpu(target, timeouts, window_s=seconds))
 
 
 @then(parsers.parse("its CPU is at most {limit:g} percent"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_bdd import then, when
 
+from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.actions.users import CanaryPool
 from runbook.checks import require_ok
@@ -14,8 +15,8 @@ from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer tests S3 access", target_fixture="s3_bucket")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return storage.bucket(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(storage.bucket(target, timeouts))
 
 
 @then("the bucket answers with the configured credentials")
@@ -25,8 +26,8 @@ def _(s3_bucket: ProbeResult) -> None:
 
 @when("the on-call engineer writes, reads and deletes a canary object",
       target_fixture="s3_canary")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return storage.canary_object(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(storage.canary_object(target, timeouts))
 
 
 @then("the canary object comes back intact and leaves nothing behind")
@@ -35,8 +36,8 @@ def _(s3_canary: ProbeResult) -> None:
 
 
 @when("the on-call engineer checks the bucket's CORS configuration", target_fixture="s3_cors")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return storage.cors(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(storage.cors(target, timeouts))
 
 
 @then("browsers on the web front end may upload to the bucket")
@@ -46,8 +47,8 @@ def _(s3_cors: ProbeResult) -> None:
 
 @when("the on-call engineer uploads a canary through a presigned URL",
       target_fixture="s3_presigned")
-def _(target: Target, timeouts: Timeouts) -> ProbeResult:
-    return storage.presigned_upload(target, timeouts)
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
+    return evidence(storage.presigned_upload(target, timeouts))
 
 
 @then("the presigned upload is stored and cleaned up")
@@ -57,8 +58,9 @@ def _(s3_presigned: ProbeResult) -> None:
 
 @when("the on-call engineer uploads a canary video through the API",
       target_fixture="api_upload")
-def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool) -> ProbeResult:
-    return journeys.upload(target, timeouts, canary_pool)
+def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool,
+      evidence: Evidence) -> ProbeResult:
+    return evidence(journeys.upload(target, timeouts, canary_pool))
 
 
 @then("the upload is stored and cleaned up")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pytest_bdd import given, then, when
 
+from harness.evidence import Evidence
 from runbook.actions import users
 from runbook.actions.users import (
     AccessChecks,
@@ -20,22 +21,22 @@ from runbook.timeouts import Timeouts
 
 
 @given("a canary admin", target_fixture="canary_admin")
-def _(target: Target, timeouts: Timeouts) -> Iterator[CanaryUser]:
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> Iterator[CanaryUser]:
     with users.canary_user(target, timeouts, role="ADMIN") as admin:
-        yield admin
+        yield evidence(admin)
 
 
 @given("a canary user", target_fixture="canary")
-def _(target: Target, timeouts: Timeouts) -> Iterator[CanaryUser]:
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> Iterator[CanaryUser]:
     with users.canary_user(target, timeouts, role="USER") as user:
-        yield user
+        yield evidence(user)
 
 
 @when("the on-call engineer creates an admin user as the runbook describes",
       target_fixture="new_admin")
-def _(target: Target, timeouts: Timeouts) -> Iterator[CanaryUser]:
+def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> Iterator[CanaryUser]:
     admin = users.create_admin(target, timeouts)
-    yield admin
+    yield evidence(admin)
     users.remove_canary(target, timeouts, admin)  # idempotent: the scenario removes it too
 
 
@@ -46,8 +47,8 @@ def _(new_admin: CanaryUser) -> None:
 
 
 @when("the on-call engineer removes the canary admin", target_fixture="removal")
-def _(target: Target, timeouts: Timeouts, new_admin: CanaryUser) -> Removal:
-    return users.remove_canary(target, timeouts, new_admin)
+def _(target: Target, timeouts: Timeouts, new_admin: CanaryUser, evidence: Evidence) -> Removal:
+    return evidence(users.remove_canary(target, timeouts, new_admin))
 
 
 @then("the canary admin is gone")
@@ -57,9 +58,9 @@ def _(removal: Removal) -> None:
 
 @when("the admin locks the user's account with the runbook's request, then unlocks it",
       target_fixture="lock_round_trip")
-def _(target: Target, timeouts: Timeouts, canary_admin: CanaryUser, canary: CanaryUser
-      ) -> LockRoundTrip:
-    return users.lock_round_trip(target, timeouts, canary_admin.token, canary)
+def _(target: Target, timeouts: Timeouts, canary_admin: CanaryUser, canary: CanaryUser,
+      evidence: Evidence) -> LockRoundTrip:
+    return evidence(users.lock_round_trip(target, timeouts, canary_admin.token, canary))
 
 
 @then("the user could not log in while locked and can log in again")
@@ -69,10 +70,11 @@ def _(lock_round_trip: LockRoundTrip) -> None:
 
 @when("the lock request is sent without a token and with a non-admin's token",
       target_fixture="access")
-def _(target: Target, timeouts: Timeouts, canary_admin: CanaryUser, canary: CanaryUser
-      ) -> AccessChecks:
-    return users.access_checks(target, timeouts, user_id=canary.id,
-                               non_admin_token=canary.token, admin_token=canary_admin.token)
+def _(target: Target, timeouts: Timeouts, canary_admin: CanaryUser, canary: CanaryUser,
+      evidence: Evidence) -> AccessChecks:
+    return evidence(users.access_checks(target, timeouts, user_id=canary.id,
+                                        non_admin_token=canary.token,
+                                        admin_token=canary_admin.token))
 
 
 @then("it is refused with 401 and 403 and the user stays unlocked")
@@ -82,9 +84,9 @@ def _(access: AccessChecks) -> None:
 
 @when("the on-call engineer resets the user's password with a cost 12 bcrypt hash",
       target_fixture="reset")
-def _(target: Target, timeouts: Timeouts, canary: CanaryUser) -> PasswordReset:
-    return users.reset_password(target, timeouts, canary.id, old_password=canary.password,
-                                old_token=canary.token)
+def _(target: Target, timeouts: Timeouts, canary: CanaryUser, evidence: Evidence) -> PasswordReset:
+    return evidence(users.reset_password(target, timeouts, canary.id, old_password=canary.password,
+                                         old_token=canary.token))
 
 
 @then("the new password logs in and the old one does not")

@@ -30,6 +30,7 @@ from runbook.drills.record import DrillRecord, Phase, render_markdown
 from runbook.probes import e2e, postgres
 from runbook.probes import queues as queue_probe
 from runbook.results import ProbeResult
+from runbook.targets import RunSpec
 from tests.conftest import RunningSandbox
 
 #: The scheduled scenario (a ``-k`` expression) each game day's fault must trip, naming
@@ -73,8 +74,8 @@ OUTCOMES: dict[str, str] = {
 LIMITS = engine.Limits(detect_within_s=60, rto_s=300)
 
 
-def spec(box: RunningSandbox) -> dict[str, str | None]:
-    return {"name": "sandbox", "config_file": None, "home": str(box.home)}
+def spec(box: RunningSandbox) -> RunSpec:
+    return RunSpec.sandbox(box.home)
 
 
 def steady(user: CanaryUser) -> engine.Check:

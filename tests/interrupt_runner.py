@@ -41,6 +41,7 @@ from runbook.drills.record import DrillRecord, ProgressFile, write_record
 from runbook.redact import Redactor
 from runbook.results import Activity, utcnow
 from runbook.sandbox import Sandbox
+from runbook.targets import RunSpec
 from tests.gamedays import narrowed
 
 CELL_DEADLINE_S = 240.0
@@ -93,7 +94,7 @@ def run_cell(cell: dict[str, str], home: Path, work: Path) -> dict[str, Any]:
     """Run ``cell``'s drill, paused in its phase; what it ended with and where it wrote."""
     directory = work / cell["id"]
     records, ledgers = directory / "drills", directory / "guards"
-    spec = {"name": "sandbox", "config_file": None, "home": str(home)}
+    spec = RunSpec.sandbox(home)
     redact = Redactor([s for s in Sandbox(home).secrets().values() if len(s) >= 8])
     progress = ProgressFile(records, cell["drill"])
     paused: list[str] = []

@@ -32,6 +32,7 @@ from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.record import read_progress
 from runbook.sandbox import Sandbox
+from runbook.targets import RunSpec
 from tests.conftest import RunningSandbox
 from tests.gamedays import OUTCOMES, assert_healthy
 
@@ -214,7 +215,7 @@ class Runner:
 
 
 def sandbox_context(box: RunningSandbox) -> DrillContext:
-    return context_for({"name": "sandbox", "config_file": None, "home": str(box.home)})
+    return context_for(RunSpec.sandbox(box.home))
 
 
 def verify(outcome: Outcome, box: RunningSandbox) -> float:

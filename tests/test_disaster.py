@@ -45,6 +45,7 @@ from runbook.redact import Redactor
 from runbook.runner import PROJECT_ROOT
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import latest_backup, take_backup
+from runbook.targets import RunSpec
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 
@@ -93,8 +94,7 @@ def _run(box: Sandbox, name: str, tmp_path: Path, figures: list[DrillRecord], *,
     incident = DRILLS[name]
     if options:
         incident = type(incident.__name__, (incident,), {"options": DrillOptions(**options)})
-    guard = Guard.arm(tmp_path / "guards", {"name": "sandbox", "config_file": None,
-                                            "home": str(box.home)})
+    guard = Guard.arm(tmp_path / "guards", RunSpec.sandbox(box.home))
     seen: list[DrillRecord] = []
     try:
         record = engine.run(incident, _context(box), limits=limits or LIMITS[name],
@@ -433,6 +433,7 @@ DRILL = textwrap.dedent("""
     from runbook.drills.incidents.disaster import seeded_check
     from runbook.platforms import platform_for
     from runbook.sandbox import Sandbox
+    from runbook.targets import RunSpec
     from runbook.timeouts import Timeouts
 
     home, guards, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
@@ -440,7 +441,7 @@ DRILL = textwrap.dedent("""
     target = Target.from_variables("sandbox", box.env(), source="sandbox",
                                    environment="sandbox", platform="sandbox")
     context = DrillContext(target, Timeouts(), platform_for(target, allow_changes=True), home)
-    guard = Guard.arm(guards, {"name": "sandbox", "config_file": None, "home": str(home)})
+    guard = Guard.arm(guards, RunSpec.sandbox(home))
 
     def phase(name):
         print("phase", name, flush=True)

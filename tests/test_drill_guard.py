@@ -14,6 +14,7 @@ import httpx
 
 from runbook.drills.guard import Guard
 from runbook.drills.restorer import restore
+from runbook.targets import RunSpec
 from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
 
@@ -24,9 +25,10 @@ DRILL = textwrap.dedent("""
     from runbook.drills.context import context_for
     from runbook.drills.faults import get
     from runbook.drills.guard import Guard
+    from runbook.targets import RunSpec
 
     home, ledgers = sys.argv[1], Path(sys.argv[2])
-    spec = {"name": "sandbox", "config_file": None, "home": home}
+    spec = RunSpec.sandbox(Path(home))
     guard = Guard.arm(ledgers, spec)
     context = context_for(spec)
     params = {"component": "api"}
@@ -62,7 +64,7 @@ def test_the_guard_reverts_a_fault_after_the_drill_is_killed(
 
 
 def test_a_disarmed_guard_does_nothing(tmp_path: Path) -> None:
-    guard = Guard.arm(tmp_path, {"name": "sandbox", "config_file": None, "home": "x"})
+    guard = Guard.arm(tmp_path, RunSpec.sandbox(tmp_path / "x"))
     guard.disarm()
     assert guard.process is not None and guard.process.returncode == 0
     assert not guard.ledger.exists()
@@ -76,7 +78,7 @@ def test_restore_reverts_newest_first_and_keeps_going_after_a_failure(tmp_path: 
     ]}))
     order: list[str] = []
 
-    def revert(name: str, params: object, target: object) -> str:
+    def revert(name: str, params: object) -> str:
         order.append(name)
         if name == "broken":
             raise RuntimeError("cannot")

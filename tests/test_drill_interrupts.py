@@ -42,6 +42,7 @@ from runbook.drills.guard import DrillInterrupted, Guard, interruptible
 from runbook.drills.record import DrillRun, ProgressFile, read_progress, write_record
 from runbook.probes import storage
 from runbook.redact import Redactor
+from runbook.targets import RunSpec
 from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
 from tests.gamedays import assert_healthy
@@ -281,8 +282,7 @@ def test_a_guard_disarmed_with_a_fault_on_its_ledger_reverts_it(
     context = sandbox_context(sandbox)
     assert catalog.DRILLS  # every fault registered
     fault = get("s3-cors-missing", "sandbox")
-    guard = Guard.arm(tmp_path, {"name": "sandbox", "config_file": None,
-                                 "home": str(sandbox.home)})
+    guard = Guard.arm(tmp_path, RunSpec.sandbox(sandbox.home))
     try:
         guard.record(fault.name, {})
         assert fault.inject(context, {}).ok

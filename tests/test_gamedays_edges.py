@@ -214,9 +214,10 @@ DIES_WITH_FAULTS_IN = textwrap.dedent("""
     from runbook.drills.context import context_for
     from runbook.drills.faults import get
     from runbook.drills.guard import Guard
+    from runbook.targets import RunSpec
 
     home, ledgers = sys.argv[1], Path(sys.argv[2])
-    spec = {"name": "sandbox", "config_file": None, "home": home}
+    spec = RunSpec.sandbox(Path(home))
     guard = Guard.arm(ledgers, spec)
     context = context_for(spec)
     for name, params in (("security-breach", {"accounts": 1, "failures_per_account": 1}),

@@ -203,10 +203,11 @@ DRILL = textwrap.dedent("""
     from runbook.drills.catalog import DRILLS
     from runbook.drills.context import context_for
     from runbook.drills.guard import Guard
+    from runbook.targets import RunSpec
     from runbook.actions import journeys
 
     home, ledgers, name, out = sys.argv[1:5]
-    spec = {"name": "sandbox", "config_file": None, "home": home}
+    spec = RunSpec.sandbox(Path(home))
     context = context_for(spec)
 
     def stalled(context, section, fault_at, within_s):

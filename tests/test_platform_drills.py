@@ -49,6 +49,7 @@ from runbook.platforms.sandbox import SandboxPlatform
 from runbook.probes import e2e
 from runbook.results import Activity, ProbeResult, Timing, utcnow
 from runbook.sandbox import Sandbox
+from runbook.targets import RunSpec
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 
@@ -311,8 +312,7 @@ def _drill(target: Target, adapter: PlatformAdapter, home: Path, tmp_path: Path,
         def steady(ctx: DrillContext) -> ProbeResult:
             return e2e.round_trip(ctx.target, ctx.timeouts, canary.email, canary.password)
 
-        guard = Guard.arm(tmp_path / "guards", {"name": "env", "config_file": None,
-                                                "home": str(home)})
+        guard = Guard.arm(tmp_path / "guards", RunSpec.of_target(target, home))
         seen: list[DrillRecord] = []
         try:
             record = engine.run(PlatformApiCrash, context, limits=limits, guard=guard,

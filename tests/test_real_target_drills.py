@@ -326,9 +326,10 @@ KILLED = textwrap.dedent("""
     from runbook.drills.context import context_for
     from runbook.drills.faults import get
     from runbook.drills.guard import Guard
+    from runbook.targets import RunSpec
 
     ledgers = Path(sys.argv[1])
-    spec = {"name": "env", "config_file": None, "home": sys.argv[2]}
+    spec = RunSpec.choose("env", home=Path(sys.argv[2]))
     guard = Guard.arm(ledgers, spec)
     context = context_for(spec)
     params = {"drill_id": "killedmidway"}

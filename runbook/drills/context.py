@@ -1,32 +1,26 @@
-"""Build a drill's context (target, platform with changes allowed) from a target spec."""
+"""Build a drill's context (target, platform with changes allowed) from the run's spec."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
-from runbook import targets
-from runbook.config import Environment, choose_target
+from runbook.config import Environment
 from runbook.drills.faults import DrillContext
 from runbook.errors import SafetyGateError
 from runbook.platforms import NoPlatform, platform_for
+from runbook.targets import RunSpec
 from runbook.timeouts import Timeouts
 
 
-def context_for(spec: Mapping[str, str | None]) -> DrillContext:
-    """``spec``: ``name`` (sandbox, env or a profile), ``config_file``, ``home``.
+def context_for(run: RunSpec) -> DrillContext:
+    """The context of a drill on ``run``'s target (resolved once, by whoever started the
+    run: this only reads where it is now).
 
     Raises ``SafetyGateError`` for a production target: drills never act there, not even to
     revert (nothing destructive reaches production).
     """
-    config_value = spec.get("config_file")
-    config_file = Path(config_value) if config_value else None
-    home = Path(spec.get("home") or ".runbook")
-    choice = choose_target(spec.get("name"), config_file=config_file)
-    target = targets.resolve(choice, home)
+    target = run.target()
     if target.environment is Environment.PRODUCTION:
         raise SafetyGateError(f"refused: drills never act on production ({target.describe()})")
     # A target of data services only has no platform: its drills need none to revert.
     platform = (platform_for(target, allow_changes=True) if target.platform is not None
                 else NoPlatform(target.name))
-    return DrillContext(target, Timeouts.from_env(), platform, home)
+    return DrillContext(target, Timeouts.from_env(), platform, run.home)

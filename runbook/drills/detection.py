@@ -30,6 +30,7 @@ from runbook.config import META_VARIABLES, TARGET_VARIABLES
 from runbook.drills.faults import DrillContext
 from runbook.redact import Redactor
 from runbook.results import utcnow
+from runbook.targets import RunSpec
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,12 @@ def run_round(context: DrillContext, reports: Path, *, section: str = "",
     when it could not run at all."""
     run_id = uuid.uuid4().hex
     stop = ("--runbook-stop-when-named", section) if section else ()
-    selection = runner.Selection(marks=runner.SYNTHETIC, target_name="env", reports=reports,
-                                 run_id=run_id, extra=(*stop, *extra), full_reports=False)
+    selection = runner.Selection(marks=runner.SYNTHETIC, reports=reports, run_id=run_id,
+                                 extra=(*stop, *extra), full_reports=False)
     home = context.target.runbook_home or context.home
-    env = runner.environment(run_id, home)
+    env = runner.environment(run_id, home, RunSpec.of_target(context.target, home).to_environ())
     for name in (*TARGET_VARIABLES, *META_VARIABLES):  # exactly this target, nothing stray
         env.pop(name, None)
-    env.update(context.target.variables())
     started = utcnow()
     code = runner.execute(selection, env, Redactor(context.target.secret_values()),
                           handle_signals=False)

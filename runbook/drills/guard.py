@@ -29,6 +29,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from runbook.targets import RunSpec
+
 POLL_S = 0.2
 
 
@@ -49,26 +51,27 @@ def _write_json(path: Path, document: Mapping[str, Any]) -> None:
 class Guard:
     """The drill-side handle of a guard process; use as a context manager.
 
-    ``target`` names how the guard rebuilds the target to revert on (``kind``, ``name``,
-    ``config_file``); the guard inherits this process's environment for the rest.
+    ``run`` is the run's target as it was resolved: the guard process gets it in its
+    environment (``RunSpec.to_environ``, secrets included, as the run itself got them) and
+    reverts on exactly that target; the ledger names it without secrets.
     """
 
     ledger: Path
-    target: Mapping[str, str | None]
+    run: RunSpec
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def arm(cls, directory: Path, target: Mapping[str, str | None]) -> Guard:
+    def arm(cls, directory: Path, run: RunSpec) -> Guard:
         """Write an empty ledger and start the guard process watching this one."""
         directory.mkdir(parents=True, exist_ok=True)
         ledger = directory / f"guard-{os.getpid()}-{time.time_ns()}.json"
-        guard = cls(ledger, dict(target))
+        guard = cls(ledger, run)
         guard._save([])
         log = open(ledger.with_suffix(".log"), "ab")  # noqa: SIM115  (the child keeps it)
         guard.process = subprocess.Popen(
             [sys.executable, "-m", "runbook.drills.restorer", "--ledger", str(ledger)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=dict(os.environ),
+            start_new_session=True, close_fds=True, env={**os.environ, **run.to_environ()},
         )
         log.close()
         return guard
@@ -80,7 +83,8 @@ class Guard:
     def _save(self, faults: list[dict[str, Any]], *, disarmed: bool = False) -> None:
         _write_json(self.ledger, {
             "owner_pid": os.getpid(),
-            "target": dict(self.target),
+            "target": {"name": self.run.name, "kind": self.run.kind,
+                       "environment": self.run.environment.value, "home": str(self.run.home)},
             "faults": faults,
             "disarmed": disarmed,
         })

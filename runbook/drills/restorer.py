@@ -23,6 +23,7 @@ from typing import Any
 from runbook.drills import catalog, faults
 from runbook.drills.context import context_for
 from runbook.drills.guard import POLL_S
+from runbook.targets import RUN_VARIABLE, RunSpec
 
 assert catalog.DRILLS  # importing it registers every fault
 
@@ -45,14 +46,13 @@ def _log(message: str) -> None:
     print(f"{datetime.now(UTC).isoformat()} guard: {message}", flush=True)
 
 
-def restore(ledger_path: Path, revert: Callable[[str, Mapping[str, Any],
-                                                  Mapping[str, str | None]], str]) -> int:
+def restore(ledger_path: Path, revert: Callable[[str, Mapping[str, Any]], str]) -> int:
     """Revert every fault left on the ledger, newest first; returns how many failed."""
     document = json.loads(ledger_path.read_text(encoding="utf-8"))
     failures = 0
     for entry in reversed(document["faults"]):
         try:
-            outcome = revert(entry["name"], entry["params"], document["target"])
+            outcome = revert(entry["name"], entry["params"])
             _log(f"reverted {entry['name']}: {outcome}")
         except Exception as exc:  # keep going: revert everything we can
             failures += 1
@@ -60,11 +60,15 @@ def restore(ledger_path: Path, revert: Callable[[str, Mapping[str, Any],
     return failures
 
 
-def revert_for_real(name: str, params: Mapping[str, Any],
-                     target: Mapping[str, str | None]) -> str:
-    """Revert the fault ``name`` on the target ``target`` describes (``context_for``), by
-    its registered revert; "ok" or "not ok: ..."."""
-    context = context_for(target)
+def revert_for_real(name: str, params: Mapping[str, Any]) -> str:
+    """Revert the fault ``name`` on the run's target (``RunSpec`` from this process's
+    environment, as ``Guard.arm`` passed it), by its registered revert; "ok" or
+    "not ok: ..."."""
+    run = RunSpec.from_environ()
+    if run is None:
+        raise RuntimeError(f"no {RUN_VARIABLE} in the guard's environment: the target to"
+                           " revert on is unknown")
+    context = context_for(run)
     spec = faults.get(name, context.platform.name)
     activity = spec.revert(context, params)
     return "ok" if activity.ok else f"not ok: {activity.error}"

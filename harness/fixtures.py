@@ -1,0 +1,198 @@
+"""The fixtures steps receive: the target, its platform, timeouts, the canary pool, and what
+a drill acts through and writes to.
+
+Each scenario takes the run's target as resolved once (``gates``): the ``target`` fixture
+reads where it is now (a disaster drill may rebuild the sandbox on new ports) and never
+chooses it again.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import allure
+import pytest
+
+from harness import scenarios
+from harness.state import run_state, scenario_state
+from runbook.actions.users import CanaryPool
+from runbook.config import Target
+from runbook.drills.catalog import DRILLS
+from runbook.drills.faults import DrillContext
+from runbook.drills.guard import Guard
+from runbook.drills.record import DrillRecord, PhaseListener, ProgressFile, write_record
+from runbook.errors import ConfigError, RunbookError
+from runbook.platforms import NoPlatform, PlatformAdapter, RecordingPlatform, platform_for
+from runbook.timeouts import Timeouts
+
+
+@pytest.fixture(scope="session")
+def timeouts() -> Timeouts:
+    """Connect, read and per-probe deadlines (``RUNBOOK_*_TIMEOUT`` to change them)."""
+    return Timeouts.from_env()
+
+
+@pytest.fixture(autouse=True)
+def _target_for_scenarios(request: pytest.FixtureRequest) -> None:
+    """Every scenario takes the target first, so its secrets are known to the redactor
+    even when no step of the scenario asks for it."""
+    if scenarios.is_scenario(request.node):
+        request.getfixturevalue("target")
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest) -> Target:
+    """The LegacyVideo under test: the run's target, where it is now (the sandbox started
+    when it is down)."""
+    state = run_state(request.config)
+    if state.run is None:
+        pytest.exit("configuration error: no target was chosen for this run (the scenarios"
+                    " were not collected by this harness)", returncode=2)
+    try:
+        resolved = state.run.target()
+    except RunbookError as exc:
+        pytest.exit(f"{type(exc).__name__}: {exc}", returncode=exc.exit_code)
+    state.redactor.add(resolved.secret_values())
+    state.target_described = resolved.describe()
+    return resolved
+
+
+@pytest.fixture(scope="session")
+def canary_pool() -> Iterator[CanaryPool]:
+    """The run's canary user, shared by the canary journeys (one made per run and target,
+    not one per journey), removed when the run ends; a removal that fails is a warning."""
+    pool = CanaryPool()
+    yield pool
+    for problem in pool.close():
+        warnings.warn(f"a canary user was not removed: {problem}", stacklevel=1)
+
+
+@pytest.fixture
+def scenario_name(request: pytest.FixtureRequest) -> str:
+    """The name of the running scenario, as the feature file gives it."""
+    return scenario_state(request.node).name or request.node.name
+
+
+@pytest.fixture
+def cadence(request: pytest.FixtureRequest) -> str | None:
+    """The running scenario's maintenance cadence (``daily`` ... ``quarterly``), if any."""
+    return scenarios.cadence(request.node)
+
+
+@pytest.fixture
+def platform(request: pytest.FixtureRequest, target: Target) -> Iterator[PlatformAdapter]:
+    """The target's platform adapter. It may change state only in scenarios tagged
+    @operation or @drill, which passed the safety gates before the run began.
+
+    Every call it passes on is appended to ``reports/platform-calls.jsonl`` (scenario,
+    method, service, read or destructive, when, how it ended): the audit trail of what the
+    run did to the target's platform."""
+    node = request.node
+    changes = bool(node.get_closest_marker("operation") or (
+        node.get_closest_marker("drill") and not node.get_closest_marker("read-only")))
+    try:
+        recording = RecordingPlatform(platform_for(target, allow_changes=changes))
+    except ConfigError as exc:
+        if target.platform is not None or node.get_closest_marker("drill") is None:
+            pytest.skip(str(exc))
+        # A target of data services only: the drills that need no platform run on it, the
+        # others are refused by their own reason (``_drills_this_target_can_take``).
+        recording = RecordingPlatform(NoPlatform(target.name))
+    yield recording
+    calls = [{"scenario": node.nodeid, "target": target.name,
+              "environment": target.environment.value, "method": c.method,
+              "service": c.service, "kind": c.kind, "at": c.at.isoformat(),
+              "outcome": c.outcome} for c in recording.calls]
+    if calls:
+        trail = run_state(request.config).reports / "platform-calls.jsonl"
+        trail.parent.mkdir(parents=True, exist_ok=True)
+        with trail.open("a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(call) + "\n" for call in calls))
+
+
+@pytest.fixture
+def drill_context(request: pytest.FixtureRequest, target: Target, timeouts: Timeouts,
+                  platform: PlatformAdapter) -> DrillContext:
+    """What a drill acts through: the target, its platform (changes allowed: @drill
+    scenarios passed the safety gates) and the sandbox's state directory."""
+    run = run_state(request.config).run
+    assert run is not None  # the target fixture exits otherwise
+    return DrillContext(target, timeouts, platform, target.runbook_home or run.home)
+
+
+@pytest.fixture(autouse=True)
+def _drills_this_target_can_take(request: pytest.FixtureRequest) -> None:
+    """A drill scenario whose drill cannot run on this target (it needs the sandbox, an API,
+    a platform, a scratch database) is not checked, with the drill's own one-line reason,
+    before any step (not even the canary user of its steady state) touches the target."""
+    item = request.node
+    if not scenarios.is_scenario(item) or item.get_closest_marker("drill") is None:
+        return
+    names = scenarios.drills(item)
+    if not names:
+        return
+    context: DrillContext = request.getfixturevalue("drill_context")
+    for name in names:
+        incident = DRILLS.get(name)
+        reason = incident.refusal(context) if incident is not None else None
+        if reason:
+            # Named as the feature file names it (the skip comes before pytest-bdd's hook).
+            state = scenario_state(item)
+            state.feature, state.name = scenarios.names(item)
+            pytest.skip(reason)
+
+
+@pytest.fixture
+def guard(request: pytest.FixtureRequest) -> Iterator[Guard]:
+    """A restoration guard watching this process for the scenario's length, on the run's
+    target as it was resolved."""
+    state = run_state(request.config)
+    assert state.run is not None  # the target fixture exits otherwise
+    armed = Guard.arm(state.reports / "drills" / "guards", state.run)
+    yield armed
+    armed.disarm()
+
+
+@pytest.fixture
+def drill_progress(request: pytest.FixtureRequest) -> Callable[[str], PhaseListener]:
+    """Where a drill announces each phase as it starts: ``reports/drills/<drill>.progress``
+    (``ProgressFile``; kept next to the record once it is written)."""
+    directory = run_state(request.config).reports / "drills"
+    return lambda drill: ProgressFile(directory, drill)
+
+
+@pytest.fixture
+def drill_evidence(request: pytest.FixtureRequest) -> Path:
+    """Where a game day's detection rounds (the scheduled suite against the faulted target)
+    write their summaries: ``reports/drills/detection/``."""
+    return (run_state(request.config).reports / "drills" / "detection").resolve()
+
+
+@pytest.fixture
+def record_drill(request: pytest.FixtureRequest, target: Target
+                 ) -> Callable[[DrillRecord], None]:
+    """Write a drill's record under reports/drills/ (with the target's identity, entered in
+    the drill ledger) and attach it to the scenario; the scenario's verdict is then the
+    record's (``outcomes.pytest_runtest_makereport``)."""
+    state = run_state(request.config)
+    scenario = scenario_state(request.node)
+
+    def write(record: DrillRecord) -> None:
+        scenario.drill_records.append(record)
+        for name, value in (("rto_s", record.rto_s), ("rpo_s", record.rpo_s),
+                            ("time_to_detect_s", record.time_to_detect_s),
+                            ("rto_objective_s", record.objective.rto_s),
+                            ("rpo_objective_s", record.objective.rpo_s)):
+            if value is not None:
+                scenario.figures[name] = round(float(value), 3)
+        json_path, md_path = write_record(record, state.reports / "drills", state.redactor,
+                                          target=target)
+        allure.attach.file(str(md_path), name=f"drill record: {record.drill}",
+                           attachment_type=allure.attachment_type.TEXT)
+        allure.attach.file(str(json_path), name=f"drill record (JSON): {record.drill}",
+                           attachment_type=allure.attachment_type.JSON)
+
+    return write

@@ -1,0 +1,25 @@
+"""The executable runbook's pytest plugin: register it with
+``pytest_plugins = ["harness.plugin"]``.
+
+Its parts, each a pytest plugin module:
+
+* ``options``: the runbook's options, the run's state, tags as marks, selection by section
+  or drill;
+* ``gates``: the run's target, taken once (as the ``runbook`` command resolved it), and the
+  safety gates, before any scenario runs;
+* ``fixtures``: the target, its platform, timeouts, the canary pool, what drills act
+  through;
+* ``evidence``: what a step attaches to the report (``evidence(record)``), and the labels;
+* ``outcomes``: each scenario's outcome in the runbook's words;
+* ``summary``: the exit code, ``summary.json``, history and the terminal summary;
+* ``parallel`` (used by ``gates``): pytest-xdist's controller gathers what workers ran.
+"""
+
+pytest_plugins = [
+    "harness.options",
+    "harness.gates",
+    "harness.fixtures",
+    "harness.evidence",
+    "harness.outcomes",
+    "harness.summary",
+]

@@ -1,0 +1,72 @@
+"""What a collected item says about its scenario: bound or not, its sections, tags, cadence,
+tier and the drills it runs, read from pytest-bdd's template."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd.parser import ScenarioTemplate
+from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+from runbook import features
+from runbook.reporting.summary import CADENCES
+
+TIERS = ("critical", "warning", "info")
+
+
+def template(item: pytest.Item) -> ScenarioTemplate | None:
+    function = getattr(item, "obj", None)
+    return scenario_wrapper_template_registry.get(function) if callable(function) else None
+
+
+def is_scenario(item: pytest.Item) -> bool:
+    return template(item) is not None
+
+
+def sections(item: pytest.Item) -> tuple[str, ...]:
+    """The ``@runbook:`` sections of a scenario, its own before its feature's."""
+    found = template(item)
+    if found is None:
+        return ()
+    own = sorted(t.split(":", 1)[1] for t in found.tags if t.startswith("runbook:"))
+    inherited = sorted(t.split(":", 1)[1] for t in found.feature.tags
+                       if t.startswith("runbook:"))
+    return tuple(dict.fromkeys(own + inherited))
+
+
+def tags(item: pytest.Item) -> tuple[str, ...]:
+    """The scenario's own tags, then its feature's, as written (``runbook:...`` included)."""
+    found = template(item)
+    if found is None:
+        return ()
+    return tuple(dict.fromkeys(sorted(found.tags) + sorted(found.feature.tags)))
+
+
+def cadence(item: pytest.Item) -> str | None:
+    return next((c for c in CADENCES if item.get_closest_marker(c)), None)
+
+
+def tier(item: pytest.Item) -> str | None:
+    return next((t for t in TIERS if item.get_closest_marker(t)), None)
+
+
+def example_row(item: pytest.Item) -> dict[str, str]:
+    """An outline's example row for this item ({} for a plain scenario)."""
+    callspec = getattr(item, "callspec", None)
+    row = callspec.params.get("_pytest_bdd_example") if callspec is not None else None
+    return dict(row or {})
+
+
+def drills(item: pytest.Item) -> tuple[str, ...]:
+    """The drills a scenario runs (its step's quoted name, an outline's from its row)."""
+    found = template(item)
+    if found is None:
+        return ()
+    return features.drill_names((step.name for step in found.steps), example_row(item) or None)
+
+
+def names(item: pytest.Item) -> tuple[str, str]:
+    """(feature, scenario) as the feature file names them, an outline's row filled in."""
+    found = template(item)
+    if found is None:
+        return "", item.name
+    return found.feature.name, found.render(example_row(item)).name
