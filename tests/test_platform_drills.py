@@ -420,11 +420,12 @@ def test_a_platform_that_refuses_the_command_abandons_the_drill_and_the_restore_
 def test_the_guards_revert_only_verifies_health_and_reports_an_api_not_back(
         sandbox: RunningSandbox, fake_cli: Calls, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    for name, value in _staging(sandbox).variables().items():
+    # The guard process gets the run's target in its environment, as Guard.arm hands it.
+    run = RunSpec.of_target(_staging(sandbox), sandbox.home)
+    for name, value in run.to_environ().items():
         monkeypatch.setenv(name, value)
     params = {"service": "api", "health_wait_s": 1}
-    spec = {"name": "env", "config_file": None, "home": str(sandbox.home)}
-    assert revert_for_real("platform-instance-replaced", params, spec) == "ok"
+    assert revert_for_real("platform-instance-replaced", params) == "ok"
     assert STATUS in fake_cli() and DELETE not in fake_cli()
     gone = _remote("kubernetes", API_URL="http://127.0.0.1:9")
     context = DrillContext(gone, Timeouts(connect=0.5, read=0.5, deadline=1),

@@ -77,6 +77,8 @@ class Guard:
         return guard
 
     def _load(self) -> list[dict[str, Any]]:
+        if not self.ledger.exists():
+            return []  # disarmed with nothing on it
         document = json.loads(self.ledger.read_text(encoding="utf-8"))
         return list(document["faults"])
 
@@ -109,11 +111,15 @@ class Guard:
         return [f["name"] for f in self._load()]
 
     def disarm(self, timeout: float = 5.0, restore_timeout: float = 180.0) -> None:
-        """Tell the guard the drill ended. With an empty ledger it exits without acting;
+        """Tell the guard the drill ended. With an empty ledger the ledger is removed here
+        (the guard, however slow to start, finds nothing to guard and exits without acting);
         with faults still on it (their restoration was cut short) it reverts them first,
         waited for up to ``restore_timeout`` seconds (it carries on if this one stops)."""
         faults = self._load()
-        self._save(faults, disarmed=True)
+        if faults:
+            self._save(faults, disarmed=True)
+        else:
+            self.ledger.unlink(missing_ok=True)
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(restore_timeout if faults else timeout)
