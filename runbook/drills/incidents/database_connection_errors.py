@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
 from runbook.sandbox.procs import is_alive, start_time
 from runbook.sections import DATABASE_ERRORS
+from runbook.wait import wait_until
 
 #: What the database says when the connection slots a role may use are all taken:
 #: "too many clients already" when every slot is, "remaining connection slots are reserved"
@@ -181,13 +181,9 @@ class ConnectionHog:
             pidfile.write_text(json.dumps({"pid": proc.pid, "start": start_time(proc.pid),
                                            "application_name": application_name}),
                                encoding="utf-8")
-            deadline = time.monotonic() + HOLDER_FILL_TIMEOUT_S
-            report = None
-            while time.monotonic() < deadline and proc.poll() is None:
-                report = read_json(state)
-                if report is not None:
-                    break
-                time.sleep(0.05)
+            report = wait_until(lambda: read_json(state), timeout=HOLDER_FILL_TIMEOUT_S,
+                                interval=0.05, accept=lambda r: r is not None,
+                                stop=lambda: proc.poll() is not None, errors=()).value
             if report is None:
                 report = read_json(state)
             if report is None:
