@@ -302,6 +302,7 @@ class Watcher:
         done = 0
         next_start = time.monotonic()
         try:
+            # not a poll: the watch's main loop, rounds paced by the interval until Ctrl-C
             while self.settings.rounds == 0 or done < self.settings.rounds:
                 self.sleep(max(0.0, next_start - time.monotonic()))
                 next_start = time.monotonic() + self.settings.interval_s

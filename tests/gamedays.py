@@ -20,9 +20,9 @@ from typing import Any
 from runbook.actions.users import CanaryUser
 from runbook.drills import detection, engine
 from runbook.drills.catalog import DRILLS
+from runbook.drills.connection_holder import APPLICATION_NAME
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.holder import APPLICATION_NAME
 from runbook.drills.incidents.database_connection_errors import connection_use
 from runbook.drills.incidents.disaster import seeded_check
 from runbook.drills.incidents.worker_not_processing import backlog_ids

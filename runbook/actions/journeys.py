@@ -25,13 +25,12 @@ passwords stay in memory.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +46,7 @@ from runbook.probes import postgres as postgres_probe
 from runbook.probes import queues as queue_probe
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until_async
 
 #: The file name a canary video is uploaded under (the API adds the user and video ids).
 CANARY_VIDEO = "runbook-canary.mp4"
@@ -220,16 +220,32 @@ async def remove_jobs(bull: Queue, connection: Redis, queue: str, ids: list[str]
                       budget_s: float) -> list[str]:
     """Remove the jobs ``ids`` (an active one is locked: retried until it ends or
     ``budget_s`` passes); returns the ids still present."""
-    deadline = time.monotonic() + budget_s
     left = list(ids)
-    while True:
+
+    async def remaining() -> list[str]:
         for job_id in list(left):
             await bull.remove(job_id)
             if not await connection.exists(queue_probe.key(queue, job_id)):
                 left.remove(job_id)
-        if not left or time.monotonic() > deadline:
-            return left
-        await asyncio.sleep(0.1)
+        return left
+
+    await wait_until_async(remaining, timeout=budget_s, interval=0.1, accept=lambda ids: not ids,
+                           errors=())
+    return left
+
+
+def _job_state(bull: Queue, job_id: str) -> Callable[[], Awaitable[str]]:
+    """A probe of ``job_id``'s state in BullMQ, for ``wait_until_async``."""
+
+    async def state() -> str:
+        return str(await bull.getJobState(job_id))
+
+    return state
+
+
+def _ended(state: str) -> bool:
+    """Whether a job in ``state`` has run: completed or failed."""
+    return state in ("completed", "failed")
 
 
 def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WITHIN_S,
@@ -249,12 +265,9 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
 
     async def follow(bull: Queue, connection: Redis, release_id: str) -> dict[str, Any]:
         started = time.monotonic()
-        state = "unknown"
-        while time.monotonic() - started < within_s:
-            state = str(await bull.getJobState(release_id))
-            if state in ("completed", "failed"):
-                break
-            await asyncio.sleep(0.05)
+        waited = await wait_until_async(_job_state(bull, release_id), timeout=within_s,
+                                        interval=0.05, accept=_ended, errors=())
+        state = waited.value or "unknown"
         job = await bull.getJob(release_id)
         reason = str(getattr(job, "failedReason", "") or "") if job is not None else ""
         email_job = f"release-email-{release_id}"
@@ -264,11 +277,8 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
                 "email_job": email_job if state == "completed" else ""}
 
     async def remove_email(bull: Queue, connection: Redis, job_id: str) -> list[str]:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if str(await bull.getJobState(job_id)) in ("completed", "failed", "unknown"):
-                break
-            await asyncio.sleep(0.05)
+        await wait_until_async(_job_state(bull, job_id), timeout=5.0, interval=0.05,
+                               accept=lambda s: _ended(s) or s == "unknown", errors=())
         return await remove_jobs(bull, connection, "email", [job_id], CLEANUP_S)
 
     def body() -> Verdict:
@@ -340,12 +350,9 @@ async def _send_email_job(bull: Queue, job_id: str, to: str, within_s: float
         "html": "<p>A synthetic check of LegacyVideo's e-mail; nobody reads this.</p>",
     }, {"jobId": job_id, "attempts": 1})
     started = time.monotonic()
-    state = "unknown"
-    while time.monotonic() - started < within_s:
-        state = str(await bull.getJobState(job_id))
-        if state in ("completed", "failed"):
-            break
-        await asyncio.sleep(0.02)
+    waited = await wait_until_async(_job_state(bull, job_id), timeout=within_s, interval=0.02,
+                                    accept=_ended, errors=())
+    state = waited.value or "unknown"
     job = await bull.getJob(job_id)
     value = job.returnvalue if job is not None else None
     return {
@@ -360,12 +367,12 @@ async def _send_email_job(bull: Queue, job_id: str, to: str, within_s: float
 async def _remove_job(bull: Queue, connection: Redis, job_id: str, budget_s: float) -> bool:
     """Remove ``job_id`` (an active job is locked: retried until it ends or time is up)."""
     with_key = queue_probe.key("email", job_id)
-    deadline = time.monotonic() + budget_s
-    while time.monotonic() < deadline:
-        if await bull.remove(job_id) == 1 or not await connection.exists(with_key):
-            return not await connection.exists(with_key)
-        await asyncio.sleep(0.1)
-    return False
+
+    async def removed() -> bool:
+        return await bull.remove(job_id) == 1 or not await connection.exists(with_key)
+
+    waited = await wait_until_async(removed, timeout=budget_s, interval=0.1, errors=())
+    return waited.ok and not await connection.exists(with_key)
 
 
 def canary_email_job_id() -> str:

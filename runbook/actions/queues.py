@@ -54,6 +54,7 @@ from runbook.probes import queues as probes
 from runbook.redact import Redactor
 from runbook.results import Activity, ProbeResult, Stopwatch, Timing, utcnow
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until_async
 
 T = TypeVar("T")
 
@@ -609,13 +610,17 @@ def fail_canary_jobs(target: Target, timeouts: Timeouts, queue: str, n: int, *,
                                    ("BullMQ", "Queue.add", name, "attempts=1", *ids), step,
                                    redact, output={"queue": queue, "data": dict(data)}))
             step = Stopwatch()
-            states: dict[str, str] = {}
-            async with asyncio.timeout(within_s):
-                while True:
-                    states = {i: str(await bull.getJobState(i)) for i in ids}
-                    if all(s == "failed" for s in states.values()):
-                        break
-                    await asyncio.sleep(_POLL_S)
+
+            async def job_states() -> dict[str, str]:
+                return {i: str(await bull.getJobState(i)) for i in ids}
+
+            async with asyncio.timeout(within_s):  # also cuts a call that hangs
+                failing = await wait_until_async(
+                    job_states, timeout=within_s, interval=_POLL_S,
+                    accept=lambda states: all(s == "failed" for s in states.values()),
+                    errors=())
+            if not failing.ok:
+                raise TimeoutError
             waited = step.seconds
             jobs = await _snapshots(bull, ids, redact)
             calls.append(_activity("wait until the worker fails them",
@@ -650,12 +655,16 @@ async def _remove(bull: Queue, connection: Redis, queue: str, ids: Sequence[str]
     removed: list[str] = []
     errors: list[str] = []
     for job_id in ids:
+
+        async def gone(job_id: str = job_id) -> bool:
+            return bool(await bull.remove(job_id)
+                        or not await connection.exists(probes.key(queue, job_id)))
+
         try:
-            async with asyncio.timeout(5.0):
-                while not await bull.remove(job_id):
-                    if not await connection.exists(probes.key(queue, job_id)):
-                        break
-                    await asyncio.sleep(0.1)
+            async with asyncio.timeout(5.0):  # also cuts a call that hangs
+                waited = await wait_until_async(gone, timeout=5.0, interval=0.1, errors=())
+            if not waited.ok:
+                raise TimeoutError
             removed.append(job_id)
         except Exception as exc:
             errors.append(f"{job_id}: {describe_error(exc)}")
@@ -917,18 +926,20 @@ def retry_failed(target: Target, timeouts: Timeouts, queue: str,
         step = Stopwatch()
         earlier = {s.id: s for s in before}
         left_at: float | None = None
-        now = before
+
+        async def settled() -> bool:
+            """Whether every job left the failed set and has run again (or is gone)."""
+            nonlocal left_at
+            now = await _snapshots(bull, job_ids, redact)
+            gone = [s for s in now if _left_failed(earlier[s.id], s)]
+            if left_at is None and len(gone) == len(now):
+                left_at = step.seconds
+            return left_at is not None and all(
+                s.state in ("completed", "failed", "unknown") for s in now)
+
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within_s):
-                while True:
-                    now = await _snapshots(bull, job_ids, redact)
-                    gone = [s for s in now if _left_failed(earlier[s.id], s)]
-                    if left_at is None and len(gone) == len(now):
-                        left_at = step.seconds
-                    if left_at is not None and all(
-                            s.state in ("completed", "failed", "unknown") for s in now):
-                        break
-                    await asyncio.sleep(_POLL_S)
+            async with asyncio.timeout(within_s):  # also cuts a call that hangs
+                await wait_until_async(settled, timeout=within_s, interval=_POLL_S, errors=())
         after = await _snapshots(bull, job_ids, redact)
         outcomes = {s.id: _outcome(earlier[s.id], s) for s in after}
         left = tuple(s.id for s in after if _left_failed(earlier[s.id], s))
@@ -990,11 +1001,16 @@ def restart_does_not_retry(target: Target, timeouts: Timeouts, queue: str,
         counts as moved, though it may be back (failed again) at the end."""
         started = time.monotonic()
         moved: set[str] = set()
-        while time.monotonic() - started < observe_s:
+
+        async def look() -> set[str]:
             for snap in await _snapshots(bull, ids, redact):
                 if _left_failed(earlier[snap.id], snap):
                     moved.add(snap.id)
-            await asyncio.sleep(0.2)
+            return moved
+
+        # No value ends this wait early: the jobs are watched for the whole ``observe_s``.
+        await wait_until_async(look, timeout=observe_s, interval=0.2, accept=lambda _: False,
+                               describe=lambda m: f"{len(m)} moved", errors=())
         return (await _snapshots(bull, ids, redact), await _failed_count(bull),
                 time.monotonic() - started, moved)
 

@@ -50,6 +50,7 @@ from runbook.probes.postgres import connect
 from runbook.probes.storage import S3Client, error_code, remove_all_versions
 from runbook.results import utcnow
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until
 
 #: The ``"AuditLog".action`` of an audit canary.
 CANARY_ACTION = "runbook.canary"
@@ -186,12 +187,9 @@ class CanaryWriter:
 
     def wait_for(self, count: int, timeout: float) -> bool:
         """Wait until the ledger holds ``count`` canaries; False after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while len(self.ledger) < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(min(0.02, self.interval_s))
-        return True
+        return wait_until(lambda: len(self.ledger), timeout=timeout,
+                          interval=min(0.02, self.interval_s), accept=lambda n: n >= count,
+                          errors=()).ok
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until a ``resume(limit=n)`` has written its ``n`` (or failed trying)."""

@@ -7,7 +7,7 @@ what the restoration guard needs to revert one by name.
 
 from __future__ import annotations
 
-from runbook.drills import sandbox_faults, service_variables
+from runbook.drills import component_down, service_variables
 from runbook.drills.engine import IncidentType
 from runbook.drills.incidents import (
     accidental_deletion,
@@ -33,7 +33,7 @@ from runbook.drills.incidents import (
 
 #: The shared faults (a component held down, a service's stored variable) register here;
 #: each incident module registers its own.
-SHARED_FAULTS = (sandbox_faults, service_variables)
+SHARED_FAULTS = (component_down, service_variables)
 
 GAME_DAYS: tuple[IncidentType, ...] = (
     service_down.ServiceDown,

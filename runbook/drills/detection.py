@@ -18,6 +18,7 @@ scheduled checks", with the signal that was missing.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from runbook.drills.faults import DrillContext
 from runbook.redact import Redactor
 from runbook.results import utcnow
 from runbook.targets import RunSpec
+from runbook.wait import wait_until
 
 
 @dataclass(frozen=True)
@@ -185,13 +187,21 @@ def scheduled_suite(evidence_dir: Path, *, extra: tuple[str, ...] = ()) -> Detec
                ) -> Detection:
         where = evidence_dir / f"{fault_at.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
         rounds: list[Round] = []
-        while True:
+
+        def next_round() -> Detection:
             rounds.append(run_round(context, where / f"round-{len(rounds) + 1}",
                                     section=section, extra=extra))
-            found = Detection(section, fault_at, within_s, tuple(rounds))
-            elapsed = (utcnow() - fault_at).total_seconds()
-            if found.by or elapsed >= within_s:
-                return found
+            return Detection(section, fault_at, within_s, tuple(rounds))
+
+        # Rounds back to back (no pause) until one names the section or ``within_s`` after
+        # the fault went in.
+        left = within_s - (utcnow() - fault_at).total_seconds()
+        waited = wait_until(next_round, deadline=time.monotonic() + left, interval=0.0,
+                            accept=lambda found: bool(found.by),
+                            describe=lambda found: f"{len(found.rounds)} rounds, not named",
+                            errors=())
+        assert waited.value is not None  # errors=(): every round returned or raised
+        return waited.value
 
     return detect
 

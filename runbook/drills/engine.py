@@ -54,6 +54,7 @@ from runbook.platforms.base import record as record_activity
 from runbook.probes import combine
 from runbook.redact import Redactor
 from runbook.results import Activity, ProbeResult, Timing, utcnow
+from runbook.wait import wait_until
 
 Check = Callable[[DrillContext], ProbeResult]
 Evidence = list[Mapping[str, Any]]
@@ -316,7 +317,11 @@ def wait_for_recovery(check: Callable[[], ProbeResult], *, consecutive: int, unt
     observations: list[str] = []
     streak: list[datetime] = []
     asked = time.monotonic() - 1.0 + SETTLE_S
-    while True:
+
+    def look() -> Recovery | None:
+        """One check: the wait's end (recovered, or stalled with the fault in place), else
+        ``None``."""
+        nonlocal asked
         result = check()
         seen.append((result.timing.started_at, result.timing.finished_at, result.ok,
                      result.problem))
@@ -339,9 +344,12 @@ def wait_for_recovery(check: Callable[[], ProbeResult], *, consecutive: int, unt
                 if present:
                     return Recovery(False, None, _Timeline(tuple(seen)), tuple(observations),
                                     stalled=present)
-        if time.monotonic() >= until:
-            return Recovery(False, None, _Timeline(tuple(seen)), tuple(observations))
-        time.sleep(interval)
+        return None
+
+    waited = wait_until(look, deadline=until, interval=interval,
+                        accept=lambda ended: ended is not None, describe=lambda _: "not yet",
+                        errors=())
+    return waited.value or Recovery(False, None, _Timeline(tuple(seen)), tuple(observations))
 
 
 # -- the engine -----------------------------------------------------------------------------

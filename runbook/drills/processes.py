@@ -4,13 +4,13 @@ and how they are stopped, by the drill or by the guard after a crash."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from runbook.probes.postgres import connect
 from runbook.sandbox.procs import is_alive, stop_process
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -57,11 +57,12 @@ def terminate_sessions(dsn: str, timeouts: Timeouts, application_name: str) -> t
             " where application_name = %s and pid <> pg_backend_pid()", (application_name,),
         ).fetchone()
         terminated = int(row[0]) if row else 0
-        deadline = time.monotonic() + timeouts.read
-        while True:
+
+        def left() -> int:
             left_row = conn.execute("select count(*) from pg_stat_activity where"
                                     " application_name = %s", (application_name,)).fetchone()
-            left = int(left_row[0]) if left_row else 0
-            if left == 0 or time.monotonic() > deadline:
-                return terminated, left
-            time.sleep(0.05)
+            return int(left_row[0]) if left_row else 0
+
+        waited = wait_until(left, timeout=timeouts.read, interval=0.05, accept=lambda n: n == 0,
+                            errors=())
+        return terminated, waited.value or 0

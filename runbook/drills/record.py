@@ -8,7 +8,6 @@ import contextlib
 import getpass
 import json
 import socket
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -20,6 +19,7 @@ from runbook.drills import ledger
 from runbook.drills.provenance import Provenance, collect, identify
 from runbook.redact import Redactor
 from runbook.results import ProbeResult, utcnow
+from runbook.wait import wait_until
 
 #: Hears each phase's name as the phase starts (``DrillRun.begin``).
 PhaseListener = Callable[[str], None]
@@ -69,29 +69,26 @@ def watch_until(check: Callable[[], ProbeResult], *, want_ok: bool, consecutive:
     started). Every distinct problem seen is
     kept, so a timeout says what happened.
     """
-    started = time.monotonic()
     streak_started: datetime | None = None
     streak = 0
-    checks = 0
-    observations: list[str] = []
-    while True:
-        checks += 1
+
+    def look() -> ProbeResult:
+        nonlocal streak, streak_started
         result = check()
         if result.ok == want_ok:
             if streak == 0:
                 streak_started = result.timing.finished_at
             streak += 1
-            if streak >= consecutive:
-                return Watch(True, streak_started, checks, time.monotonic() - started,
-                             tuple(observations))
         else:
             streak = 0
-        seen = "ok" if result.ok else result.problem
-        if seen not in observations:
-            observations.append(seen)
-        if time.monotonic() - started >= timeout:
-            return Watch(False, None, checks, time.monotonic() - started, tuple(observations))
-        time.sleep(interval)
+        return result
+
+    waited = wait_until(look, timeout=timeout, interval=interval,
+                        accept=lambda _: streak >= consecutive,
+                        describe=lambda result: "ok" if result.ok else result.problem,
+                        errors=())
+    return Watch(waited.ok, streak_started if waited.ok else None, waited.attempts,
+                 waited.elapsed_s, waited.observations)
 
 
 def judge(*, completed: bool, phases_ok: Iterable[bool], objective: Objective,

@@ -76,6 +76,7 @@ def revert_for_real(name: str, params: Mapping[str, Any]) -> str:
 
 def watch(ledger_path: Path) -> int:
     """Poll the owner; when it dies with faults pending, restore them. Exit code: failures."""
+    # not a poll: the guard watches the drill process for its whole lifetime, no deadline
     while True:
         try:
             document = json.loads(ledger_path.read_text(encoding="utf-8"))

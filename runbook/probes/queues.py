@@ -30,6 +30,7 @@ from runbook.config import Target
 from runbook.probes import Verdict, describe_error, run_probe
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until_async
 
 T = TypeVar("T")
 
@@ -312,14 +313,17 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: 
     async def cleanup(bull: Queue, connection: Redis, observed: dict[str, Any]) -> None:
         """Remove the job; an active one is locked, so retry until it finishes or time ends."""
         job_key = f"{PREFIX}:{queue}:{job_id}"
+
+        async def removed() -> bool:
+            return await bull.remove(job_id) == 1 and not await connection.exists(job_key)
+
         try:
-            async with asyncio.timeout(cleanup_budget):
-                while True:
-                    removed = await bull.remove(job_id)
-                    if removed == 1 and not await connection.exists(job_key):
-                        observed["removed"] = True
-                        return
-                    await asyncio.sleep(0.1)
+            async with asyncio.timeout(cleanup_budget):  # also cuts a call that hangs
+                waited = await wait_until_async(removed, timeout=cleanup_budget, interval=0.1,
+                                                errors=())
+            if not waited.ok:
+                raise TimeoutError(waited.summary())
+            observed["removed"] = True
         except Exception as exc:
             observed["removed"] = False
             observed["cleanup_error"] = type(exc).__name__
@@ -353,16 +357,17 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: 
             raise
         observed["added"] = True
         observed["enqueue_ms"] = round((time.monotonic() - started) * 1000, 1)
-        state = "unknown"
-        polls = 0
-        while True:
-            polls += 1
-            state = str(await bull.getJobState(job_id))
-            elapsed = time.monotonic() - started
-            if state in ("completed", "failed") or elapsed >= within_s:
-                break
-            await asyncio.sleep(min(POLL_INTERVAL_S, max(0.0, within_s - elapsed)))
-        observed.update(state=state, polls=polls, waited_ms=round(elapsed * 1000, 1))
+
+        async def job_state() -> str:
+            return str(await bull.getJobState(job_id))
+
+        waited = await wait_until_async(job_state, deadline=started + within_s,
+                                        interval=POLL_INTERVAL_S,
+                                        accept=lambda s: s in ("completed", "failed"),
+                                        errors=())
+        state = waited.value or "unknown"
+        elapsed = time.monotonic() - started
+        observed.update(state=state, polls=waited.attempts, waited_ms=round(elapsed * 1000, 1))
         if state == "completed":
             observed["round_trip_ms"] = round(elapsed * 1000, 1)
         job = await bull.getJob(job_id)

@@ -12,8 +12,9 @@ import ctypes
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
+
+from runbook.wait import wait_until
 
 PR_SET_PDEATHSIG = 1
 
@@ -132,17 +133,12 @@ def stop_process(
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return True
-        time.sleep(0.02)
+    if wait_until(lambda: not is_alive(pid), timeout=grace, interval=0.02).ok:
+        return True
     if is_same_process(pid, started):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and is_alive(pid):
-            time.sleep(0.02)
+        wait_until(lambda: not is_alive(pid), timeout=5.0, interval=0.02)
     return True
 
 

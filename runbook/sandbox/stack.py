@@ -32,6 +32,7 @@ from runbook.sandbox.layout import COMPONENTS, Layout, default_home, read_json, 
 from runbook.sandbox.ports import load_ports, port_is_listening
 from runbook.sandbox.postgres import SUPERUSER, dsn, remove_data_directory
 from runbook.sandbox.procs import is_alive, is_same_process, read_pidfile, stop_process
+from runbook.wait import wait_until
 
 #: The components that are services with variables of their own (as on Railway).
 _SERVICES: tuple[str, ...] = ("api", "worker", "web")
@@ -343,7 +344,8 @@ class Sandbox:
             raise
 
     def _wait_until_up(self, deadline: float, timeout: float) -> SandboxStatus:
-        while True:
+        def look() -> SandboxStatus:
+            """The status; raises ``SandboxError`` when the start failed for good."""
             pid = self.supervisor_pid()
             state = self._raw_state()
             supervisor = state.get("supervisor") or {}
@@ -365,17 +367,24 @@ class Sandbox:
                         not component.auto_restart or component.restarts >= 3
                     ):
                         raise SandboxError(self._failure(component))
-            if time.monotonic() > deadline:
-                late = [c for c in status.components.values() if not c.running]
-                waiting = [f"{c.name} {c.state}" for c in late] or [
-                    "the database setup (migrations, seed, ADMIN_TOKEN)"
-                ]
-                log = self.layout.log(late[0].name if late else "postgres")
-                raise SandboxError(
-                    f"the sandbox did not start within {timeout:.0f}s (waiting for:"
-                    f" {', '.join(waiting)}); see {log}"
-                )
-            time.sleep(_POLL_S)
+            return status
+
+        waited = wait_until(look, deadline=deadline, interval=_POLL_S,
+                            accept=lambda s: s.ready and s.running, describe=_waiting_for,
+                            errors=())
+        status = waited.value
+        assert status is not None  # errors=(): every look returned a status or raised
+        if waited.ok:
+            return status
+        late = [c for c in status.components.values() if not c.running]
+        waiting = [f"{c.name} {c.state}" for c in late] or [
+            "the database setup (migrations, seed, ADMIN_TOKEN)"
+        ]
+        log = self.layout.log(late[0].name if late else "postgres")
+        raise SandboxError(
+            f"the sandbox did not start within {timeout:.0f}s (waiting for:"
+            f" {', '.join(waiting)}); see {log}"
+        )
 
     def _failure(self, component: ComponentStatus) -> str:
         how = component.last_exit.describe() if component.last_exit else "died"
@@ -416,16 +425,17 @@ class Sandbox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             # The supervisor releases its lock, then its interpreter exits: wait for both.
-            while time.monotonic() < deadline - 2 and (
-                self.supervisor_pid() is not None or is_alive(pid)
-            ):
+            def gone(pid: int = pid) -> bool:
+                if self.supervisor_pid() is None and not is_alive(pid):
+                    return True
                 self._reap()
-                time.sleep(_POLL_S)
+                return False
+
+            wait_until(gone, deadline=deadline - 2, interval=_POLL_S, errors=())
             if is_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                while time.monotonic() < deadline and is_alive(pid):
-                    time.sleep(_POLL_S)
+                wait_until(lambda: not is_alive(pid), deadline=deadline, interval=_POLL_S)
         self._reap()
         did = self._sweep() or did
         self._mark_stopped()
@@ -478,14 +488,16 @@ class Sandbox:
             self.layout.control.unlink()
 
     def _wait_ports_closed(self, timeout: float) -> None:
-        ports = load_ports(self.layout.ports)
-        deadline = time.monotonic() + timeout
-        open_ports = dict(ports)
-        while open_ports:
+        open_ports = dict(load_ports(self.layout.ports))
+
+        def still_open() -> dict[str, int]:
+            """The ports still listening (one found closed is not looked at again)."""
+            nonlocal open_ports
             open_ports = {n: p for n, p in open_ports.items() if port_is_listening(p, timeout=0.2)}
-            if not open_ports or time.monotonic() > deadline:
-                break
-            time.sleep(_POLL_S)
+            return open_ports
+
+        wait_until(still_open, timeout=timeout, interval=_POLL_S, accept=lambda o: not o,
+                   errors=())
         if open_ports:
             shown = ", ".join(f"{n} {p}" for n, p in open_ports.items())
             raise SandboxError(
@@ -581,20 +593,27 @@ class Sandbox:
         return ComponentStatus.from_state(component, answer)
 
     def _wait_running(self, component: str, launches: int, timeout: float) -> ComponentStatus:
-        deadline = time.monotonic() + timeout
-        while True:
+        def look() -> ComponentStatus:
+            """The component's status; raises ``SandboxError`` when this launch ended."""
             current = self.status().components[component]
             if current.launches >= launches and current.running:
                 return current
             ended = current.last_exit is not None and current.last_exit.launch >= launches
             if current.launches >= launches and (ended or current.state in {"crashed", "held"}):
                 raise SandboxError(self._failure(current))
-            if time.monotonic() > deadline:
-                raise SandboxError(
-                    f"{component} is {current.state}, not running, {timeout:.0f}s after the"
-                    f" request; see {self.layout.log(component)}"
-                )
-            time.sleep(_POLL_S)
+            return current
+
+        waited = wait_until(look, timeout=timeout, interval=_POLL_S,
+                            accept=lambda c: c.launches >= launches and c.running,
+                            describe=lambda c: c.state, errors=())
+        current = waited.value
+        assert current is not None  # errors=(): every look returned a status or raised
+        if waited.ok:
+            return current
+        raise SandboxError(
+            f"{component} is {current.state}, not running, {timeout:.0f}s after the"
+            f" request; see {self.layout.log(component)}"
+        )
 
     def restart(self, component: str, env_overrides: Mapping[str, str | None] | None = None,
                 *, wait: bool = True, timeout: float = 30.0) -> ComponentStatus:
@@ -659,3 +678,9 @@ __all__ = [
     "Sandbox",
     "SandboxStatus",
 ]
+
+
+def _waiting_for(status: SandboxStatus) -> str:
+    """What a starting sandbox still waits for, as a wait's observation."""
+    late = [f"{c.name} {c.state}" for c in status.components.values() if not c.running]
+    return f"waiting for {', '.join(late) or 'the database setup'}"

@@ -53,6 +53,7 @@ from runbook.sandbox.layout import COMPONENTS, Layout, write_json_atomic
 from runbook.sandbox.ports import allocate_ports
 from runbook.sandbox.procs import parent_death_preexec, reserve_cpu_share, start_time
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until
 
 log = logging.getLogger("runbook.sandbox.supervisor")
 
@@ -217,17 +218,19 @@ class Runner:
 
     def _await_ready(self, proc: subprocess.Popen[bytes]) -> bool:
         check = self.sup.ready_check(self.name)
-        deadline = time.monotonic() + self.spec.start_timeout_s
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if proc.poll() is not None:
-                return False
+                return False  # ``stop`` ends the wait
             try:
-                if check():
-                    return proc.poll() is None
+                return bool(check())
             except Exception as exc:  # a readiness probe must never kill the runner
                 log.debug("readiness of %s: %s", self.name, _one_line(exc))
-            time.sleep(READY_POLL_S)
-        return False
+                return False
+
+        waited = wait_until(ready, timeout=self.spec.start_timeout_s, interval=READY_POLL_S,
+                            stop=lambda: proc.poll() is not None, errors=())
+        return waited.ok and proc.poll() is None
 
     def _on_exit(self, code: int | None, note: str | None) -> None:
         sup = self.sup

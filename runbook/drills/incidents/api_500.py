@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+from runbook.drills.component_down import start_component
 from runbook.drills.engine import Incident, fixed
 from runbook.drills.incidents.steps import StepLog
-from runbook.drills.sandbox_faults import start_component
 from runbook.drills.service_variables import target_value
 from runbook.results import Activity
 from runbook.sections import API_500

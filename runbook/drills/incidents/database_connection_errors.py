@@ -7,11 +7,12 @@ no step brings a stopped database back, and restarting the API frees no slot hel
 another client. The records say what to add; the corrected procedures restart the database
 service, and terminate the leaking client's idle connections.
 
-``connection-hog``: a separate client process (``python -m runbook.drills.holder``) opens
-connections with the application's own role until PostgreSQL refuses one, and holds them
-idle. Its pid and start time are written under the sandbox's state directory so a revert in
-any process (the drill's ``finally`` or the restoration guard) stops exactly that process,
-then terminates whatever connections of its ``application_name`` are left.
+``connection-hog``: a separate client process (``python -m
+runbook.drills.connection_holder``) opens connections with the application's own role until
+PostgreSQL refuses one, and holds them idle. Its pid and start time are written under the
+sandbox's state directory so a revert in any process (the drill's ``finally`` or the
+restoration guard) stops exactly that process, then terminates whatever connections of its
+``application_name`` are left.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ import os
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from runbook.drills.component_down import start_component
+from runbook.drills.connection_holder import APPLICATION_NAME
 from runbook.drills.engine import Incident, fixed
 from runbook.drills.faults import DrillContext, Params, fault
-from runbook.drills.holder import APPLICATION_NAME
 from runbook.drills.incidents.steps import StepLog, output
 from runbook.drills.processes import read_json, stop_recorded, terminate_sessions
-from runbook.drills.sandbox_faults import start_component
 from runbook.errors import SandboxError
 from runbook.platforms.base import library_call, record
 from runbook.probes import describe_error
@@ -43,6 +43,7 @@ from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
 from runbook.sandbox.procs import is_alive, start_time
 from runbook.sections import DATABASE_ERRORS
+from runbook.wait import wait_until
 
 #: What the database says when the connection slots a role may use are all taken:
 #: "too many clients already" when every slot is, "remaining connection slots are reserved"
@@ -128,7 +129,8 @@ def stop_holder(context: DrillContext) -> str:
     """Stop the holder recorded in the pid file (only if that pid still is the holder
     started then) and remove its files; says what it did. Idempotent."""
     pidfile, state, _ = _holder_files(context)
-    said, pid = stop_recorded(pidfile, "runbook.drills.holder", grace=HOLDER_STOP_GRACE_S)
+    said, pid = stop_recorded(pidfile, "runbook.drills.connection_holder",
+                              grace=HOLDER_STOP_GRACE_S)
     proc = _STARTED.pop(pid, None)
     if proc is not None:  # ours: collect its exit status, leave no zombie
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -172,7 +174,7 @@ class ConnectionHog:
             stale = stop_holder(context)  # a holder left by an earlier run goes first
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "runbook.drills.holder"],
+                    [sys.executable, "-m", "runbook.drills.connection_holder"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     env=_holder_environment(dsn, state, application_name, max_s),
                     start_new_session=True, close_fds=True,
@@ -181,13 +183,9 @@ class ConnectionHog:
             pidfile.write_text(json.dumps({"pid": proc.pid, "start": start_time(proc.pid),
                                            "application_name": application_name}),
                                encoding="utf-8")
-            deadline = time.monotonic() + HOLDER_FILL_TIMEOUT_S
-            report = None
-            while time.monotonic() < deadline and proc.poll() is None:
-                report = read_json(state)
-                if report is not None:
-                    break
-                time.sleep(0.05)
+            report = wait_until(lambda: read_json(state), timeout=HOLDER_FILL_TIMEOUT_S,
+                                interval=0.05, accept=lambda r: r is not None,
+                                stop=lambda: proc.poll() is not None, errors=()).value
             if report is None:
                 report = read_json(state)
             if report is None:
@@ -201,7 +199,7 @@ class ConnectionHog:
             return holding > 0 and bool(refused), said, "" if holding else refused
 
         return record("hold every connection slot",
-                      (sys.executable, "-m", "runbook.drills.holder"), body,
+                      (sys.executable, "-m", "runbook.drills.connection_holder"), body,
                       context.redactor())
 
     @staticmethod

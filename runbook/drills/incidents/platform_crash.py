@@ -36,7 +36,6 @@ while the pod is replaced, so a check made only after it returns would miss the 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -49,6 +48,7 @@ from runbook.drills.incidents.steps import StepLog
 from runbook.platforms.base import library_call, record
 from runbook.probes import api as api_probe
 from runbook.results import Activity, ProbeResult
+from runbook.wait import wait_until
 
 #: The platforms whose CLI replaces an instance (the fault's and the drill's).
 PLATFORMS = ("railway", "kubernetes")
@@ -65,12 +65,10 @@ def api_back(context: DrillContext, params: Params) -> tuple[bool, str, str]:
     with the platform's status of the service beside it."""
     service = str(params.get("service", SERVICE))
     wait_s = float(params.get("health_wait_s", HEALTH_WAIT_S))
-    deadline = time.monotonic() + wait_s
-    while True:
-        health = api_probe.health(context.target, context.timeouts)
-        if health.ok or time.monotonic() >= deadline:
-            break
-        time.sleep(1.0)
+    health = wait_until(lambda: api_probe.health(context.target, context.timeouts),
+                        timeout=wait_s, interval=1.0, accept=lambda h: h.ok,
+                        describe=lambda h: h.problem, errors=()).value
+    assert health is not None  # errors=(): every look returned a result or raised
     try:
         status = context.platform.status(service)
         said = (f"; the platform's status: {one_line_of(status.output)}" if status.ok

@@ -19,8 +19,7 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +41,14 @@ from runbook.sandbox import Sandbox
 from runbook.sandbox.components import package_root
 from runbook.sandbox.procs import is_alive, start_time
 from runbook.timeouts import Timeouts
+from runbook.wait import wait_until
 
 SECTION = "Troubleshooting > Slow Query Performance"
 #: The API's slow-query logging threshold (``SLOW_QUERY_MS``' default), which the scheduled
 #: check applies too (features/troubleshooting.feature).
 SLOW_QUERY_MS = 500
+#: What ``postgres_probe.offenders`` finds: slow statements, waiting sessions, blockers.
+Offenders = tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[int]]
 #: How many logins the symptom step times to see one over the threshold.
 SYMPTOM_LOGINS = 5
 #: How long the holder may take to hold its first lock.
@@ -120,11 +122,9 @@ class SlowQuery:
                 )
             pidfile.write_text(json.dumps({"pid": proc.pid, "start": start_time(proc.pid)}),
                                encoding="utf-8")
-            deadline = time.monotonic() + HOLDER_START_TIMEOUT_S
-            report = read_json(state)
-            while report is None and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-                report = read_json(state)
+            report = wait_until(lambda: read_json(state), timeout=HOLDER_START_TIMEOUT_S,
+                                interval=0.05, accept=lambda r: r is not None,
+                                stop=lambda: proc.poll() is not None, errors=()).value
             if report is None:
                 why = (f"exited with code {proc.returncode}" if proc.poll() is not None
                        else f"held no lock within {HOLDER_START_TIMEOUT_S:g} s")
@@ -176,13 +176,18 @@ def _end_sessions(target: Target, timeouts: Timeouts, pids: Sequence[int]) -> di
         for pid in pids:
             cancelled = conn.execute("select pg_cancel_backend(%s)", (pid,)).fetchone()
             outcome[str(pid)] = {"cancelled": bool(cancelled and cancelled[0])}
-        deadline = time.monotonic() + 3.0
         left = list(pids)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.1)
+
+        def still_active() -> list[int]:
+            nonlocal left
             rows = conn.execute("select pid from pg_stat_activity where pid = any(%s)"
                                 " and state = 'active'", (list(left),)).fetchall()
             left = [int(r[0]) for r in rows]
+            return left
+
+        if left:
+            wait_until(still_active, timeout=3.0, interval=0.1, accept=lambda rest: not rest,
+                       errors=())
         for pid in left:
             ended = conn.execute("select pg_terminate_backend(%s)", (pid,)).fetchone()
             outcome[str(pid)]["terminated"] = bool(ended and ended[0])
@@ -270,13 +275,16 @@ class SlowQueryIncident(Incident):
         chosen: list[int] = []
 
         def identify() -> tuple[bool, str, str]:
-            deadline = time.monotonic() + 3.0  # a statement is over the threshold part of the time
-            while True:
+            def look() -> tuple[list[dict[str, Any]], Offenders]:
                 found = postgres_probe.sessions(target, timeouts)
-                slow, waiting, blockers = postgres_probe.offenders(found, SLOW_QUERY_MS)
-                if blockers or slow or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+                return found, postgres_probe.offenders(found, SLOW_QUERY_MS)
+
+            # A statement is over the threshold part of the time: look for up to 3 s.
+            seen = wait_until(look, timeout=3.0, interval=0.1,
+                              accept=lambda s: bool(s[1][2] or s[1][0]),
+                              describe=lambda _: "no offender", errors=()).value
+            assert seen is not None  # errors=(): every look returned or raised
+            found, (slow, waiting, blockers) = seen
             chosen.extend(blockers or [int(s["pid"]) for s in slow[:1]])
             named = [s for s in found if int(s["pid"]) in chosen]
             return True, output(

@@ -1,8 +1,8 @@
 """A client that leaks database connections: the fault of the connection-limit game day.
 
-``python -m runbook.drills.holder`` opens connections to ``RUNBOOK_HOLDER_DSN`` (never on
-the command line, where ``ps`` would show its password) until the server refuses one, then
-holds them all idle, as a leaking connection pool does, until SIGTERM/SIGINT or
+``python -m runbook.drills.connection_holder`` opens connections to ``RUNBOOK_HOLDER_DSN``
+(never on the command line, where ``ps`` would show its password) until the server refuses
+one, then holds them all idle, as a leaking connection pool does, until SIGTERM/SIGINT or
 ``RUNBOOK_HOLDER_MAX_S`` seconds (default 300: a forgotten holder cannot hold forever).
 
 Environment:

@@ -1,4 +1,5 @@
-"""Faults the sandbox can suffer: components stopped and kept down until restored.
+"""The ``component-down`` fault: a sandbox component stopped and kept down until restored
+(``start_component`` brings one back, for this fault's revert and the drills' steps).
 
 Each revert is idempotent and brings the component back the way the platform would, so the
 guard can run it after a crash even if the drill already did.

@@ -1,11 +1,9 @@
-"""Game days for Upload Failures, Email Not Sending, Data Breach and Slow Query Performance,
-run on the engine against the real sandbox: detected by the scheduled scenario that names
-the incident's section, the runbook's steps followed, recovered (or the defect recorded and
-the corrected procedure proven), restored, no secret recorded (``tests/gamedays.py``).
-
-Run with ``-s`` to see each game day's row of the detection matrix. Then the faults' reverts
-are idempotent, the guard reverts them from another process, and a scheduled scenario's
-signal removed from the features makes its game day fail as not detected.
+"""What holds for every game day, against the real sandbox: each is in the catalogue with
+a known section; detection is by the scheduled suite (a signal taken away from the features
+leaves its game day undetected); greens with the fault still in place are no recovery; the
+faults revert twice and leave the target as it was; a drill interrupted with the fault in
+leaves the sandbox healthy (SIGINT and SIGTERM restored by ``finally``, SIGKILL by the
+guard, which reverts from another process); every advice names a runbook section.
 """
 
 from __future__ import annotations
@@ -22,20 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import httpx
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
 from runbook.actions import journeys
 from runbook.actions.users import CanaryUser, canary_user
 from runbook.drills import detection, engine, faults
-from runbook.drills.catalog import DRILLS
+from runbook.drills.catalog import DRILLS, GAME_DAYS
 from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import data_breach, slow_query, upload_failures
-from runbook.probes import audit, canaries, postgres
+from runbook.probes import postgres
 from runbook.runner import PROJECT_ROOT
 from runbook.sandbox.procs import is_alive
 from runbook.sections import next_steps
@@ -43,13 +37,10 @@ from runbook.wait import wait_until
 from tests import gamedays
 from tests.conftest import RunningSandbox
 
-EDGE_GAMEDAYS = ["upload-failures-wrong-credentials", "upload-failures-bucket-policy",
-                 "upload-failures-cors", "email-not-sending-invalid-key",
-                 "email-not-sending-unverified-sender", "data-breach", "slow-query-performance"]
-
 
 @pytest.fixture(scope="module")
 def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
+    """A canary user for the steady-state round trip, removed after the module."""
     context = context_for(gamedays.spec(sandbox))
     with canary_user(context.target, context.timeouts) as user:
         yield user
@@ -60,27 +51,19 @@ def context(healthy_sandbox: RunningSandbox) -> DrillContext:
     return context_for(gamedays.spec(healthy_sandbox))
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", EDGE_GAMEDAYS)
-def test_game_day(name: str, healthy_sandbox: RunningSandbox, context: DrillContext,
-                  canary: CanaryUser, tmp_path: Path) -> None:
-    secrets = gamedays.secret_values(healthy_sandbox)
-    started = time.monotonic()
-    record = gamedays.run(name, healthy_sandbox, context, canary, tmp_path)
-    gamedays.assert_outcome(name, record)
-    report = gamedays.explain(record)
-    steps = gamedays.activities(record)
-    if name == "upload-failures-wrong-credentials":
-        assert "differ" in str(steps["1. verify the S3 credentials"]["output"]), report
-    if name.startswith("email-not-sending"):
-        queue = next(a for n, a in steps.items() if n.startswith("4. check the email queue"))
-        assert "WRONGTYPE" in str(queue["output"]), queue
-    if name == "data-breach":
-        assert any(n.startswith("1. lock all affected user accounts") for n in steps), report
-        assert steps["3. revoke all active access tokens"]["ok"], report
-    gamedays.no_secret_in(record, secrets)
-    gamedays.assert_healthy(healthy_sandbox, context, canary)
-    print("\n" + gamedays.matrix_line(name, record, time.monotonic() - started))
+def test_every_drill_is_in_the_catalogue_with_json_params_and_a_known_section() -> None:
+    assert set(gamedays.OUTCOMES) == {d.name for d in GAME_DAYS}
+    assert set(gamedays.DETECTED_BY) == set(gamedays.OUTCOMES)
+    for incident in DRILLS.values():
+        assert json.loads(json.dumps(dict(incident.params))) == dict(incident.params)
+        assert faults.REGISTRY[incident.fault].name == incident.fault
+    for incident in GAME_DAYS:
+        assert incident.signal, incident.name
+        if gamedays.OUTCOMES[incident.name] == "defect":
+            assert incident.defect, incident.name
+
+
+# -- detection and recovery ------------------------------------------------------------------
 
 
 @pytest.mark.timeout(240)
@@ -142,6 +125,9 @@ def test_greens_with_the_fault_still_in_place_are_no_recovery(
     assert outcome.ok and outcome.at is not None, outcome
 
 
+# -- restoration ----------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(("name", "params"), [
     ("s3-bucket-policy-deny", {}),
     ("s3-cors-missing", {}),
@@ -171,40 +157,6 @@ def test_a_fault_reverts_twice_and_leaves_the_target_as_it_was(
         assert upload_failures.uploads_work(context.target, context.timeouts).ok
     else:
         assert postgres.slow_queries(context.target, context.timeouts, threshold_ms=500).ok
-
-
-def test_the_breach_is_seen_by_the_audit_reviews_and_its_revert_removes_it(
-        context: DrillContext, healthy_sandbox: RunningSandbox) -> None:
-    spec = faults.get("security-breach", "sandbox")
-    injected = spec.inject(context, {"accounts": 2, "failures_per_account": 5})
-    assert injected.ok, injected.error
-    ids = data_breach.breach_canaries(context)
-    assert len(ids) == 2
-    # The same thresholds as the weekly review: the scheduled check and the review both
-    # see it (the victims stand for real users; the runbook's own canaries are left out).
-    for window in (900.0, 7 * 86400.0):
-        seen = audit.login_bursts(context.target, context.timeouts, window_s=window,
-                                  failures=10, burst_s=600)
-        assert not seen.ok, window
-    assert next_steps("security-incident")[0].startswith(
-        "Incident Response > Data Breach / Security Incident: 1. lock")
-    assert spec.revert(context, {}).ok and spec.revert(context, {}).ok
-    assert data_breach.breach_canaries(context) == []
-    assert audit.login_bursts(context.target, context.timeouts, window_s=900.0, failures=10,
-                              burst_s=600).ok
-    token = healthy_sandbox.env["ADMIN_TOKEN"]
-    answer = httpx.get(f"{healthy_sandbox.env['API_URL']}/api/admin/users?limit=1",
-                       headers={"Authorization": f"Bearer {token}"}, timeout=5)
-    assert answer.status_code == 200
-
-
-def test_a_victim_is_a_canary_for_removal_but_counted_by_the_audit_reviews() -> None:
-    victim = "runbook-canary-victim-0123456789abcdef@legacyvideo.test"
-    assert canaries.is_canary_email(victim)
-    import re
-
-    assert not re.match(audit.CANARY_EMAIL, victim)
-    assert re.match(audit.CANARY_EMAIL, "runbook-canary-0123456789abcdef@legacyvideo.test")
 
 
 DIES_WITH_FAULTS_IN = textwrap.dedent("""
@@ -250,64 +202,94 @@ def test_the_guard_reverts_these_faults_from_another_process(
     assert postgres.slow_queries(context.target, context.timeouts, threshold_ms=500).ok
 
 
-# -- the sandbox's S3 checks credentials -------------------------------------------------
+DRILL = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from runbook.drills import detection, engine
+    from runbook.drills.catalog import DRILLS
+    from runbook.drills.context import context_for
+    from runbook.drills.guard import Guard
+    from runbook.targets import RunSpec
+    from runbook.actions import journeys
+
+    home, ledgers, name, out = sys.argv[1:5]
+    spec = RunSpec.sandbox(Path(home))
+    context = context_for(spec)
+
+    def stalled(context, section, fault_at, within_s):
+        print("fault in", flush=True)
+        time.sleep(60)  # the signal arrives here, with the fault in
+        raise AssertionError("no signal came")
+
+    def keep(record):
+        Path(out).write_text(json.dumps(record.to_json()))
+
+    def steady(context):
+        return journeys.login(context.target, context.timeouts)
+
+    guard = Guard.arm(Path(ledgers), spec)
+    try:
+        engine.run(DRILLS[name], context, limits=engine.Limits(60, 300), guard=guard,
+                   steady=steady, on_record=keep, evidence_dir=Path(ledgers) / "detection",
+                   detector=stalled)
+    finally:
+        guard.disarm()
+""")
 
 
-def _s3(env: dict[str, str], secret: str | None = None, key_id: str | None = None) -> Any:
-    return boto3.session.Session().client(
-        "s3", endpoint_url=env["S3_ENDPOINT_URL"], region_name=env["S3_REGION"],
-        aws_access_key_id=key_id or env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=secret or env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1}))
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("name", "signum"), [
+    ("connection-limit-exhausted", signal.SIGINT),
+    ("worker-not-processing", signal.SIGTERM),
+    ("connection-limit-exhausted", signal.SIGKILL),
+    ("invalid-token", signal.SIGKILL),
+], ids=["SIGINT", "SIGTERM", "SIGKILL-guard", "SIGKILL-guard-variable"])
+def test_an_interrupted_game_day_leaves_the_sandbox_healthy(
+        name: str, signum: signal.Signals, healthy_sandbox: RunningSandbox,
+        context: DrillContext, canary: CanaryUser, tmp_path: Path) -> None:
+    out = tmp_path / "record.json"
+    ledgers = tmp_path / "guard"
+    env = {**os.environ, "RUNBOOK_HOME": str(healthy_sandbox.home)}
+    env.pop("API_URL", None)
+    drill = subprocess.Popen([sys.executable, "-c", DRILL, str(healthy_sandbox.home),
+                              str(ledgers), name, str(out)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert drill.stdout is not None and drill.stderr is not None
+        line = drill.stdout.readline()  # blocks until the fault is in (or the drill ends)
+        if not line.startswith("fault in"):
+            drill.kill()
+            pytest.fail(f"the drill did not get the fault in: {line}{drill.stderr.read()}")
+        started = time.monotonic()
+        drill.send_signal(signum)
+        _, err = drill.communicate(timeout=60)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.wait(10)
+    assert drill.returncode != 0
+    if signum == signal.SIGKILL:
+        assert not out.exists()
+        back = wait_until(lambda: not list(ledgers.glob("*.json")), timeout=45, interval=0.2)
+        assert back.ok, back.summary()
+        log = next(ledgers.glob("*.log")).read_text()
+        assert f"reverted {DRILLS[name].fault}: ok" in log, log
+        restored_by = "the guard"
+    else:
+        record = json.loads(out.read_text())
+        assert record["verdict"] == "aborted", record
+        restore = next(p for p in record["phases"] if p["name"] == "restore")
+        assert restore["ok"], restore
+        ended = {signal.SIGINT: "KeyboardInterrupt", signal.SIGTERM: "DrillInterrupted"}
+        assert any(ended[signum] in note for note in record["notes"]), record["notes"]
+        assert ended[signum] in err
+        restored_by = "finally"
+    gamedays.assert_healthy(healthy_sandbox, context, canary)
+    print(f"\n{name}: {signal.Signals(signum).name} with the fault in; restored by"
+          f" {restored_by}; healthy {time.monotonic() - started:.1f} s after the signal")
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def test_the_sandbox_s3_authenticates_like_aws(sandbox: RunningSandbox) -> None:
-    env = dict(sandbox.env)
-    bucket = env["S3_BUCKET"]
-    good = _s3(env)
-    good.head_bucket(Bucket=bucket)
-    with pytest.raises(ClientError) as wrong:
-        _s3(env, secret="x" * 40).list_objects_v2(Bucket=bucket)
-    assert _code(wrong.value) == "SignatureDoesNotMatch"
-    with pytest.raises(ClientError) as unknown:
-        _s3(env, key_id="AKIAUNKNOWN000000000").list_objects_v2(Bucket=bucket)
-    assert _code(unknown.value) == "InvalidAccessKeyId"
-    key = "runbook-canary/auth-test"
-    for secret, status, code in ((None, 200, ""), ("y" * 40, 403, "SignatureDoesNotMatch")):
-        url = _s3(env, secret=secret).generate_presigned_url(
-            "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60)
-        answer = httpx.put(url, content=b"x", timeout=5)
-        assert answer.status_code == status and code in answer.text
-    anonymous = httpx.put(f"{env['S3_ENDPOINT_URL']}/{bucket}/{key}", content=b"x", timeout=5)
-    assert anonymous.status_code == 403 and "AccessDenied" in anonymous.text
-    assert httpx.post(f"{env['S3_ENDPOINT_URL']}/moto-api/reset-auth", content=b"inf",
-                      timeout=5).status_code == 403
-    good.delete_object(Bucket=bucket, Key=key)
-    versions = good.list_object_versions(Bucket=bucket, Prefix=key)
-    for entry in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]:
-        good.delete_object(Bucket=bucket, Key=key, VersionId=entry["VersionId"])
-
-
-# -- pure functions ------------------------------------------------------------------------
-
-
-def test_a_deny_blocks_uploads_only_when_it_covers_put_object_on_the_upload_keys() -> None:
-    bucket = "b"
-    blocks = upload_failures.blocks_uploads
-    assert blocks(upload_failures.deny_statement(bucket), bucket)
-    assert blocks({"Effect": "Deny", "Action": ["s3:*"], "Resource": "*"}, bucket)
-    assert not blocks(
-        {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::b/*"}, bucket)
-    assert not blocks(
-        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/*"}, bucket)
-    assert not blocks(
-        {**upload_failures.deny_statement(bucket), "Condition": {"Bool": {
-            "aws:SecureTransport": "false"}}}, bucket)
+# -- advice ---------------------------------------------------------------------------------
 
 
 def test_failures_are_advised_with_the_runbook_subsection() -> None:
@@ -328,13 +310,19 @@ def test_failures_are_advised_with_the_runbook_subsection() -> None:
         "Incident Response > Upload Failures: 2. check the S3 bucket permissions")
 
 
-def test_the_offender_is_what_others_wait_on_else_the_longest_statement() -> None:
-    found = [
-        {"pid": 1, "state": "active", "running_ms": 900, "blocked_by": [3]},
-        {"pid": 2, "state": "active", "running_ms": 100, "blocked_by": []},
-        {"pid": 3, "state": "active", "running_ms": 700, "blocked_by": []},
-    ]
-    slow, waiting, blockers = postgres.offenders(found, 500)
-    assert [s["pid"] for s in slow] == [1, 3] and [w["pid"] for w in waiting] == [1]
-    assert blockers == [3]
-    assert postgres.offenders(found[1:2], 500) == ([], [], [])
+def test_every_advice_a_scheduled_check_gives_names_a_runbook_section() -> None:
+    for key in ("api", "api-500", "database", "worker", "api-secret", "metrics",
+                "database-slow"):
+        assert next_steps(key), key
+
+
+def test_the_game_day_tests_run_every_game_day_once() -> None:
+    """The game-day runs are grouped by subject, one file per family; together they run
+    every game day of the catalogue, each once."""
+    from tests.test_gamedays_app_services import SERVICE_GAMEDAYS
+    from tests.test_gamedays_database import DATABASE_GAMEDAYS
+    from tests.test_gamedays_providers import PROVIDER_GAMEDAYS
+    from tests.test_gamedays_security import SECURITY_GAMEDAYS
+
+    run = [*DATABASE_GAMEDAYS, *SERVICE_GAMEDAYS, *PROVIDER_GAMEDAYS, *SECURITY_GAMEDAYS]
+    assert sorted(run) == sorted(gamedays.OUTCOMES)

@@ -1,0 +1,161 @@
+"""Game days of LegacyVideo's own services (the API, the worker), against the real sandbox:
+Service Down, High Memory/CPU Usage, API Returns 500 Error (a wrong stored variable), Worker
+Not Processing Jobs, "Invalid or Expired Token" Errors.
+
+Each runs on the engine under an armed restoration guard, with the end-to-end round trip of
+a canary user as the steady state, detected by the scheduled scenario that must trip, and
+must come to what ``OUTCOMES`` says (``tests/gamedays.py``): passed where the runbook's
+steps restore service, failed with the defect recorded (and the corrected procedure proven)
+where they do not. The sandbox is healthy afterwards either way. Run with ``-s`` to see
+each game day's row of the detection matrix.
+
+Then the services' variables as faults: a misconfiguration survives a plain restart, as a
+real one does, and never takes a secret from its parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runbook.actions import journeys
+from runbook.actions.users import CanaryUser, canary_user
+from runbook.config import Target
+from runbook.drills import faults
+from runbook.drills.catalog import DRILLS
+from runbook.drills.context import context_for
+from runbook.drills.faults import DrillContext
+from runbook.drills.service_variables import value_for, without_password
+from runbook.errors import ConfigError
+from runbook.platforms import platform_for
+from runbook.probes import resources
+from runbook.results import ProbeResult, Timing, utcnow
+from runbook.sandbox.services.api import CHAOS_CPU_HOG, start_cpu_hog
+from runbook.wait import wait_until
+from tests import gamedays
+from tests.conftest import RunningSandbox
+
+
+@pytest.fixture(scope="module")
+def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
+    """A canary user for the steady-state round trip, removed after the module."""
+    context = context_for(gamedays.spec(sandbox))
+    with canary_user(context.target, context.timeouts) as user:
+        yield user
+
+
+@pytest.fixture
+def context(healthy_sandbox: RunningSandbox) -> DrillContext:
+    return context_for(gamedays.spec(healthy_sandbox))
+
+
+SERVICE_GAMEDAYS = ["service-down", "high-cpu", "api-500-missing-variable",
+                    "worker-not-processing", "invalid-token"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", SERVICE_GAMEDAYS)
+def test_game_day(name: str, healthy_sandbox: RunningSandbox, context: DrillContext,
+                  canary: CanaryUser, tmp_path: Path) -> None:
+    secrets = gamedays.secret_values(healthy_sandbox)
+    assert not [s for s in secrets if s in json.dumps(dict(DRILLS[name].params))]
+    started = time.monotonic()
+    record = gamedays.run(name, healthy_sandbox, context, canary, tmp_path)
+    gamedays.assert_outcome(name, record)
+    report = gamedays.explain(record)
+    steps = gamedays.activities(record)
+    # The calls that really ran, never a CLI that did not: the runbook's own command is
+    # shown beside them ("the runbook says").
+    assert not [a for a in steps.values() if a["command"][:1] in (["railway"], ["psql"],
+                                                                  ["curl"], ["aws"])], report
+    assert any(a["runbook_says"] for a in steps.values()), report
+    if name == "invalid-token":
+        assert "DIFFERENT" in str(steps["compare API_SECRET again"]["output"]), report
+    gamedays.no_secret_in(record, secrets)
+    gamedays.assert_healthy(healthy_sandbox, context, canary)
+    print("\n" + gamedays.matrix_line(name, record, time.monotonic() - started))
+
+
+def test_a_5xx_in_the_round_trip_is_diagnosed_as_api_returns_500() -> None:
+    now = utcnow()
+
+    def result(ok: bool, **observed: int) -> ProbeResult:
+        return ProbeResult("api", "end to end", "t", ok, Timing(now, now, 0.0),
+                           observed=observed, advice="api")
+
+    narrow = journeys.narrow_500
+    assert narrow(result(False, health_status=200, login_status=500)).advice == "api-500"
+    assert narrow(result(False, health_status=200, login_status=401)).advice == "api"
+    assert narrow(result(False, health_status=503)).advice == "api"
+    assert narrow(result(True, login_status=200)).advice == "api"
+
+
+def test_the_cpu_hog_hook_starts_only_when_asked() -> None:
+    assert start_cpu_hog({}) is None
+    assert start_cpu_hog({CHAOS_CPU_HOG: "0"}) is None
+    assert start_cpu_hog({CHAOS_CPU_HOG: "yes"}) is None
+
+
+# -- a misconfiguration lives where a real one does ------------------------------------------
+
+
+def test_without_password_keeps_everything_but_the_password() -> None:
+    url = "postgresql://app:s3cr3t-pw@127.0.0.1:5432/legacyvideo?schema=public"
+    assert without_password(url) == "postgresql://app@127.0.0.1:5432/legacyvideo?schema=public"
+    with pytest.raises(ConfigError):
+        without_password("postgresql://app@127.0.0.1:5432/legacyvideo")
+
+
+def test_a_variable_fault_never_takes_a_secret_from_the_parameters() -> None:
+    target = Target.from_variables("t", {"DATABASE_URL": "postgresql://a:pw12345@h:1/d"},
+                                   source="test", environment="sandbox", platform="sandbox")
+    with pytest.raises(ConfigError, match="is a secret"):
+        value_for(target, {"variable": "API_SECRET", "change": "set", "value": "x"})
+    first = value_for(target, {"variable": "API_SECRET", "change": "random"})
+    assert first != value_for(target, {"variable": "API_SECRET", "change": "random"})
+    assert value_for(target, {"variable": "X", "change": "unset"}) is None
+    dropped = value_for(target, {"variable": "DATABASE_URL", "change": "drop-password"})
+    assert dropped == "postgresql://a@h:1/d"
+    with pytest.raises(ConfigError, match="unknown change"):
+        value_for(target, {"variable": "X", "change": "flip"})
+
+
+#: The misconfiguration faults, and the check that shows each while it is in.
+MISCONFIGURATIONS = {
+    "high-cpu": lambda c: resources.api_cpu(c.target, c.timeouts, limit_percent=80),
+    "api-500-missing-variable": lambda c: journeys.login(c.target, c.timeouts),
+    "invalid-token": lambda c: journeys.release(c.target, c.timeouts),
+    "upload-failures-wrong-credentials": lambda c: journeys.upload(c.target, c.timeouts),
+    "email-not-sending-invalid-key": lambda c: journeys.email(c.target, c.timeouts),
+    "email-not-sending-unverified-sender": lambda c: journeys.email(c.target, c.timeouts),
+}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", list(MISCONFIGURATIONS))
+def test_a_misconfiguration_survives_a_plain_restart(name: str, healthy_sandbox: RunningSandbox,
+                                                     context: DrillContext) -> None:
+    incident = DRILLS[name]
+    service = str(incident.params["service"])
+    spec = faults.get(incident.fault, "sandbox")
+    platform = platform_for(context.target, allow_changes=True)
+    check = MISCONFIGURATIONS[name]
+    params = dict(incident.params)
+    assert spec.inject(context, params).ok
+    try:
+        restarted = platform.restart(service)
+        assert restarted.ok, restarted.error
+        still = spec.present(context, params) if spec.present else None
+        assert still, f"{name}: the fault is gone after a plain restart of {service}"
+        seen = wait_until(lambda: not check(context).ok, timeout=20, interval=0.5)
+        assert seen.ok, f"{name}: the incident's check passes after a plain restart"
+    finally:
+        reverted = spec.revert(context, params)
+    assert reverted.ok, reverted.error
+    assert spec.present is not None and spec.present(context, params) is None
+    assert check(context).ok
+    assert healthy_sandbox.sandbox.stored_variables() == {}
