@@ -94,7 +94,7 @@ class ScriptedPlatform:
         self.down_from = started + self.down_at_s
         time.sleep(self.call_s)
         return Activity(f"restart {service}", ("scripted",),
-                        Timing(started_at, utcnow(), time.monotonic() - started), True)
+                        Timing(started_at, utcnow(), time.monotonic() - started))
 
     def probe(self, target: Target, timeouts: Timeouts) -> ProbeResult:
         self.probes += 1
@@ -102,7 +102,7 @@ class ScriptedPlatform:
         down = self.down_from is not None and self.down_from <= now < self.down_from + \
             self.down_s
         stamp = utcnow()
-        return ProbeResult("api", "health", "unit", not down, Timing(stamp, stamp, 0.0),
+        return ProbeResult("api", "health", "unit", Timing(stamp, stamp, 0.0),
                            problem="connection refused" if down else "")
 
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:

@@ -85,7 +85,7 @@ from runbook.pg import (
 )
 from runbook.probes import describe_error
 from runbook.redact import Redactor
-from runbook.results import Activity, Timing, utcnow
+from runbook.results import Activity, Timing, failure, utcnow
 from runbook.sandbox import Sandbox, find_postgres
 from runbook.timeouts import Timeouts
 
@@ -526,9 +526,9 @@ class _Recorder:
             name=name,
             command=tuple(self.redact(part) for part in argv),
             timing=Timing(started_at, utcnow(), time.monotonic() - started),
-            ok=ok,
             output=self.redact(output)[-OUTPUT_LIMIT:],
-            error=self.redact(error.splitlines()[0] if error else ""),
+            error="" if ok else failure(name, self.redact(error.splitlines()[0] if error
+                                                          else "")),
         ))
 
 

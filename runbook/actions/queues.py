@@ -52,7 +52,7 @@ from runbook.errors import OperationFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes import queues as probes
 from runbook.redact import Redactor
-from runbook.results import Activity, ProbeResult, Stopwatch, Timing, utcnow
+from runbook.results import Activity, ProbeResult, Stopwatch, Timing, failure, utcnow
 from runbook.timeouts import Timeouts
 
 T = TypeVar("T")
@@ -294,8 +294,8 @@ def _activity(name: str, command: Sequence[str], watch: Stopwatch, redact: Redac
               ok: bool = True, output: Any = "", error: str = "") -> Activity:
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     return Activity(name=name, command=tuple(redact(c) for c in command),
-                    timing=watch.timing(), ok=ok, output=redact(text)[:_OUTPUT_LIMIT],
-                    error=redact(error))
+                    timing=watch.timing(), output=redact(text)[:_OUTPUT_LIMIT],
+                    error="" if ok else failure(name, redact(error)))
 
 
 def _run(target: Target, timeouts: Timeouts, queue: str,
@@ -977,10 +977,9 @@ def restart_does_not_retry(target: Target, timeouts: Timeouts, queue: str,
         answer = restart()
     except Exception as exc:
         answer = Activity(name=f"restart {service}", command=("restart", service),
-                          timing=step.timing(), ok=False, error=redact(describe_error(exc)))
+                          timing=step.timing(), error=redact(describe_error(exc)))
     restarted = answer if isinstance(answer, Activity) else Activity(
-        name=f"restart {service}", command=("restart", service), timing=step.timing(),
-        ok=True)
+        name=f"restart {service}", command=("restart", service), timing=step.timing())
     worker_after = probes.canary_round_trip(target, timeouts, queue, within_s)
     earlier = {s.id: s for s in before}
 

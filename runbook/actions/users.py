@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import bcrypt
@@ -49,7 +49,7 @@ from runbook.probes.canaries import (
 )
 from runbook.probes.postgres import connect
 from runbook.redact import MASK, Redactor
-from runbook.results import Activity, Stopwatch, Timing
+from runbook.results import Activity, Stopwatch, Timing, failure
 from runbook.timeouts import Timeouts
 
 #: The cost the runbook's snippet uses: ``bcrypt.hash('newpassword', 12)``.
@@ -304,7 +304,7 @@ def _request(
                                   content=None if body is None else json.dumps(body))
     except httpx.HTTPError as exc:
         call = ApiCall(name=name, command=tuple(redact(c) for c in command),
-                       timing=watch.timing(), ok=False, error=redact(describe_error(exc)))
+                       timing=watch.timing(), error=redact(describe_error(exc)))
         return call, None
     try:
         parsed: Any = response.json()
@@ -320,7 +320,6 @@ def _request(
         name=name,
         command=tuple(redact(c) for c in command),
         timing=watch.timing(),
-        ok=response.is_success,
         output=redact(f"HTTP {response.status_code} {output}")[:_OUTPUT_LIMIT],
         error="" if response.is_success else redact(f"HTTP {response.status_code} {error}"),
         status_code=response.status_code,
@@ -377,8 +376,7 @@ def _lock(client: httpx.Client, redact: Redactor, api: str, token: str | None, u
     )
     user = parsed.get("user") if isinstance(parsed, dict) else None
     if call.ok and not (isinstance(user, dict) and user.get("locked") is locked):
-        return ApiCall(**{**call.__dict__, "ok": False,
-                          "error": f"answered 200 but the user's locked is not {locked}"})
+        return replace(call, error=f"answered 200 but the user's locked is not {locked}")
     return call
 
 
@@ -509,8 +507,8 @@ def _sql_activity(name: str, sql: str, params: Mapping[str, str], watch: Stopwat
                   ok: bool, output: str = "", error: str = "") -> Activity:
     """A statement as an ``Activity``: the SQL and its parameters, values already safe."""
     command = ("sql", " ".join(sql.split()), *(f"{k}={v}" for k, v in params.items()))
-    return Activity(name=name, command=command, timing=watch.timing(), ok=ok, output=output,
-                    error=error)
+    return Activity(name=name, command=command, timing=watch.timing(), output=output,
+                    error="" if ok else failure(name, error))
 
 
 _INSERT_USER = (

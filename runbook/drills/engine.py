@@ -260,7 +260,7 @@ def one_line(exc: BaseException) -> str:
 def broken(name: str, exc: BaseException, redact: Redactor) -> Activity:
     """A failed Activity standing for a step that raised."""
     now = utcnow()
-    return Activity(name=name, command=(), timing=Timing(now, now, 0.0), ok=False,
+    return Activity(name=name, command=(), timing=Timing(now, now, 0.0),
                     error=redact(one_line(exc)))
 
 

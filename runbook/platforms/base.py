@@ -33,7 +33,7 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
-from runbook.results import Activity, Timing, utcnow
+from runbook.results import Activity, Timing, failure, utcnow
 
 #: The services the runbook restarts and reads logs of.
 SERVICES: tuple[str, ...] = ("api", "worker", "web")
@@ -295,9 +295,8 @@ def record(name: str, command: Sequence[str], body: Callable[[], tuple[bool, str
         name=name,
         command=tuple(redactor(part) for part in command),
         timing=Timing(started_at, utcnow(), elapsed),
-        ok=ok,
         output=clip_output(redactor(output)),
-        error=one_line(redactor(error)),
+        error="" if ok else failure(name, one_line(redactor(error))),
         runbook_says=redactor(runbook_says),
     )
 
@@ -332,7 +331,8 @@ def variables_not_settable(platform: str, service: str, changes: Mapping[str, st
 def not_run(name: str, error: str) -> Activity:
     """A failed ``Activity`` for an operation this platform cannot do (nothing was run)."""
     now = utcnow()
-    return Activity(name=name, command=(), timing=Timing(now, now, 0.0), ok=False, error=error)
+    return Activity(name=name, command=(), timing=Timing(now, now, 0.0),
+                    error=failure(name, error))
 
 
 # -- the Runner ----------------------------------------------------------------------------
@@ -383,7 +383,6 @@ class Completed:
             name=name,
             command=tuple(redactor(part) for part in self.argv),
             timing=self.timing,
-            ok=self.ok,
             output=clip_output(redactor(shown)),
             error=one_line(redactor(self.problem())),
         )

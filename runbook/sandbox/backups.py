@@ -449,7 +449,7 @@ class _Steps:
             self.activities.append(Activity(
                 name=name, command=tuple(self.redact(c) for c in command),
                 timing=Timing(started_at, utcnow(), time.monotonic() - started),
-                ok=not error, output=self.redact(output)[-4000:], error=error))
+                output=self.redact(output)[-4000:], error=error))
 
 
 def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts | None = None,
