@@ -123,7 +123,7 @@ def test_an_outage_during_the_restart_call_is_measured() -> None:
     assert record.ok and record.healthy and record.healthy_before is True
     assert record.downtime_s == pytest.approx(0.5, abs=0.1)
     assert record.time_to_healthy_s == pytest.approx(0.7, abs=0.1)
-    assert record.problems == ("connection refused",)
+    assert record.seen == ("connection refused",)
     assert [run["ok"] for run in record.timeline()] == [True, False, True]
     assert "down 0." in record.summary()
 

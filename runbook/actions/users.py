@@ -49,7 +49,7 @@ from runbook.probes.canaries import (
 )
 from runbook.probes.postgres import connect
 from runbook.redact import MASK, Redactor
-from runbook.results import Activity, Stopwatch, Timing, failure
+from runbook.results import Activity, Stopwatch, TimedResult, Timing, failure
 from runbook.timeouts import Timeouts
 
 #: The cost the runbook's snippet uses: ``bcrypt.hash('newpassword', 12)``.
@@ -89,11 +89,6 @@ class ApiCall(Activity):
     status_code: int | None = None
     api_error: str = ""
 
-    def evidence(self) -> dict[str, Any]:
-        """The activity's evidence plus ``status_code`` and ``api_error``."""
-        return {**super().evidence(), "status_code": self.status_code,
-                "api_error": self.api_error}
-
 
 @dataclass(frozen=True)
 class Login(ApiCall):
@@ -104,8 +99,9 @@ class Login(ApiCall):
 
 
 @dataclass(frozen=True)
-class CanaryUser:
-    """A canary user that exists on the target until ``remove_canary``.
+class CanaryUser(TimedResult):
+    """A canary user that exists on the target until ``remove_canary`` (made, so no
+    ``problems``: a canary that could not be made raises ``UserOperationFailed``).
 
     ``password`` and ``token`` are the canary's own, in memory only: not in ``repr``, not in
     ``evidence()``. ``hash_cost``/``hash_scheme`` are read back from the stored hash."""
@@ -119,55 +115,21 @@ class CanaryUser:
     activities: tuple[Activity, ...]
     password: SecretStr = field(repr=False, compare=False)
     token: SecretStr = field(repr=False, compare=False)
+    problems: tuple[str, ...] = ()
 
     @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
-
-    def evidence(self) -> dict[str, Any]:
-        """What was created and how it was proved; no password, token or hash."""
-        return {
-            "id": self.id,
-            "email": self.email,
-            "role": self.role,
-            "hash_scheme": self.hash_scheme,
-            "hash_cost": self.hash_cost,
-            "started_at": self.timing.started_at.isoformat(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "activities": [a.evidence() for a in self.activities],
-        }
+    def is_admin_at_runbook_cost(self) -> bool:
+        """An ADMIN whose stored hash has the runbook's bcrypt cost."""
+        return self.role == "ADMIN" and self.hash_cost == BCRYPT_COST
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(TimedResult):
     """Common shape of the check records below: calls made, problems found, timing."""
 
     timing: Timing
     activities: tuple[Activity, ...]
     problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
-
-    def evidence(self) -> dict[str, Any]:
-        """Every field except the activities, then the activities' own evidence."""
-        data: dict[str, Any] = {
-            name: value for name, value in self.__dict__.items()
-            if name not in ("timing", "activities", "problems")
-        }
-        return {
-            **data,
-            "ok": self.ok,
-            "problems": list(self.problems),
-            "started_at": self.timing.started_at.isoformat(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "activities": [a.evidence() for a in self.activities],
-        }
 
 
 @dataclass(frozen=True)
@@ -220,6 +182,11 @@ class PasswordReset(Outcome):
     new_login_status: int | None
     old_login_status: int | None
     old_token_status: int | None
+
+    @property
+    def hashed_at_runbook_cost(self) -> bool:
+        """The stored hash has the runbook's bcrypt cost."""
+        return self.hash_cost == BCRYPT_COST
 
 
 @dataclass(frozen=True)
