@@ -12,7 +12,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class WaitOutcome(Generic[T]):
-    """What ``wait_until`` saw: the final value, how long it took, every distinct problem."""
+    """What ``wait_until`` saw: the final value, how long it took, every distinct problem.
+
+    Not a ``results.Record``: generic over the value waited for and never evidence itself;
+    ``ok`` and ``elapsed_s`` are what the wait measured, stored as such."""
 
     ok: bool
     value: T | None
