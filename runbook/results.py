@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 #: Characters of one text kept as evidence: the last ones (a command's output ends with
 #: what went wrong).
 EVIDENCE_TEXT_LIMIT = 4000
+#: Items of a list of plain values (row keys, names) kept as evidence: the first ones. A
+#: list of records (activities, canaries) is kept whole.
+EVIDENCE_ITEMS_LIMIT = 50
 
 
 def utcnow() -> datetime:
@@ -73,13 +76,15 @@ class Record:
     ``started_at``, ``finished_at`` and ``elapsed_s`` (the field ``timing`` spread into the
     record's own keys), datetimes ISO 8601, tuples, lists and sets lists, mappings dicts,
     paths strings, other dataclasses their fields, texts their last ``EVIDENCE_TEXT_LIMIT``
-    characters.
+    characters, lists of plain values their first ``EVIDENCE_ITEMS_LIMIT`` items.
     """
 
     __slots__ = ()
 
     #: Computed properties (or zero-argument methods) added to ``evidence()``, in order.
     evidence_properties: ClassVar[tuple[str, ...]] = ()
+    #: The verdict's members, added last (a ``Result``'s ``ok`` and ``problems``).
+    _verdict: ClassVar[tuple[str, ...]] = ()
 
     def evidence(self) -> dict[str, Any]:
         """A JSON-ready summary of this record, for reports and drill records."""
@@ -92,7 +97,7 @@ class Record:
                 found.update(jsonable(value))
             else:
                 found[item.name] = jsonable(value)
-        for name in self.evidence_properties:
+        for name in (*self.evidence_properties, *self._verdict):
             value = getattr(self, name)
             found[name] = jsonable(value() if callable(value) else value)
         return found
@@ -117,8 +122,10 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, set | frozenset):
-        return sorted(jsonable(v) for v in value)
+        value = sorted(value, key=str)
     if isinstance(value, tuple | list):
+        if not any(isinstance(v, Record) for v in value):
+            value = value[:EVIDENCE_ITEMS_LIMIT]
         return [jsonable(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
@@ -136,6 +143,7 @@ class Result(Record):
     """
 
     __slots__ = ()
+    _verdict = ("ok", "problems")
 
     if TYPE_CHECKING:  # every subclass gives it, as a field or a property (checked below)
         @property
@@ -153,10 +161,6 @@ class Result(Record):
     def ok(self) -> bool:
         """No problem found."""
         return not self.problems
-
-    def evidence(self) -> dict[str, Any]:
-        found = Record.evidence(self)
-        return {**found, "ok": self.ok, "problems": list(self.problems)}
 
 
 class TimedResult(Result):
