@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from runbook.errors import CheckFailed, ProbeTimeout
@@ -105,12 +104,13 @@ def require_record(
     *,
     within: tuple[str, float] | None = None,
     figures: tuple[str, ...] = (),
-    check: Callable[[Any], bool] | None = None,
+    holds: bool = True,
 ) -> Any:
     """Raise ``CheckFailed`` unless an operation's record (anything with ``ok`` and
     ``problems`` or ``summary()``) succeeded, recorded ``figures`` as numbers, kept
-    ``within=(figure, limit)`` and satisfies ``check``. The target is filled in by the
-    harness when the record does not name one."""
+    ``within=(figure, limit)`` and ``holds``: the record's own verdict on what the step
+    asks (a property of the record, e.g. ``record.copies_every_table``). The target is
+    filled in by the harness when the record does not name one."""
     __tracebackhide__ = True
     target = str(getattr(record, "target", ""))
     seen: str | None = None
@@ -125,7 +125,7 @@ def require_record(
         missing = [f for f in figures if not isinstance(getattr(record, f, None), int | float)]
         if missing:
             seen = f"no figure for {', '.join(missing)}"
-    if seen is None and check is not None and not check(record):
+    if seen is None and not holds:
         seen = f"the record does not show it: {getattr(record, 'evidence', dict)()}"
     if seen is not None:
         raise CheckFailed(component=component, target=target, seen=seen, expected=expected,

@@ -33,14 +33,13 @@ import psycopg
 from psycopg import sql
 
 from runbook.pg import COMPARE_SETTINGS, TableInfo, list_tables, open_connection, parse_dsn
+from runbook.results import Result
 from runbook.timeouts import Timeouts
 
 #: The column that dates a row in LegacyVideo's schema (Prisma's ``@default(now())``).
 CUTOFF_COLUMN = "createdAt"
 #: Row-level digests are kept for tables up to this many rows.
 ROW_LEVEL_LIMIT = 5000
-#: At most this many row keys are named per table and kind of difference.
-NAMED_ROWS_LIMIT = 20
 _ALIAS = sql.Identifier("runbook_row")
 _APPLICATION = "legacyvideo-runbook-integrity"
 
@@ -171,8 +170,9 @@ def read_figures(dsn: str, timeouts: Timeouts, *, cutoff: datetime | None = None
 
 
 @dataclass(frozen=True)
-class TableComparison:
-    """One table, before against after; row keys named when both sides had digests."""
+class TableComparison(Result):
+    """One table, before against after (ok: present on both sides, same rows, same
+    checksum); row keys named when both sides had digests."""
 
     table: str
     before_rows: int | None
@@ -184,44 +184,38 @@ class TableComparison:
     changed: tuple[str, ...] = ()
 
     @property
-    def ok(self) -> bool:
-        return (self.before_rows is not None and self.before_rows == self.after_rows
-                and self.before_checksum == self.after_checksum)
-
-    def problem(self) -> str:
-        """One line on what differs ("" when the table matches)."""
-        if self.ok:
-            return ""
+    def problems(self) -> tuple[str, ...]:
+        """What differs, in one line (none when the table matches)."""
+        if (self.before_rows is not None and self.before_rows == self.after_rows
+                and self.before_checksum == self.after_checksum):
+            return ()
         if self.before_rows is None or self.after_rows is None:
             side = "before" if self.before_rows is None else "after"
-            return f"{self.table}: not present {side}"
+            return (f"{self.table}: not present {side}",)
         detail = [f"{n} {what}" for n, what in ((len(self.missing), "missing"),
                                                 (len(self.added), "added"),
                                                 (len(self.changed), "changed")) if n]
         shown = f" ({', '.join(detail)})" if detail else ""
         if self.before_rows != self.after_rows:
-            return f"{self.table}: {self.before_rows} rows before, {self.after_rows} after{shown}"
-        return f"{self.table}: same {self.before_rows} rows, contents differ{shown}"
+            return (f"{self.table}: {self.before_rows} rows before, {self.after_rows}"
+                    f" after{shown}",)
+        return (f"{self.table}: same {self.before_rows} rows, contents differ{shown}",)
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "table": self.table, "ok": self.ok,
-            "before_rows": self.before_rows, "after_rows": self.after_rows,
-            "before_checksum": self.before_checksum, "after_checksum": self.after_checksum,
-            "missing": list(self.missing[:NAMED_ROWS_LIMIT]),
-            "added": list(self.added[:NAMED_ROWS_LIMIT]),
-            "changed": list(self.changed[:NAMED_ROWS_LIMIT]),
-        }
+    def problem(self) -> str:
+        """One line on what differs ("" when the table matches)."""
+        return "; ".join(self.problems)
 
 
 @dataclass(frozen=True)
-class IntegrityReport:
+class IntegrityReport(Result):
     """Every table compared; ``expected`` names the row keys a drill knew would differ
-    (e.g. writes the audit log cannot replay)."""
+    (e.g. writes the audit log cannot replay). Ok when identical, or differing only where
+    expected: its problems are the differences not expected (``unexplained``)."""
 
     cutoff: datetime
     tables: tuple[TableComparison, ...]
     expected: frozenset[str] = frozenset()
+    evidence_properties = ("matches",)
 
     @property
     def matches(self) -> bool:
@@ -243,22 +237,11 @@ class IntegrityReport:
         return tuple(found)
 
     @property
-    def ok(self) -> bool:
-        """Identical, or differing only where expected."""
-        return not self.unexplained
+    def problems(self) -> tuple[str, ...]:
+        return self.unexplained
 
     def problem(self) -> str:
         return "; ".join(t.problem() for t in self.tables if not t.ok)
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "cutoff": self.cutoff.isoformat(),
-            "matches": self.matches,
-            "ok": self.ok,
-            "unexplained": list(self.unexplained[:NAMED_ROWS_LIMIT]),
-            "expected_differences": sorted(self.expected)[:NAMED_ROWS_LIMIT],
-            "tables": [t.evidence() for t in self.tables],
-        }
 
 
 def compare(before: Figures, after: Figures, expected: Iterable[str] = ()) -> IntegrityReport:

@@ -26,7 +26,10 @@ class WaitOutcome(Generic[T]):
     """What ``wait_until`` saw: the final value, how long it took, every distinct problem.
 
     ``value`` is the last value the probe returned (``None`` when its last call raised);
-    ``stopped`` is true when ``stop`` ended the wait before the deadline."""
+    ``stopped`` is true when ``stop`` ended the wait before the deadline.
+
+    Not a ``results.Record``: generic over the value waited for and never evidence itself;
+    ``ok`` and ``elapsed_s`` are what the wait measured, stored as such."""
 
     ok: bool
     value: T | None

@@ -78,13 +78,13 @@ def _(target: Target, timeouts: Timeouts, tmp_path: Path, evidence: Evidence) ->
 @then("every table has the same rows and checksums in both")
 def _(backup_record: BackupRecord) -> None:
     require_record(backup_record, "database", "equal row counts and checksums per table",
-                   check=lambda record: bool(record.tables) and not record.mismatches)
+                   holds=backup_record.copies_every_table)
 
 
 @then("the scratch database is gone")
 def _(backup_record: BackupRecord) -> None:
     require_record(backup_record, "database", "the scratch database dropped",
-                   check=lambda record: record.scratch_dropped)
+                   holds=backup_record.scratch_dropped)
 
 
 @when(parsers.re(r"the on-call engineer looks for queries running over (?P<ms>\d+)"

@@ -105,13 +105,13 @@ def _(target: Target, timeouts: Timeouts, count: int, evidence: Evidence) -> Del
 @then(parsers.parse("BullMQ counts no failed jobs but {count:d} job hashes are left behind"))
 def _(del_demo: DelDemonstration, count: int) -> None:
     require_record(del_demo, "queues", f"{count} orphaned job hashes after the DEL",
-                   check=lambda d: d.failed_after_del == 0 and d.orphans == count)
+                   holds=del_demo.orphans_left(count))
 
 
 @then("once cleaned the canary queue leaves nothing behind")
 def _(del_demo: DelDemonstration) -> None:
     require_record(del_demo, "queues", "no key of the canary queue left",
-                   check=lambda d: not d.keys_left)
+                   holds=del_demo.leaves_no_key)
 
 
 @when("the on-call engineer clears them the BullMQ way", target_fixture="cleared")
@@ -123,7 +123,7 @@ def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs, evidence: Evi
 @then("they are gone and no key names them")
 def _(cleared: Cleared) -> None:
     require_record(cleared, "queues", "the failed canary jobs removed, no key left",
-                   check=lambda c: not c.keys_left)
+                   holds=cleared.leaves_no_key)
 
 
 @when("the on-call engineer retries them the BullMQ way", target_fixture="retried")
@@ -135,7 +135,7 @@ def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs, evidence: Evi
 @then("they leave the failed set")
 def _(retried: Retried) -> None:
     require_record(retried, "queues", "every retried job out of the failed set",
-                   check=lambda r: set(r.left_failed) == set(r.ids))
+                   holds=retried.every_job_left_failed)
 
 
 @when("the on-call engineer restarts the worker as the runbook says to retry them",
@@ -149,8 +149,7 @@ def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, failed_jobs
 @then("the restarted worker processes new jobs but the failed jobs stay failed")
 def _(restart_leaves: RestartLeavesFailed) -> None:
     require_record(restart_leaves, "worker", "failed jobs still failed after the restart",
-                   check=lambda r: not r.runbook_claim_holds
-                   and set(r.still_failed) == set(r.ids))
+                   holds=restart_leaves.runbook_claim_refuted)
 
 
 @when(parsers.parse("the on-call engineer requests a canary release through the API, allowing"

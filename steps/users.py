@@ -43,7 +43,7 @@ def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> Iterator[Canary
 @then("the new admin's token is accepted by the admin API")
 def _(new_admin: CanaryUser) -> None:
     require_record(new_admin, "api", "the admin's token accepted by an admin endpoint",
-                   check=lambda admin: admin.role == "ADMIN" and admin.hash_cost == 12)
+                   holds=new_admin.is_admin_at_runbook_cost)
 
 
 @when("the on-call engineer removes the canary admin", target_fixture="removal")
@@ -92,4 +92,4 @@ def _(target: Target, timeouts: Timeouts, canary: CanaryUser, evidence: Evidence
 @then("the new password logs in and the old one does not")
 def _(reset: PasswordReset) -> None:
     require_record(reset, "api", "new password 200, old password 401, hash cost 12",
-                   check=lambda record: record.hash_cost == 12)
+                   holds=reset.hashed_at_runbook_cost)

@@ -293,7 +293,7 @@ def test_assessment_follows_prisma_row_semantics() -> None:
     assert found.pending == ("3_c", "4_d")
     assert found.unknown == ("5_e",)
     assert found.modified == ("2_b",)
-    assert not found.ok()
+    assert not found.ok
 
 
 def test_checksums_match_as_prisma_matches_them() -> None:

@@ -84,8 +84,8 @@ def test_a_5xx_in_the_round_trip_is_diagnosed_as_api_returns_500() -> None:
     now = utcnow()
 
     def result(ok: bool, **observed: int) -> ProbeResult:
-        return ProbeResult("api", "end to end", "t", ok, Timing(now, now, 0.0),
-                           observed=observed, advice="api")
+        return ProbeResult("api", "end to end", "t", Timing(now, now, 0.0),
+                           problem="" if ok else "failed", observed=observed, advice="api")
 
     narrow = journeys.narrow_500
     assert narrow(result(False, health_status=200, login_status=500)).advice == "api-500"

@@ -88,7 +88,7 @@ def test_summary_counts_errors_and_the_5xx_rate_over_request_lines() -> None:
         "t INFO api: request method=GET path=/c status=500",
     )
     now = datetime.now(UTC)
-    activity = Activity("logs api", ("x",), Timing(now, now, 0.0), True)
+    activity = Activity("logs api", ("x",), Timing(now, now, 0.0))
     summary = summarize(LogLines("api", activity, lines, error_lines(lines)))
     assert (summary.lines, summary.error_lines) == (4, 2)
     assert (summary.request_lines, summary.server_errors) == (3, 1)

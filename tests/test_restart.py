@@ -94,7 +94,7 @@ class ScriptedPlatform:
         self.down_from = started + self.down_at_s
         time.sleep(self.call_s)
         return Activity(f"restart {service}", ("scripted",),
-                        Timing(started_at, utcnow(), time.monotonic() - started), True)
+                        Timing(started_at, utcnow(), time.monotonic() - started))
 
     def probe(self, target: Target, timeouts: Timeouts) -> ProbeResult:
         self.probes += 1
@@ -102,7 +102,7 @@ class ScriptedPlatform:
         down = self.down_from is not None and self.down_from <= now < self.down_from + \
             self.down_s
         stamp = utcnow()
-        return ProbeResult("api", "health", "unit", not down, Timing(stamp, stamp, 0.0),
+        return ProbeResult("api", "health", "unit", Timing(stamp, stamp, 0.0),
                            problem="connection refused" if down else "")
 
     def logs(self, service: str, *, since: str = "1h", lines: int = 500) -> LogLines:
@@ -123,7 +123,7 @@ def test_an_outage_during_the_restart_call_is_measured() -> None:
     assert record.ok and record.healthy and record.healthy_before is True
     assert record.downtime_s == pytest.approx(0.5, abs=0.1)
     assert record.time_to_healthy_s == pytest.approx(0.7, abs=0.1)
-    assert record.problems == ("connection refused",)
+    assert record.seen == ("connection refused",)
     assert [run["ok"] for run in record.timeline()] == [True, False, True]
     assert "down 0." in record.summary()
 

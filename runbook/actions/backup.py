@@ -85,7 +85,7 @@ from runbook.pg import (
 )
 from runbook.probes import describe_error
 from runbook.redact import Redactor
-from runbook.results import Activity, Timing, utcnow
+from runbook.results import Activity, Result, TimedResult, Timing, failure, utcnow
 from runbook.sandbox import Sandbox, find_postgres
 from runbook.timeouts import Timeouts
 
@@ -190,8 +190,9 @@ class TableSum:
 
 
 @dataclass(frozen=True)
-class TableCheck:
-    """One table, source against restored copy."""
+class TableCheck(Result):
+    """One table, source against restored copy: ok when both sides were read, with the same
+    row count and the same checksum."""
 
     table: str
     key: tuple[str, ...]
@@ -203,31 +204,20 @@ class TableCheck:
     error: str = ""
 
     @property
-    def ok(self) -> bool:
-        """Both sides read, same row count, same checksum."""
-        return (not self.error and self.source_rows is not None
-                and self.source_rows == self.restored_rows
-                and self.source_checksum == self.restored_checksum)
+    def problems(self) -> tuple[str, ...]:
+        """What differs, in one line (none when the copy matches)."""
+        if self.error:
+            return (f"{self.table}: {self.error}",)
+        if self.source_rows != self.restored_rows:
+            return (f"{self.table}: {self.source_rows} rows in the source,"
+                    f" {self.restored_rows} restored",)
+        if self.source_rows is None or self.source_checksum != self.restored_checksum:
+            return (f"{self.table}: same {self.source_rows} rows, but their contents differ",)
+        return ()
 
     def problem(self) -> str:
         """One line on what differs ("" when ok)."""
-        if self.ok:
-            return ""
-        if self.error:
-            return f"{self.table}: {self.error}"
-        if self.source_rows != self.restored_rows:
-            return (f"{self.table}: {self.source_rows} rows in the source,"
-                    f" {self.restored_rows} restored")
-        return f"{self.table}: same {self.source_rows} rows, but their contents differ"
-
-    def evidence(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        return {
-            "table": self.table, "key": list(self.key), "method": self.method,
-            "source_rows": self.source_rows, "restored_rows": self.restored_rows,
-            "source_checksum": self.source_checksum,
-            "restored_checksum": self.restored_checksum, "ok": self.ok, "error": self.error,
-        }
+        return "; ".join(self.problems)
 
 
 def compare_tables(tables: Sequence[TableInfo], source: Mapping[str, TableSum],
@@ -346,7 +336,7 @@ def checksum_tables(
 
 
 @dataclass(frozen=True)
-class BackupRecord:
+class BackupRecord(TimedResult):
     """What one backup round trip did and found. ``ok`` when the restored copy matched the
     source table for table and the scratch database was dropped; ``problem`` says otherwise.
     ``phases``: ``create``, ``dump``, ``restore`` (which overlap when ``pipelined``; then
@@ -372,14 +362,16 @@ class BackupRecord:
     problem: str = ""
     notes: tuple[str, ...] = ()
     snapshot_consistent: bool = False
+    evidence_properties = ("phases_s", "source_rows")
 
     @property
-    def ok(self) -> bool:
-        return not self.problem
+    def problems(self) -> tuple[str, ...]:
+        return (self.problem,) if self.problem else ()
 
     @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
+    def phases_s(self) -> dict[str, float]:
+        """Each phase's seconds."""
+        return {name: round(t.elapsed_s, 3) for name, t in self.phases.items()}
 
     @property
     def source_rows(self) -> int:
@@ -390,31 +382,10 @@ class BackupRecord:
     def mismatches(self) -> tuple[TableCheck, ...]:
         return tuple(t for t in self.tables if not t.ok)
 
-    def evidence(self) -> dict[str, Any]:
-        """A JSON-ready summary for reports and drill records (no secrets in it)."""
-        return {
-            "ok": self.ok,
-            "problem": self.problem,
-            "source": self.source,
-            "scratch_server": self.scratch_server,
-            "scratch_database": self.scratch_database,
-            "scratch_dropped": self.scratch_dropped,
-            "dump_format": self.dump_format,
-            "jobs": self.jobs,
-            "pipelined": self.pipelined,
-            "started_at": self.timing.started_at.isoformat(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "phases_s": {name: round(t.elapsed_s, 3) for name, t in self.phases.items()},
-            "dump_bytes": self.dump_bytes,
-            "dump_path": self.dump_path,
-            "source_database_bytes": self.source_database_bytes,
-            "restored_database_bytes": self.restored_database_bytes,
-            "source_rows": self.source_rows,
-            "snapshot_consistent": self.snapshot_consistent,
-            "tables": [t.evidence() for t in self.tables],
-            "activities": [a.evidence() for a in self.activities],
-            "notes": list(self.notes),
-        }
+    @property
+    def copies_every_table(self) -> bool:
+        """Tables were compared, and every one matches its restored copy."""
+        return bool(self.tables) and not self.mismatches
 
 
 # -- commands and their records -----------------------------------------------------------------
@@ -526,9 +497,9 @@ class _Recorder:
             name=name,
             command=tuple(self.redact(part) for part in argv),
             timing=Timing(started_at, utcnow(), time.monotonic() - started),
-            ok=ok,
             output=self.redact(output)[-OUTPUT_LIMIT:],
-            error=self.redact(error.splitlines()[0] if error else ""),
+            error="" if ok else failure(name, self.redact(error.splitlines()[0] if error
+                                                          else "")),
         ))
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from runbook.pg import (
 )
 from runbook.probes import Verdict, run_probe
 from runbook.redact import Redactor
-from runbook.results import ProbeResult
+from runbook.results import ProbeResult, Record, Result
 from runbook.sandbox.services.migrate import MIGRATIONS_DIR as SANDBOX_MIGRATIONS_DIR
 from runbook.timeouts import Timeouts
 
@@ -144,8 +144,10 @@ def checksum_matches(script: bytes, recorded: str) -> bool:
 
 
 @dataclass(frozen=True)
-class MigrationRow:
-    """One row of ``_prisma_migrations``."""
+class MigrationRow(Record):
+    """One row of ``_prisma_migrations``. ``log_text`` (Prisma's log of a failed migration,
+    which may quote data) is not evidence; its first line is (``logs``), redacted through
+    ``redacted``."""
 
     id: str
     migration_name: str
@@ -154,7 +156,8 @@ class MigrationRow:
     finished_at: datetime | None
     rolled_back_at: datetime | None
     applied_steps_count: int
-    logs: str | None
+    log_text: str | None = field(repr=False)
+    evidence_properties = ("state", "logs")
 
     @property
     def state(self) -> str:
@@ -163,23 +166,15 @@ class MigrationRow:
             return "rolled back"
         return "applied" if self.finished_at is not None else "failed"
 
-    def evidence(self, redact: Redactor | None = None) -> dict[str, Any]:
-        """A JSON-ready summary (``logs`` cut to its first line)."""
-        first = (self.logs or "").strip().splitlines()[0][:300] if self.logs else ""
-        return {
-            "migration_name": self.migration_name,
-            "state": self.state,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "rolled_back_at": _iso(self.rolled_back_at),
-            "applied_steps_count": self.applied_steps_count,
-            "checksum": self.checksum,
-            "logs": redact(first) if redact else first,
-        }
+    @property
+    def logs(self) -> str:
+        """The first line of ``log_text`` (at most 300 characters), "" when none."""
+        lines = (self.log_text or "").strip().splitlines()
+        return lines[0][:300] if lines else ""
 
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    def redacted(self, redact: Redactor) -> MigrationRow:
+        """This row with ``log_text`` redacted."""
+        return replace(self, log_text=None if self.log_text is None else redact(self.log_text))
 
 
 def read_migration_rows(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA
@@ -204,8 +199,9 @@ def read_migration_rows(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCH
 
 
 @dataclass(frozen=True)
-class MigrationAssessment:
-    """Recorded migrations judged against the expected ones.
+class MigrationAssessment(Result):
+    """Recorded migrations judged against the expected ones: ok when all expected are
+    applied, none failed and (``strict_checksums``) none modified after it was applied.
 
     ``pending`` and ``unknown`` are ``None`` when no expected list was available.
     """
@@ -219,25 +215,42 @@ class MigrationAssessment:
     modified: tuple[str, ...]
     #: Applied and expected, but no local script to compare the checksum with.
     checksum_unchecked: tuple[str, ...]
+    #: Whether a migration modified after it was applied is a problem.
+    strict_checksums: bool = True
 
     @property
     def failed_names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.migration_name for r in self.failed))
 
-    def ok(self, *, strict_checksums: bool = True) -> bool:
-        """All expected applied, none failed (and, when strict, none modified)."""
-        return (not self.failed and not self.pending
-                and not (strict_checksums and self.modified))
+    @property
+    def problems(self) -> tuple[str, ...]:
+        found: list[str] = []
+        if self.failed:
+            found.append(
+                f"failed migration {_shown(self.failed_names)} (started, never finished):"
+                " it blocks `prisma migrate deploy` (P3009) until it is resolved"
+            )
+        if self.pending:
+            found.append(f"pending (not applied): {_shown(self.pending)}")
+        if self.strict_checksums and self.modified:
+            found.append(
+                f"modified after it was applied (checksum differs from migration.sql):"
+                f" {_shown(self.modified)}"
+            )
+        return tuple(found)
 
 
 def assess_migrations(
     rows: Sequence[MigrationRow],
     expected: Sequence[str] | None,
     scripts: Mapping[str, bytes],
+    *,
+    strict_checksums: bool = True,
 ) -> MigrationAssessment:
     """Judge ``rows`` as Prisma does: a name is applied when any row of it is; failed rows
     are listed whatever else exists; rolled-back names that are not applied again are
-    pending when expected. Checksums are compared for applied names with a local script."""
+    pending when expected. Checksums are compared for applied names with a local script
+    (a modified one is a problem only when ``strict_checksums``)."""
     applied_rows: dict[str, MigrationRow] = {}
     for row in rows:
         if row.state == "applied":
@@ -263,7 +276,7 @@ def assess_migrations(
         if name not in scripts and (expected is None or name in set(expected))
     )
     return MigrationAssessment(applied, failed, rolled_back, pending, unknown, modified,
-                               unchecked)
+                               unchecked, strict_checksums)
 
 
 def _shown(names: Sequence[str], limit: int = 5) -> str:
@@ -321,12 +334,12 @@ def migration_status(
                 " this database, or DATABASE_URL names another database or schema",
                 observed, advice="database-schema",
             )
-        found = assess_migrations(rows, wanted, scripts)
+        found = assess_migrations(rows, wanted, scripts, strict_checksums=strict_checksums)
         observed.update({
             "rows": len(rows),
             "expected": wanted,
             "applied": list(found.applied),
-            "failed": [r.evidence(redact) for r in found.failed],
+            "failed": [r.redacted(redact).evidence() for r in found.failed],
             "rolled_back": list(found.rolled_back),
             "pending": None if found.pending is None else list(found.pending),
             "unknown": None if found.unknown is None else list(found.unknown),
@@ -339,23 +352,11 @@ def migration_status(
                 f"pending migrations not judged: no migrations directory for this target"
                 f" (set {MIGRATIONS_DIR_VARIABLE} to LegacyVideo's prisma/migrations)"
             )
-        problems: list[str] = []
-        if found.failed:
-            problems.append(
-                f"failed migration {_shown(found.failed_names)} (started, never finished):"
-                " it blocks `prisma migrate deploy` (P3009) until it is resolved"
-            )
-        if found.pending:
-            problems.append(f"pending (not applied): {_shown(found.pending)}")
-        if strict_checksums and found.modified:
-            problems.append(
-                f"modified after it was applied (checksum differs from migration.sql):"
-                f" {_shown(found.modified)}"
-            )
-        if problems:
+        if found.problems:
             advice = "database-migrations" if found.failed or found.modified else (
                 "database-schema")
-            return Verdict(False, expectation, "; ".join(problems), observed, advice=advice)
+            return Verdict(False, expectation, "; ".join(found.problems), observed,
+                           advice=advice)
         return Verdict(True, expectation, observed=observed)
 
     return run_probe("database", "migration status", target, timeouts, body,
@@ -424,7 +425,7 @@ def rollback_preconditions(
             "table": "present" if rows is not None else "missing",
             "exists": bool(mine),
             "state": state,
-            "rows": [r.evidence(redact) for r in mine],
+            "rows": [r.redacted(redact).evidence() for r in mine],
             "resolve_rolled_back_accepts": accepted,
             "prisma_error": None if accepted else PRISMA_REFUSAL[state],
             "resolve_rolled_back_does": RESOLVE_ROLLED_BACK_DOES,

@@ -52,7 +52,16 @@ from runbook.errors import OperationFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes import queues as probes
 from runbook.redact import Redactor
-from runbook.results import Activity, ProbeResult, Stopwatch, Timing, utcnow
+from runbook.results import (
+    Activity,
+    ProbeResult,
+    Record,
+    Stopwatch,
+    TimedResult,
+    Timing,
+    failure,
+    utcnow,
+)
 from runbook.timeouts import Timeouts
 from runbook.wait import wait_until_async
 
@@ -101,7 +110,7 @@ class QueueOperationFailed(OperationFailed):
 
 
 @dataclass(frozen=True)
-class JobSnapshot:
+class JobSnapshot(Record):
     """One job as BullMQ reports it: state, attempts, its timestamps (ms since the epoch,
     0 when unset) and the worker's failure reason (redacted)."""
 
@@ -114,52 +123,15 @@ class JobSnapshot:
     failed_reason: str = ""
     exists: bool = True
 
-    def evidence(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class QueueRecord:
+class QueueRecord(TimedResult):
     """Common shape of the records below: the queue, timing, calls made, problems."""
 
     queue: str
     timing: Timing
     activities: tuple[Activity, ...]
     problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
-
-    def evidence(self) -> dict[str, Any]:
-        """Every field as JSON-ready data, snapshots and activities as their evidence."""
-        data: dict[str, Any] = {}
-        for name, value in self.__dict__.items():
-            if name in ("timing", "activities", "problems"):
-                continue
-            data[name] = _jsonable(value)
-        return {
-            **data,
-            "ok": self.ok,
-            "problems": list(self.problems),
-            "started_at": self.timing.started_at.isoformat(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "activities": [a.evidence() for a in self.activities],
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, JobSnapshot | ProbeResult | Activity):
-        return value.evidence()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 @dataclass(frozen=True)
@@ -189,6 +161,11 @@ class Cleared(QueueRecord):
     orphans: int
     keys_left: tuple[str, ...]
 
+    @property
+    def leaves_no_key(self) -> bool:
+        """No key names a removed job any more."""
+        return not self.keys_left
+
 
 @dataclass(frozen=True)
 class DelDemonstration(QueueRecord):
@@ -216,6 +193,15 @@ class DelDemonstration(QueueRecord):
     orphans_removed: int
     keys_left: tuple[str, ...]
 
+    def orphans_left(self, count: int) -> bool:
+        """The DEL left BullMQ counting no failed job, and ``count`` job hashes behind."""
+        return self.failed_after_del == 0 and self.orphans == count
+
+    @property
+    def leaves_no_key(self) -> bool:
+        """Once cleaned, no key of the canary queue is left."""
+        return not self.keys_left
+
 
 @dataclass(frozen=True)
 class Retried(QueueRecord):
@@ -233,6 +219,11 @@ class Retried(QueueRecord):
     failed_before: int
     failed_after: int
     time_to_leave_s: float | None
+
+    @property
+    def every_job_left_failed(self) -> bool:
+        """Every retried job left the failed set."""
+        return set(self.left_failed) == set(self.ids)
 
 
 @dataclass(frozen=True)
@@ -256,15 +247,17 @@ class RestartLeavesFailed(QueueRecord):
     reprocessed: tuple[str, ...]
     still_failed: tuple[str, ...]
     runbook_claim: str = RUNBOOK_RETRY_CLAIM
+    evidence_properties = ("runbook_claim_holds",)
 
     @property
     def runbook_claim_holds(self) -> bool:
         """True only if the restart made a worker run a failed job again."""
         return bool(self.reprocessed)
 
-    def evidence(self) -> dict[str, Any]:
-        """The record's evidence plus ``runbook_claim_holds``."""
-        return {**super().evidence(), "runbook_claim_holds": self.runbook_claim_holds}
+    @property
+    def runbook_claim_refuted(self) -> bool:
+        """The restart retried nothing: every failed job is still failed."""
+        return not self.runbook_claim_holds and set(self.still_failed) == set(self.ids)
 
 
 @dataclass(frozen=True)
@@ -295,8 +288,8 @@ def _activity(name: str, command: Sequence[str], watch: Stopwatch, redact: Redac
               ok: bool = True, output: Any = "", error: str = "") -> Activity:
     text = output if isinstance(output, str) else json.dumps(output, default=str)
     return Activity(name=name, command=tuple(redact(c) for c in command),
-                    timing=watch.timing(), ok=ok, output=redact(text)[:_OUTPUT_LIMIT],
-                    error=redact(error))
+                    timing=watch.timing(), output=redact(text)[:_OUTPUT_LIMIT],
+                    error="" if ok else failure(name, redact(error)))
 
 
 def _run(target: Target, timeouts: Timeouts, queue: str,
@@ -988,10 +981,9 @@ def restart_does_not_retry(target: Target, timeouts: Timeouts, queue: str,
         answer = restart()
     except Exception as exc:
         answer = Activity(name=f"restart {service}", command=("restart", service),
-                          timing=step.timing(), ok=False, error=redact(describe_error(exc)))
+                          timing=step.timing(), error=redact(describe_error(exc)))
     restarted = answer if isinstance(answer, Activity) else Activity(
-        name=f"restart {service}", command=("restart", service), timing=step.timing(),
-        ok=True)
+        name=f"restart {service}", command=("restart", service), timing=step.timing())
     worker_after = probes.canary_round_trip(target, timeouts, queue, within_s)
     earlier = {s.id: s for s in before}
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from runbook.probes import api as api_probe
 from runbook.probes import combine, describe_error
 from runbook.probes import queues as queue_probe
 from runbook.probes import web as web_probe
-from runbook.results import Activity, ProbeResult, utcnow
+from runbook.results import Activity, ProbeResult, Result, utcnow
 from runbook.timeouts import Timeouts
 from runbook.wait import wait_until
 
@@ -80,9 +80,10 @@ class Poll:
 
 
 @dataclass(frozen=True)
-class RestartRecord:
+class RestartRecord(Result):
     """A restart and what the service's own probe saw around it (see the module docstring
-    for how each figure is measured)."""
+    for how each figure is measured). ok when the platform call succeeded and the service
+    was healthy again within ``within_s``; ``seen``: what the failing polls said."""
 
     service: str
     target: str
@@ -96,14 +97,21 @@ class RestartRecord:
     confirmed_s: float | None
     healthy: bool
     healthy_before: bool | None
-    polls: tuple[Poll, ...]
-    problems: tuple[str, ...]
+    polls: tuple[Poll, ...] = field(repr=False)
+    seen: tuple[str, ...] = ()
+    evidence_properties = ("poll_count", "failed_polls", "timeline")
 
     @property
-    def ok(self) -> bool:
-        """The platform call succeeded and the service was healthy again within
-        ``within_s``."""
-        return self.activity.ok and self.healthy
+    def problems(self) -> tuple[str, ...]:
+        found = [] if self.activity.ok else [f"the restart call failed: {self.activity.error}"]
+        if not self.healthy:
+            saw = f"; saw: {'; '.join(self.seen)}" if self.seen else ""
+            found.append(f"{self.service} NOT healthy again within {self.within_s:g} s{saw}")
+        return tuple(found)
+
+    @property
+    def poll_count(self) -> int:
+        return len(self.polls)
 
     @property
     def failed_polls(self) -> int:
@@ -128,32 +136,10 @@ class RestartRecord:
         else:
             back = f"NOT healthy again within {self.within_s:g} s"
         call = "" if self.activity.ok else f"; the restart call failed: {self.activity.error}"
-        seen = f"; saw: {'; '.join(self.problems)}" if self.problems else ""
+        seen = f"; saw: {'; '.join(self.seen)}" if self.seen else ""
         return (f"{self.service} restart on {self.target} via {self.platform}: down"
                 f" {self.downtime_s:.2f} s, {back} ({len(self.polls)} polls,"
                 f" {self.failed_polls} failed){call}{seen}")
-
-    def evidence(self) -> dict[str, Any]:
-        """A JSON-ready record for reports and drill sign-off."""
-        return {
-            "service": self.service,
-            "target": self.target,
-            "platform": self.platform,
-            "issued_at": self.issued_at.isoformat(),
-            "within_s": self.within_s,
-            "interval_s": self.interval_s,
-            "downtime_s": round(self.downtime_s, 3),
-            "time_to_healthy_s": (None if self.time_to_healthy_s is None
-                                  else round(self.time_to_healthy_s, 3)),
-            "confirmed_s": None if self.confirmed_s is None else round(self.confirmed_s, 3),
-            "healthy": self.healthy,
-            "healthy_before": self.healthy_before,
-            "polls": len(self.polls),
-            "failed_polls": self.failed_polls,
-            "problems": list(self.problems),
-            "timeline": self.timeline(),
-            "activity": self.activity.evidence(),
-        }
 
 
 @dataclass(frozen=True)
@@ -300,5 +286,5 @@ def restart_and_measure(platform: PlatformAdapter, service: str, target: Target,
         healthy=healthy,
         healthy_before=measured.healthy_before,
         polls=tuple(polls),
-        problems=measured.problems,
+        seen=measured.problems,
     )

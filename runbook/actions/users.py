@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import bcrypt
@@ -49,7 +49,7 @@ from runbook.probes.canaries import (
 )
 from runbook.probes.postgres import connect
 from runbook.redact import MASK, Redactor
-from runbook.results import Activity, Stopwatch, Timing
+from runbook.results import Activity, Stopwatch, TimedResult, Timing, failure
 from runbook.timeouts import Timeouts
 
 #: The cost the runbook's snippet uses: ``bcrypt.hash('newpassword', 12)``.
@@ -89,11 +89,6 @@ class ApiCall(Activity):
     status_code: int | None = None
     api_error: str = ""
 
-    def evidence(self) -> dict[str, Any]:
-        """The activity's evidence plus ``status_code`` and ``api_error``."""
-        return {**super().evidence(), "status_code": self.status_code,
-                "api_error": self.api_error}
-
 
 @dataclass(frozen=True)
 class Login(ApiCall):
@@ -104,8 +99,9 @@ class Login(ApiCall):
 
 
 @dataclass(frozen=True)
-class CanaryUser:
-    """A canary user that exists on the target until ``remove_canary``.
+class CanaryUser(TimedResult):
+    """A canary user that exists on the target until ``remove_canary`` (made, so no
+    ``problems``: a canary that could not be made raises ``UserOperationFailed``).
 
     ``password`` and ``token`` are the canary's own, in memory only: not in ``repr``, not in
     ``evidence()``. ``hash_cost``/``hash_scheme`` are read back from the stored hash."""
@@ -119,55 +115,21 @@ class CanaryUser:
     activities: tuple[Activity, ...]
     password: SecretStr = field(repr=False, compare=False)
     token: SecretStr = field(repr=False, compare=False)
+    problems: tuple[str, ...] = ()
 
     @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
-
-    def evidence(self) -> dict[str, Any]:
-        """What was created and how it was proved; no password, token or hash."""
-        return {
-            "id": self.id,
-            "email": self.email,
-            "role": self.role,
-            "hash_scheme": self.hash_scheme,
-            "hash_cost": self.hash_cost,
-            "started_at": self.timing.started_at.isoformat(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "activities": [a.evidence() for a in self.activities],
-        }
+    def is_admin_at_runbook_cost(self) -> bool:
+        """An ADMIN whose stored hash has the runbook's bcrypt cost."""
+        return self.role == "ADMIN" and self.hash_cost == BCRYPT_COST
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(TimedResult):
     """Common shape of the check records below: calls made, problems found, timing."""
 
     timing: Timing
     activities: tuple[Activity, ...]
     problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
-
-    def evidence(self) -> dict[str, Any]:
-        """Every field except the activities, then the activities' own evidence."""
-        data: dict[str, Any] = {
-            name: value for name, value in self.__dict__.items()
-            if name not in ("timing", "activities", "problems")
-        }
-        return {
-            **data,
-            "ok": self.ok,
-            "problems": list(self.problems),
-            "started_at": self.timing.started_at.isoformat(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "activities": [a.evidence() for a in self.activities],
-        }
 
 
 @dataclass(frozen=True)
@@ -220,6 +182,11 @@ class PasswordReset(Outcome):
     new_login_status: int | None
     old_login_status: int | None
     old_token_status: int | None
+
+    @property
+    def hashed_at_runbook_cost(self) -> bool:
+        """The stored hash has the runbook's bcrypt cost."""
+        return self.hash_cost == BCRYPT_COST
 
 
 @dataclass(frozen=True)
@@ -304,7 +271,7 @@ def _request(
                                   content=None if body is None else json.dumps(body))
     except httpx.HTTPError as exc:
         call = ApiCall(name=name, command=tuple(redact(c) for c in command),
-                       timing=watch.timing(), ok=False, error=redact(describe_error(exc)))
+                       timing=watch.timing(), error=redact(describe_error(exc)))
         return call, None
     try:
         parsed: Any = response.json()
@@ -320,7 +287,6 @@ def _request(
         name=name,
         command=tuple(redact(c) for c in command),
         timing=watch.timing(),
-        ok=response.is_success,
         output=redact(f"HTTP {response.status_code} {output}")[:_OUTPUT_LIMIT],
         error="" if response.is_success else redact(f"HTTP {response.status_code} {error}"),
         status_code=response.status_code,
@@ -377,8 +343,7 @@ def _lock(client: httpx.Client, redact: Redactor, api: str, token: str | None, u
     )
     user = parsed.get("user") if isinstance(parsed, dict) else None
     if call.ok and not (isinstance(user, dict) and user.get("locked") is locked):
-        return ApiCall(**{**call.__dict__, "ok": False,
-                          "error": f"answered 200 but the user's locked is not {locked}"})
+        return replace(call, error=f"answered 200 but the user's locked is not {locked}")
     return call
 
 
@@ -509,8 +474,8 @@ def _sql_activity(name: str, sql: str, params: Mapping[str, str], watch: Stopwat
                   ok: bool, output: str = "", error: str = "") -> Activity:
     """A statement as an ``Activity``: the SQL and its parameters, values already safe."""
     command = ("sql", " ".join(sql.split()), *(f"{k}={v}" for k, v in params.items()))
-    return Activity(name=name, command=command, timing=watch.timing(), ok=ok, output=output,
-                    error=error)
+    return Activity(name=name, command=command, timing=watch.timing(), output=output,
+                    error="" if ok else failure(name, error))
 
 
 _INSERT_USER = (

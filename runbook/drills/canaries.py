@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ from runbook.errors import SandboxError
 from runbook.probes import describe_error
 from runbook.probes.postgres import connect
 from runbook.probes.storage import S3Client, error_code, remove_all_versions
-from runbook.results import utcnow
+from runbook.results import Record, utcnow
 from runbook.timeouts import Timeouts
 from runbook.wait import wait_until
 
@@ -67,7 +67,7 @@ def new_drill_id() -> str:
 
 
 @dataclass(frozen=True)
-class Canary:
+class Canary(Record):
     """One canary: ``key`` is the row id or object key; ``committed_at`` the client-side
     time right after its commit (or acknowledgement) returned."""
 
@@ -77,13 +77,6 @@ class Canary:
     committed_at: datetime
     sha256: str = ""
     version_id: str = ""
-
-    def evidence(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"seq": self.seq, "kind": self.kind, "key": self.key,
-                                 "committed_at": self.committed_at.isoformat()}
-        if self.sha256:
-            found.update(sha256=self.sha256, version_id=self.version_id)
-        return found
 
 
 class CanaryLedger:
@@ -348,7 +341,7 @@ def put_s3_canary(s3: S3Client, bucket: str, drill_id: str, seq: int, *,
 
 
 @dataclass(frozen=True)
-class ObjectState:
+class ObjectState(Record):
     """What a bucket holds for a canary's key now."""
 
     key: str
@@ -358,10 +351,6 @@ class ObjectState:
 
     def intact(self, canary: Canary) -> bool:
         return self.present and self.sha256 == canary.sha256
-
-    def evidence(self) -> dict[str, Any]:
-        return {"key": self.key, "present": self.present, "sha256": self.sha256,
-                "version_id": self.version_id}
 
 
 def object_state(s3: S3Client, bucket: str, key: str) -> ObjectState:
@@ -396,41 +385,45 @@ def remove_s3_canaries(s3: S3Client, bucket: str, prefix: str) -> int:
 
 
 @dataclass(frozen=True)
-class CanaryReport:
-    """What survived a disaster, and the recovery point objective it measures."""
+class CanaryReport(Record):
+    """What survived a disaster, and the recovery point objective it measures. Its evidence
+    names the figures as drill records have always shown them (``committed_before_fault``,
+    ``lost_count``, the first 50 ``lost_canaries``, ``rpo_basis``, ``failed_writes``)."""
 
     drill_id: str
     fault_at: datetime
     written: int
-    before_fault: int
+    before_fault: int = field(repr=False)
     survived: int
-    lost: tuple[Canary, ...]
+    lost: tuple[Canary, ...] = field(repr=False)
     rpo_s: float | None
-    basis: str
+    basis: str = field(repr=False)
     newest_surviving_at: datetime | None
     recovery_point: datetime | None
-    failures: tuple[str, ...] = ()
+    failures: tuple[str, ...] = field(default=(), repr=False)
+    evidence_properties = ("committed_before_fault", "lost_count", "lost_canaries",
+                           "rpo_basis", "failed_writes")
 
     @property
     def lost_count(self) -> int:
         return len(self.lost)
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "drill_id": self.drill_id,
-            "fault_at": self.fault_at.isoformat(),
-            "written": self.written,
-            "committed_before_fault": self.before_fault,
-            "survived": self.survived,
-            "lost": self.lost_count,
-            "lost_canaries": [c.evidence() for c in self.lost[:50]],
-            "rpo_s": None if self.rpo_s is None else round(self.rpo_s, 6),
-            "rpo_basis": self.basis,
-            "newest_surviving_at": (self.newest_surviving_at.isoformat()
-                                    if self.newest_surviving_at else None),
-            "recovery_point": self.recovery_point.isoformat() if self.recovery_point else None,
-            "failed_writes": list(self.failures),
-        }
+    @property
+    def committed_before_fault(self) -> int:
+        return self.before_fault
+
+    @property
+    def lost_canaries(self) -> tuple[Canary, ...]:
+        """The first 50 canaries lost."""
+        return self.lost[:50]
+
+    @property
+    def rpo_basis(self) -> str:
+        return self.basis
+
+    @property
+    def failed_writes(self) -> tuple[str, ...]:
+        return self.failures
 
 
 def assess(drill_id: str, canaries: Sequence[Canary], surviving: Iterable[str],

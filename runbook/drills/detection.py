@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,54 +30,69 @@ from runbook import runner
 from runbook.config import META_VARIABLES, TARGET_VARIABLES
 from runbook.drills.faults import DrillContext
 from runbook.redact import Redactor
-from runbook.results import utcnow
+from runbook.results import Record, Result, utcnow
 from runbook.targets import RunSpec
 from runbook.wait import wait_until
 
 
 @dataclass(frozen=True)
-class Failure:
-    """One scheduled scenario that failed in a detection round."""
+class Failure(Record):
+    """One scheduled scenario that failed in a detection round (evidence: ``scenario``,
+    ``restates``, ``named``, ``tier``, ``message``, ``finished_at``)."""
 
-    name: str
-    sections: tuple[str, ...]   # the runbook sections it restates (its @runbook: tags)
+    name: str = field(repr=False)
+    sections: tuple[str, ...] = field(repr=False)  # the runbook sections it restates
     named: tuple[str, ...]      # the runbook sections its failure's next steps name
     tier: str | None
     message: str
     finished_at: datetime
+    evidence_properties = ("scenario", "restates")
 
-    def evidence(self) -> dict[str, Any]:
-        return {"scenario": self.name, "restates": list(self.sections),
-                "named": list(self.named), "tier": self.tier, "message": self.message,
-                "finished_at": self.finished_at.isoformat()}
+    @property
+    def scenario(self) -> str:
+        return self.name
+
+    @property
+    def restates(self) -> tuple[str, ...]:
+        """The runbook sections it restates (its @runbook: tags)."""
+        return self.sections
 
 
 @dataclass(frozen=True)
-class Round:
-    """One run of the scheduled suite while the fault was in."""
+class Round(Record):
+    """One run of the scheduled suite while the fault was in (evidence: its times, exit
+    code, ``scenarios_checked``, ``summary`` and the ``failed`` scenarios)."""
 
     started_at: datetime
     finished_at: datetime
     exit_code: int
-    checked: int
-    failures: tuple[Failure, ...]
+    checked: int = field(repr=False)
+    failures: tuple[Failure, ...] = field(repr=False)
     summary: str   # where its summary.json is
+    evidence_properties = ("scenarios_checked", "failed")
 
-    def evidence(self) -> dict[str, Any]:
-        return {"started_at": self.started_at.isoformat(),
-                "finished_at": self.finished_at.isoformat(), "exit_code": self.exit_code,
-                "scenarios_checked": self.checked, "summary": self.summary,
-                "failed": [f.evidence() for f in self.failures]}
+    @property
+    def scenarios_checked(self) -> int:
+        return self.checked
+
+    @property
+    def failed(self) -> tuple[Failure, ...]:
+        return self.failures
 
 
 @dataclass(frozen=True)
-class Detection:
-    """What the scheduled suite saw of a fault."""
+class Detection(Result):
+    """What the scheduled suite saw of a fault: ok when a check naming the incident's
+    section failed within ``within_s`` of it (else ``describe()`` is its problem)."""
 
     section: str
     fault_at: datetime
     within_s: float
     rounds: tuple[Round, ...]
+    evidence_properties = ("method", "time_to_detect_s", "detected_by")
+
+    #: How the fault was detected.
+    method = f"the scheduled checks (runbook check's selection: {runner.SYNTHETIC})"
 
     @property
     def by(self) -> tuple[Failure, ...]:
@@ -95,9 +110,17 @@ class Detection:
         return None if at is None else (at - self.fault_at).total_seconds()
 
     @property
-    def ok(self) -> bool:
+    def detected_by(self) -> tuple[Failure, ...]:
+        return self.by
+
+    @property
+    def in_time(self) -> bool:
         ttd = self.time_to_detect_s
         return ttd is not None and ttd <= self.within_s
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return () if self.in_time else (self.describe(),)
 
     @property
     def other_failures(self) -> tuple[Failure, ...]:
@@ -105,7 +128,7 @@ class Detection:
 
     def describe(self, signal: str = "") -> str:
         """One line: detected by which scenarios, or what was missing."""
-        if self.ok:
+        if self.in_time:
             names = ", ".join(dict.fromkeys(f.name for f in self.by))
             return (f"detected by the scheduled checks in {self.time_to_detect_s:.1f} s:"
                     f" {names}; named {self.section!r}")
@@ -122,16 +145,6 @@ class Detection:
                     f" {len(self.rounds)} round(s){missing}; failures seen: {named}")
         return (f"not detected by the scheduled checks: every scheduled check passed in"
                 f" {len(self.rounds)} round(s){missing}")
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "method": "the scheduled checks (runbook check's selection: "
-                      f"{runner.SYNTHETIC})",
-            "section": self.section, "within_s": self.within_s,
-            "time_to_detect_s": self.time_to_detect_s,
-            "detected_by": [f.evidence() for f in self.by],
-            "rounds": [r.evidence() for r in self.rounds],
-        }
 
 
 class Detector(Protocol):

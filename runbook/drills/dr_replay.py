@@ -47,6 +47,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from runbook.probes.postgres import connect
+from runbook.results import Record
 from runbook.timeouts import Timeouts
 
 #: Writes LegacyVideo makes without an audit row: a replay cannot bring them back.
@@ -116,27 +117,28 @@ def load_export(path: Path) -> tuple[AuditEntry, ...]:
 
 
 @dataclass(frozen=True)
-class ReplayReport:
+class ReplayReport(Record):
     """What a replay did: audit rows exported, re-inserted, already present; changes
-    replayed per action; rows restored as audit rows only; failures with the reason."""
+    replayed per action; rows restored as audit rows only (``audit_row_only``); failures
+    with the reason (``failed``: id, action, reason); what ``cannot_be_replayed``."""
 
     exported: int
     reinserted: int
     already_present: int
     replayed: Mapping[str, int]
-    audit_only: Mapping[str, int]
+    audit_only: Mapping[str, int] = field(repr=False)
     failed: tuple[tuple[str, str, str], ...] = ()
-    not_replayable: tuple[str, ...] = NOT_REPLAYABLE
+    not_replayable: tuple[str, ...] = field(default=NOT_REPLAYABLE, repr=False)
     notes: tuple[str, ...] = field(default=())
+    evidence_properties = ("audit_row_only", "cannot_be_replayed")
 
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "exported": self.exported, "reinserted": self.reinserted,
-            "already_present": self.already_present, "replayed": dict(self.replayed),
-            "audit_row_only": dict(self.audit_only),
-            "failed": [{"id": i, "action": a, "reason": r} for i, a, r in self.failed],
-            "cannot_be_replayed": list(self.not_replayable), "notes": list(self.notes),
-        }
+    @property
+    def audit_row_only(self) -> Mapping[str, int]:
+        return self.audit_only
+
+    @property
+    def cannot_be_replayed(self) -> tuple[str, ...]:
+        return self.not_replayable
 
     def summary(self) -> str:
         replayed = ", ".join(f"{n} {a}" for a, n in sorted(self.replayed.items())) or "none"

@@ -33,6 +33,7 @@ from runbook.config import Target
 from runbook.drills.canaries import object_state
 from runbook.errors import SandboxError
 from runbook.probes.storage import client
+from runbook.results import Record, Result
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import BackupInfo, file_sha256
 from runbook.sandbox.credentials import rotation_file
@@ -77,25 +78,25 @@ class ObjectCopy:
 
 
 @dataclass(frozen=True)
-class OffsiteCopy:
+class OffsiteCopy(Record):
     """Where the off-site copies of one drill are, and what they hold."""
 
     directory: Path
     backup: BackupInfo
     bucket: str
     objects: tuple[ObjectCopy, ...]
+    evidence_properties = ("variables_store_copied",)
 
     @property
     def secrets(self) -> Path:
         return self.directory / "secrets.json"
 
+    @property
+    def variables_store_copied(self) -> bool:
+        return self.secrets.exists()
+
     def object_path(self, item: ObjectCopy) -> Path:
         return self.directory / "s3" / "objects" / item.sha256
-
-    def evidence(self) -> dict[str, Any]:
-        return {"directory": str(self.directory), "backup": self.backup.evidence(),
-                "bucket": self.bucket, "objects": [o.to_json() for o in self.objects],
-                "variables_store_copied": self.secrets.exists()}
 
     @classmethod
     def load(cls, directory: Path) -> OffsiteCopy:
@@ -173,23 +174,29 @@ def secrets_match(sandbox: Sandbox, copy: OffsiteCopy) -> bool:
 
 
 @dataclass(frozen=True)
-class ObjectsRestore:
-    """Objects put back from the copy: key, the version id copied, the new version id, and
-    whether the SHA-256 read back matches."""
+class RestoredObject(Record):
+    """One object put back: its key, the version id copied, the new version id, and whether
+    the SHA-256 read back matches."""
 
-    restored: tuple[tuple[str, str, str, bool], ...]
+    key: str
+    copied_version_id: str
+    new_version_id: str
+    sha256_matches: bool
+
+
+@dataclass(frozen=True)
+class ObjectsRestore(Result):
+    """Objects put back from the copy (``restored``), those already intact, and the objects
+    that could not be (``errors``). ok when none failed and every one read back the same."""
+
+    restored: tuple[RestoredObject, ...]
     already_intact: int
-    problems: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
 
     @property
-    def ok(self) -> bool:
-        return not self.problems and all(match for *_, match in self.restored)
-
-    def evidence(self) -> dict[str, Any]:
-        return {"ok": self.ok, "already_intact": self.already_intact,
-                "restored": [{"key": k, "copied_version_id": old, "new_version_id": new,
-                              "sha256_matches": match} for k, old, new, match in self.restored],
-                "problems": list(self.problems)}
+    def problems(self) -> tuple[str, ...]:
+        return (*self.errors, *(f"{o.key}: the SHA-256 read back differs" for o in self.restored
+                               if not o.sha256_matches))
 
 
 def restore_objects(target: Target, timeouts: Timeouts, copy: OffsiteCopy) -> ObjectsRestore:
@@ -197,7 +204,7 @@ def restore_objects(target: Target, timeouts: Timeouts, copy: OffsiteCopy) -> Ob
     it back (SHA-256). A failed object is a problem, the rest still go."""
     bucket = target.require("S3_BUCKET")
     s3 = client(target, timeouts)
-    restored: list[tuple[str, str, str, bool]] = []
+    restored: list[RestoredObject] = []
     problems: list[str] = []
     intact = 0
     for item in copy.objects:
@@ -210,8 +217,9 @@ def restore_objects(target: Target, timeouts: Timeouts, copy: OffsiteCopy) -> Ob
             put = s3.put_object(Bucket=bucket, Key=item.key, Body=body,
                                 ContentType=item.content_type)
             after = object_state(s3, bucket, item.key)
-            restored.append((item.key, item.version_id, str(put.get("VersionId") or ""),
-                             after.sha256 == item.sha256))
+            restored.append(RestoredObject(item.key, item.version_id,
+                                           str(put.get("VersionId") or ""),
+                                           after.sha256 == item.sha256))
         except Exception as exc:  # one object must not stop the others
             problems.append(f"{item.key}: {type(exc).__name__}")
     return ObjectsRestore(tuple(restored), intact, tuple(problems))

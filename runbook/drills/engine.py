@@ -53,7 +53,7 @@ from runbook.errors import SafetyGateError, SandboxError
 from runbook.platforms.base import record as record_activity
 from runbook.probes import combine
 from runbook.redact import Redactor
-from runbook.results import Activity, ProbeResult, Timing, utcnow
+from runbook.results import Activity, ProbeResult, Record, Timing, utcnow
 from runbook.wait import wait_until
 
 Check = Callable[[DrillContext], ProbeResult]
@@ -64,7 +64,7 @@ DISASTER_RECOVERY = "disaster recovery drill"
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(Record):
     """What the scenario's Gherkin allows: the only copy of a drill's limits.
 
     ``detect_within_s``: from the fault to its detection; ``rto_s``: from the fault to the
@@ -75,15 +75,13 @@ class Limits:
     rto_s: float
     rpo_s: float | None = None
     consecutive: int = 3
+    evidence_properties = ("source",)
+    #: Where the limits come from.
+    source = "the scenario's Gherkin"
 
     @property
     def objective(self) -> Objective:
         return Objective(rto_s=self.rto_s, rpo_s=self.rpo_s)
-
-    def evidence(self) -> dict[str, Any]:
-        return {"detect_within_s": self.detect_within_s, "rto_s": self.rto_s,
-                "rpo_s": self.rpo_s, "consecutive": self.consecutive,
-                "source": "the scenario's Gherkin"}
 
 
 class SteadyStateRed(Exception):
@@ -261,7 +259,7 @@ def one_line(exc: BaseException) -> str:
 def broken(name: str, exc: BaseException, redact: Redactor) -> Activity:
     """A failed Activity standing for a step that raised."""
     now = utcnow()
-    return Activity(name=name, command=(), timing=Timing(now, now, 0.0), ok=False,
+    return Activity(name=name, command=(), timing=Timing(now, now, 0.0),
                     error=redact(one_line(exc)))
 
 

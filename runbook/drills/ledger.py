@@ -31,7 +31,7 @@ from typing import Any
 
 from runbook.drills.provenance import canonical
 from runbook.errors import ConfigError
-from runbook.results import utcnow
+from runbook.results import Result, utcnow
 
 LEDGER_FILE = "ledger.jsonl"
 #: What the first entry chains to.
@@ -78,16 +78,12 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Ledger:
+class Ledger(Result):
     """What ``read`` found: the intact entries, and one line per problem."""
 
     path: Path
     entries: tuple[Entry, ...]
     problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
     def recorded(self, name: str) -> list[Entry]:
         return [e for e in self.entries if e.kind == "recorded" and e.record == name]

@@ -27,7 +27,11 @@ PhaseListener = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Phase:
-    """One step of a drill: steady state, inject, detect, recover, verify, restore."""
+    """One step of a drill: steady state, inject, detect, recover, verify, restore.
+
+    Not a ``results.Record``: a phase is part of the signed drill record, whose JSON
+    (``DrillRecord``: its ``ok``, its ``evidence`` as stored) is the format reviewers sign
+    and ``verify`` reads back; it holds the records' evidence, already serialised."""
 
     name: str
     started_at: datetime
@@ -51,7 +55,9 @@ class Objective:
 
 @dataclass(frozen=True)
 class Watch:
-    """What repeated checks saw while waiting for a change of state."""
+    """What repeated checks saw while waiting for a change of state (like
+    ``wait.WaitOutcome``, a wait's outcome, not a probe or action result: ``ok`` and
+    ``elapsed_s`` are what the wait measured, stored as such)."""
 
     ok: bool
     at: datetime | None          # when the first check of the wanted run gave its verdict

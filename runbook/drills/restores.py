@@ -48,7 +48,7 @@ from runbook.figures import Figures, IntegrityReport, compare, read_figures
 from runbook.pg import PgEndpoint, open_connection, parse_dsn
 from runbook.probes import describe_error, storage
 from runbook.redact import Redactor
-from runbook.results import utcnow
+from runbook.results import Record, Result, utcnow
 from runbook.sandbox.backups import BackupInfo, backups_dir, file_sha256, take_backup_at
 from runbook.timeouts import Timeouts
 
@@ -67,32 +67,36 @@ _APPLICATION = "legacyvideo-runbook-restore-test"
 
 
 @dataclass(frozen=True)
-class FoundBackup:
-    """The backup a drill restores: a local file, where it came from, and its time."""
+class FoundBackup(Record):
+    """The backup a drill restores: a local file, where it came from, and its time. Its
+    evidence: which backup, from where, how old and big (no data, no secret: of its
+    ``figures``, the ``row_figures`` only)."""
 
-    path: Path
+    path: Path = field(repr=False)
     origin: str
     source: str  # directory | s3 | fresh pg_dump
-    dump_format: str
+    dump_format: str = field(repr=False)
     taken_at: datetime
     taken_at_basis: str
     size_bytes: int
     sha256: str
-    figures: Figures | None = None
+    figures: Figures | None = field(default=None, repr=False)
     fetch_s: float = 0.0
+    evidence_properties = ("format", "row_figures")
 
     def age_s(self, at: datetime | None = None) -> float:
         return ((at or utcnow()) - self.taken_at).total_seconds()
 
-    def evidence(self) -> dict[str, Any]:
-        """Which backup, from where, how old and big (no data, no secret)."""
-        return {"origin": self.origin, "source": self.source, "format": self.dump_format,
-                "taken_at": self.taken_at.isoformat(), "taken_at_basis": self.taken_at_basis,
-                "size_bytes": self.size_bytes, "sha256": self.sha256,
-                "fetch_s": round(self.fetch_s, 3),
-                "figures": None if self.figures is None else {
-                    "rows": self.figures.rows, "tables": len(self.figures.tables),
-                    "cutoff": self.figures.cutoff.isoformat()}}
+    @property
+    def format(self) -> str:
+        return self.dump_format
+
+    @property
+    def row_figures(self) -> dict[str, Any] | None:
+        """Rows, tables and cutoff of the backup's figures."""
+        return None if self.figures is None else {
+            "rows": self.figures.rows, "tables": len(self.figures.tables),
+            "cutoff": self.figures.cutoff.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -279,30 +283,33 @@ def fresh_backup(target: Target, timeouts: Timeouts, workdir: Path, bindir: Path
 
 
 @dataclass
-class Restored:
-    """What restoring a backup into the scratch database did and found."""
+class Restored(Result):
+    """What restoring a backup into the scratch database did and found (filled in as the
+    restore goes, hence not frozen). Its evidence names the database ``scratch_database``
+    and gives of the restored ``figures`` the ``restored_rows`` only."""
 
-    scratch: str
+    scratch: str = field(repr=False)
     created: bool = False
     restore_s: float = 0.0
     problem: str = ""
     tables: list[str] = field(default_factory=list)
     migrations: dict[str, Any] = field(default_factory=dict)
-    figures: Figures | None = None
+    figures: Figures | None = field(default=None, repr=False)
     comparison: IntegrityReport | None = None
     dropped: bool = False
+    evidence_properties = ("scratch_database", "restored_rows")
 
     @property
-    def ok(self) -> bool:
-        return not self.problem
+    def problems(self) -> tuple[str, ...]:
+        return (self.problem,) if self.problem else ()
 
-    def evidence(self) -> dict[str, Any]:
-        return {"scratch_database": self.scratch, "created": self.created,
-                "restore_s": round(self.restore_s, 3), "problem": self.problem,
-                "tables": self.tables, "migrations": self.migrations,
-                "restored_rows": None if self.figures is None else self.figures.rows,
-                "comparison": None if self.comparison is None else
-                self.comparison.evidence(), "dropped": self.dropped}
+    @property
+    def scratch_database(self) -> str:
+        return self.scratch
+
+    @property
+    def restored_rows(self) -> int | None:
+        return None if self.figures is None else self.figures.rows
 
 
 def admin_connection(scratch: Scratch, timeouts: Timeouts) -> psycopg.Connection[Any]:

@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runbook.drills import ledger
 from runbook.drills.record import verdict_of_json
 from runbook.errors import ConfigError
+from runbook.results import Result
 
 
 @dataclass(frozen=True)
-class RecordCheck:
-    """One record file: what it says (``document``, when it parses) and what is wrong."""
+class RecordCheck(Result):
+    """One record file: what it says (``document``, when it parses; not evidence) and what
+    is wrong."""
 
     file: str
     problems: tuple[str, ...]
-    document: Mapping[str, Any] | None = None
+    document: Mapping[str, Any] | None = field(default=None, repr=False)
     #: ``who at when`` of each signature of this version of the record.
     signatures: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
     def _field(self, *path: str) -> Any:
         value: Any = self.document
@@ -74,16 +72,18 @@ class RecordCheck:
 
 
 @dataclass(frozen=True)
-class Verification:
-    """Every record of a directory, and the ledger's own problems."""
+class Verification(Result):
+    """Every record of a directory, and the ledger's own problems: ok when neither a record
+    nor the ledger has one."""
 
     directory: Path
     records: tuple[RecordCheck, ...]
     ledger_problems: tuple[str, ...]
 
     @property
-    def ok(self) -> bool:
-        return not self.ledger_problems and all(r.ok for r in self.records)
+    def problems(self) -> tuple[str, ...]:
+        return (*(f"{r.file}: {'; '.join(r.problems)}" for r in self.records if not r.ok),
+                *self.ledger_problems)
 
     @property
     def failures(self) -> int:

@@ -33,7 +33,7 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
-from runbook.results import Activity, Timing, utcnow
+from runbook.results import Activity, Result, TimedResult, Timing, failure, utcnow
 
 #: The services the runbook restarts and reads logs of.
 SERVICES: tuple[str, ...] = ("api", "worker", "web")
@@ -58,10 +58,11 @@ def check_service(service: str) -> str:
 
 
 @dataclass(frozen=True)
-class LogLines:
+class LogLines(Result):
     """Recent log lines of one service, redacted, with the ones a person would call errors.
 
-    ``activity.ok`` says whether the logs could be read; ``lines`` are oldest first.
+    ok when the logs could be read (its ``activity``'s problems are its own); ``lines`` are
+    oldest first.
     """
 
     service: str
@@ -70,8 +71,8 @@ class LogLines:
     error_lines: tuple[str, ...]
 
     @property
-    def ok(self) -> bool:
-        return self.activity.ok
+    def problems(self) -> tuple[str, ...]:
+        return self.activity.problems
 
     def __repr__(self) -> str:
         return (f"LogLines({self.service}: {len(self.lines)} lines,"
@@ -79,12 +80,13 @@ class LogLines:
 
 
 @dataclass(frozen=True)
-class Variables:
+class Variables(Result):
     """A service's variable names with the sha256 fingerprint (first 12 hex) of each value.
 
     ``unreadable`` names variables that exist but whose values this platform does not show
     (Kubernetes ``valueFrom`` secrets, a sandbox override the supervisor does not expose);
-    ``note`` says why in a sentence. No value is held here.
+    ``note`` says why in a sentence. No value is held here. ok when they could be read
+    (its ``activity``'s problems are its own).
     """
 
     service: str
@@ -94,8 +96,8 @@ class Variables:
     note: str = ""
 
     @property
-    def ok(self) -> bool:
-        return self.activity.ok
+    def problems(self) -> tuple[str, ...]:
+        return self.activity.problems
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -109,16 +111,6 @@ class Variables:
         if mine is None or theirs is None:
             return None
         return mine == theirs
-
-    def evidence(self) -> dict[str, object]:
-        """A JSON-ready summary (names and fingerprints only)."""
-        return {
-            "service": self.service,
-            "fingerprints": dict(self.fingerprints),
-            "unreadable": list(self.unreadable),
-            "note": self.note,
-            "activity": self.activity.evidence(),
-        }
 
 
 def fingerprint(value: str) -> str:
@@ -295,9 +287,8 @@ def record(name: str, command: Sequence[str], body: Callable[[], tuple[bool, str
         name=name,
         command=tuple(redactor(part) for part in command),
         timing=Timing(started_at, utcnow(), elapsed),
-        ok=ok,
         output=clip_output(redactor(output)),
-        error=one_line(redactor(error)),
+        error="" if ok else failure(name, one_line(redactor(error))),
         runbook_says=redactor(runbook_says),
     )
 
@@ -332,31 +323,31 @@ def variables_not_settable(platform: str, service: str, changes: Mapping[str, st
 def not_run(name: str, error: str) -> Activity:
     """A failed ``Activity`` for an operation this platform cannot do (nothing was run)."""
     now = utcnow()
-    return Activity(name=name, command=(), timing=Timing(now, now, 0.0), ok=False, error=error)
+    return Activity(name=name, command=(), timing=Timing(now, now, 0.0),
+                    error=failure(name, error))
 
 
 # -- the Runner ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Completed:
-    """How one subprocess run ended. ``timed_out`` runs were stopped by the Runner."""
+class Completed(TimedResult):
+    """How one subprocess run ended: ok when it exited 0 in time (``problem()`` says
+    otherwise). ``timed_out`` runs were stopped by the Runner."""
 
     argv: tuple[str, ...]
     returncode: int | None
-    stdout: str
-    stderr: str
-    timing: Timing
+    #: What the run printed, unredacted: never evidence (``to_activity`` redacts it).
+    stdout: str = field(repr=False)
+    stderr: str = field(repr=False)
+    timing: Timing = field()
     timeout_s: float
     timed_out: bool = False
 
     @property
-    def ok(self) -> bool:
-        return not self.timed_out and self.returncode == 0
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
+    def problems(self) -> tuple[str, ...]:
+        problem = self.problem()
+        return (problem,) if problem else ()
 
     @property
     def program(self) -> str:
@@ -383,7 +374,6 @@ class Completed:
             name=name,
             command=tuple(redactor(part) for part in self.argv),
             timing=self.timing,
-            ok=self.ok,
             output=clip_output(redactor(shown)),
             error=one_line(redactor(self.problem())),
         )

@@ -26,7 +26,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
@@ -259,7 +259,6 @@ class KubernetesPlatform:
             command=tuple(self.redactor(part) for part in command),
             timing=Timing(first.started_at, last.finished_at,
                           sum(run.elapsed_s for run in runs)),
-            ok=all(run.ok for run in runs) and not problem,
             output=clip_output(self.redactor(output)),
             error=one_line(self.redactor(problem)),
         )
@@ -322,8 +321,7 @@ class KubernetesPlatform:
         redactor = Redactor([*self.target.secret_values(), *values.values()])
         activity = done.to_activity(f"variables {service}", redactor, output=summary)
         if parse_error:
-            activity = Activity(activity.name, activity.command, activity.timing, False,
-                                activity.output, parse_error)
+            activity = replace(activity, error=parse_error)
         shown = fingerprints(values)
         values.clear()
         return Variables(service, activity, fingerprints=shown,

@@ -26,6 +26,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -247,9 +248,8 @@ class RailwayPlatform:
                    if done.ok else strip_ansi(done.stderr))
         activity = done.to_activity(f"variables {service}", redactor, output=summary)
         if done.ok and not values:
-            activity = Activity(activity.name, activity.command, activity.timing, False,
-                                activity.output, "railway variables printed no variables"
-                                " this adapter could read (neither its table nor NAME=value)")
+            activity = replace(activity, error="railway variables printed no variables this"
+                               " adapter could read (neither its table nor NAME=value)")
         shown = fingerprints(values)
         values.clear()
         return Variables(service, activity, fingerprints=shown,

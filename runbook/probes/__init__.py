@@ -16,7 +16,9 @@ from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a probe body concludes: ok or the one-line problem, plus evidence."""
+    """What a probe body concludes: ok or the one-line problem, plus evidence. Not a record:
+    ``run_probe`` turns it into the ``ProbeResult`` (whose ``ok`` is "no problem"; a
+    problem given with ``ok`` true is dropped there)."""
 
     ok: bool
     expected: str
@@ -53,9 +55,8 @@ def run_probe(
         component=component,
         check=check,
         target=target.describe(),
-        ok=verdict.ok,
         timing=Timing(started_at, utcnow(), elapsed),
-        problem=verdict.problem,
+        problem=(verdict.problem or "the check failed") if not verdict.ok else "",
         expected=verdict.expected or expected,
         observed=dict(verdict.observed),
         advice=verdict.advice or component,
@@ -70,7 +71,6 @@ def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResu
         component=component,
         check=check,
         target=results[0].target,
-        ok=not problems,
         timing=Timing(first.started_at, last.finished_at, sum(r.elapsed_s for r in results)),
         problem="; ".join(problems),
         expected="; ".join(dict.fromkeys(r.expected for r in results)),

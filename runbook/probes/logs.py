@@ -8,20 +8,20 @@ are about, and only exists when the logs hold request lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from runbook.platforms.base import LogLines, PlatformAdapter, request_status
-from runbook.results import Activity
+from runbook.results import Activity, Result
 
 #: How many error lines a summary keeps as evidence (the most recent ones).
 KEPT_ERRORS = 20
 
 
 @dataclass(frozen=True)
-class LogSummary:
+class LogSummary(Result):
     """What a service's recent logs say: how many lines, how many of them errors, and (when
     there are request lines) the 5xx rate among them. ``errors`` keeps the last
-    ``KEPT_ERRORS`` error lines, redacted."""
+    ``KEPT_ERRORS`` error lines, redacted. ok when the logs could be read (not: they hold no
+    errors): its ``activity``'s problems are its own."""
 
     service: str
     since: str
@@ -31,11 +31,11 @@ class LogSummary:
     request_lines: int
     server_errors: int
     errors: tuple[str, ...] = ()
+    evidence_properties = ("error_percent",)
 
     @property
-    def ok(self) -> bool:
-        """The logs could be read (not: they hold no errors)."""
-        return self.activity.ok
+    def problems(self) -> tuple[str, ...]:
+        return self.activity.problems
 
     @property
     def error_rate(self) -> float | None:
@@ -49,20 +49,6 @@ class LogSummary:
         """``error_rate`` as a percentage, as the runbook's alert thresholds are written."""
         rate = self.error_rate
         return None if rate is None else round(100.0 * rate, 2)
-
-    def evidence(self) -> dict[str, Any]:
-        """A JSON-ready summary for reports."""
-        return {
-            "service": self.service,
-            "since": self.since,
-            "lines": self.lines,
-            "error_lines": self.error_lines,
-            "request_lines": self.request_lines,
-            "server_errors": self.server_errors,
-            "error_percent": self.error_percent,
-            "errors": list(self.errors),
-            "activity": self.activity.evidence(),
-        }
 
 
 def summarize(logs: LogLines, *, since: str = "1h") -> LogSummary:

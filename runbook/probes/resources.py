@@ -90,5 +90,5 @@ def api_cpu(target: Target, timeouts: Timeouts, *, limit_percent: float | None =
         problem = (f"the API process used {cpu:.0f}% CPU over {window_s:g} s (alert at"
                    f" {limit_percent:g}%)")
     return ProbeResult(component="metrics", check="API CPU", target=scraped.target,
-                       ok=not problem, timing=scraped.timing, problem=problem,
+                       timing=scraped.timing, problem=problem,
                        expected=expected, observed=observed, advice="metrics")

@@ -598,7 +598,7 @@ def for_figure(result: ProbeResult, figure: str) -> ProbeResult:
     rate, Slow Query Performance and High CPU for response times."""
     missing = result.observed.get("unmeasurable_figures", {}).get(figure)
     if result.ok and missing:
-        return replace(result, ok=False, problem=missing, advice="traffic-unmeasurable",
+        return replace(result, problem=missing, advice="traffic-unmeasurable",
                        observed={**result.observed, "unavailable": True})
     if not result.ok:
         return result

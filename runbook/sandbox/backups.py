@@ -37,7 +37,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,7 @@ from runbook.errors import SandboxError
 from runbook.figures import Figures, IntegrityReport, compare, read_figures
 from runbook.pg import PgEndpoint, open_connection, parse_dsn
 from runbook.redact import Redactor
-from runbook.results import Activity, Timing, utcnow
+from runbook.results import Activity, Record, TimedResult, Timing, utcnow
 from runbook.sandbox.layout import Layout, write_json_atomic
 from runbook.sandbox.ports import load_ports
 from runbook.sandbox.postgres import APP_DATABASE, APP_ROLE, bootstrap
@@ -77,9 +77,10 @@ def backups_dir(home: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class BackupInfo:
+class BackupInfo(Record):
     """One backup on disk. ``taken_at`` is the moment of the dump's snapshot: the recovery
-    point (what was committed before it is in the dump, nothing after)."""
+    point (what was committed before it is in the dump, nothing after). Its evidence is
+    which file, when, how big, its digest and row counts (no data, no secrets)."""
 
     path: Path
     taken_at: datetime
@@ -89,7 +90,18 @@ class BackupInfo:
     database: str
     server_version: str
     reason: str
-    figures: Figures
+    figures: Figures = field(repr=False)
+    evidence_properties = ("rows", "tables")
+
+    @property
+    def rows(self) -> int:
+        """Rows across the backup's tables."""
+        return self.figures.rows
+
+    @property
+    def tables(self) -> dict[str, int]:
+        """Each table's rows."""
+        return {n: t.rows for n, t in sorted(self.figures.tables.items())}
 
     @property
     def name(self) -> str:
@@ -128,15 +140,6 @@ class BackupInfo:
             "server_version": self.server_version,
             "reason": self.reason,
             "figures": self.figures.to_json(),
-        }
-
-    def evidence(self) -> dict[str, Any]:
-        """JSON-ready facts (no data, no secrets): which file, when, how big, its digest."""
-        return {
-            "file": str(self.path), "taken_at": self.taken_at.isoformat(),
-            "size_bytes": self.size_bytes, "sha256": self.sha256, "reason": self.reason,
-            "rows": self.figures.rows,
-            "tables": {n: t.rows for n, t in sorted(self.figures.tables.items())},
         }
 
     @classmethod
@@ -402,7 +405,7 @@ def latest_backup(sandbox: Sandbox | Path) -> BackupInfo | None:
 
 
 @dataclass(frozen=True)
-class RestoreRecord:
+class RestoreRecord(TimedResult):
     """What ``restore_backup`` did: each step as an ``Activity``, and the restored tables
     compared with the figures recorded when the backup was taken."""
 
@@ -413,20 +416,8 @@ class RestoreRecord:
     problem: str = ""
 
     @property
-    def ok(self) -> bool:
-        return not self.problem
-
-    @property
-    def elapsed_s(self) -> float:
-        return self.timing.elapsed_s
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok, "problem": self.problem, "backup": self.backup.evidence(),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "integrity": self.integrity.evidence() if self.integrity else None,
-            "activities": [a.evidence() for a in self.activities],
-        }
+    def problems(self) -> tuple[str, ...]:
+        return (self.problem,) if self.problem else ()
 
 
 class _Steps:
@@ -449,7 +440,7 @@ class _Steps:
             self.activities.append(Activity(
                 name=name, command=tuple(self.redact(c) for c in command),
                 timing=Timing(started_at, utcnow(), time.monotonic() - started),
-                ok=not error, output=self.redact(output)[-4000:], error=error))
+                output=self.redact(output)[-4000:], error=error))
 
 
 def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts | None = None,

@@ -22,7 +22,7 @@ from runbook.platforms.base import Variables, fingerprint, library_call, lines_s
 from runbook.probes import describe_error
 from runbook.probes.logs import summarize as recent_logs_summary
 from runbook.redact import Redactor
-from runbook.results import Activity, ProbeResult, Stopwatch, Timing
+from runbook.results import Activity, ProbeResult, Stopwatch, Timing, failure
 
 #: Error lines newer than this count as the incident's own (older ones are history).
 FRESH_ERRORS = timedelta(minutes=1)
@@ -58,7 +58,7 @@ class StepLog:
             activity = record(name, command, body, self.redact, runbook_says=runbook_says)
         except Exception as exc:
             activity = Activity(name=name, command=tuple(self.redact(c) for c in command),
-                                timing=watch.timing(), ok=False,
+                                timing=watch.timing(),
                                 error=self.redact(describe_error(exc)),
                                 runbook_says=self.redact(runbook_says))
         self.activities.append(activity)
@@ -87,9 +87,9 @@ class StepLog:
         performed = activity.ok if ok is None else ok
         shown = "\n".join(part for part in (f"found: {finding}" if finding else "",
                                             activity.output) if part)
-        activity = replace(activity, name=name or activity.name, ok=performed,
-                           output=self.redact(shown),
-                           error="" if performed else activity.error,
+        activity = replace(activity, name=name or activity.name, output=self.redact(shown),
+                           error="" if performed else failure(name or activity.name,
+                                                              activity.error),
                            runbook_says=self.redact(runbook_says or activity.runbook_says))
         self.activities.append(activity)
         return activity
@@ -169,8 +169,7 @@ class StepLog:
                         first.activity.elapsed_s + second.activity.elapsed_s)
         self.activities.append(Activity(
             name=name, command=(*first.activity.command, "&&", *second.activity.command),
-            timing=timing, ok=first.ok and second.ok,
-            output=f"found: {variable} fingerprints {prints}: {verdict}",
+            timing=timing, output=f"found: {variable} fingerprints {prints}: {verdict}",
             error="; ".join(v.activity.error for v in (first, second) if v.activity.error),
             runbook_says=runbook_says))
         return same

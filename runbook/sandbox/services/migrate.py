@@ -96,7 +96,8 @@ class MigrationStatus:
 
 @dataclass(frozen=True)
 class SeedResult:
-    """What the database holds for the seed users after :func:`seed`.
+    """What the database holds for the seed users after :func:`seed` (part of the
+    stand-in LegacyVideo, not a runbook record).
 
     ``admin_token_version`` is the admin's *current* token version: mint ``ADMIN_TOKEN``
     with it (a global revoke-all bumps it)."""
