@@ -66,8 +66,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.longrepr = message
     elif report.failed and isinstance(failure, CheckFailed):
         # The runbook's own words are the whole story: no traceback through the harness.
-        if not failure.target:
-            failure.target = state.target_name
         outcome = "failed" if report.when == "call" else "error"
         report.longrepr = redact(failure.render())
         message = redact(f"{failure.component} on {failure.target}: {failure.seen}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runbook.config import Target
 from runbook.errors import CheckFailed, ProbeTimeout
 from runbook.results import ProbeResult
 from runbook.sections import next_steps
@@ -98,6 +99,7 @@ def _problems_of(record: object) -> str:
 
 
 def require_record(
+    target: Target,
     record: Any,
     component: str,
     expected: str,
@@ -109,10 +111,9 @@ def require_record(
     """Raise ``CheckFailed`` unless an operation's record (anything with ``ok`` and
     ``problems`` or ``summary()``) succeeded, recorded ``figures`` as numbers, kept
     ``within=(figure, limit)`` and ``holds``: the record's own verdict on what the step
-    asks (a property of the record, e.g. ``record.copies_every_table``). The target is
-    filled in by the harness when the record does not name one."""
+    asks (a property of the record, e.g. ``record.copies_every_table``). The failure names
+    ``target``, the one the step acted on."""
     __tracebackhide__ = True
-    target = str(getattr(record, "target", ""))
     seen: str | None = None
     if not getattr(record, "ok", True):
         seen = _problems_of(record)
@@ -128,8 +129,8 @@ def require_record(
     if seen is None and not holds:
         seen = f"the record does not show it: {getattr(record, 'evidence', dict)()}"
     if seen is not None:
-        raise CheckFailed(component=component, target=target, seen=seen, expected=expected,
-                          next_steps=next_steps(component))
+        raise CheckFailed(component=component, target=target.describe(), seen=seen,
+                          expected=expected, next_steps=next_steps(component))
     return record
 
 

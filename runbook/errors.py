@@ -54,6 +54,11 @@ class CheckFailed(AssertionError):
         expected: str,
         next_steps: Sequence[str] = (),
     ) -> None:
+        if not target:
+            # The step that fails knows its target; a failure naming none would be patched
+            # by whoever reads it, or read as about no target at all.
+            raise ValueError(f"CheckFailed({component!r}) names no target: pass the target"
+                             " the failing step acted on")
         self.component = component
         self.target = target
         self.seen = seen

@@ -76,14 +76,14 @@ def _(target: Target, timeouts: Timeouts, tmp_path: Path, evidence: Evidence) ->
 
 
 @then("every table has the same rows and checksums in both")
-def _(backup_record: BackupRecord) -> None:
-    require_record(backup_record, "database", "equal row counts and checksums per table",
+def _(target: Target, backup_record: BackupRecord) -> None:
+    require_record(target, backup_record, "database", "equal row counts and checksums per table",
                    holds=backup_record.copies_every_table)
 
 
 @then("the scratch database is gone")
-def _(backup_record: BackupRecord) -> None:
-    require_record(backup_record, "database", "the scratch database dropped",
+def _(target: Target, backup_record: BackupRecord) -> None:
+    require_record(target, backup_record, "database", "the scratch database dropped",
                    holds=backup_record.scratch_dropped)
 
 

@@ -23,15 +23,15 @@ def _(platform: PlatformAdapter, target: Target, timeouts: Timeouts, service: st
 
 
 @then(parsers.parse("the {service} is healthy again within {seconds:g} seconds"))
-def _(restart_record: RestartRecord, seconds: float) -> None:
-    require_record(restart_record, restart_record.service,
+def _(target: Target, restart_record: RestartRecord, seconds: float) -> None:
+    require_record(target, restart_record, restart_record.service,
                    f"healthy again within {seconds:g} s of the restart",
                    within=("time_to_healthy_s", seconds))
 
 
 @then("the restart's downtime is recorded")
-def _(restart_record: RestartRecord) -> None:
-    require_record(restart_record, restart_record.service, "a measured downtime",
+def _(target: Target, restart_record: RestartRecord) -> None:
+    require_record(target, restart_record, restart_record.service, "a measured downtime",
                    figures=("downtime_s",))
 
 
@@ -42,6 +42,6 @@ def _(platform: PlatformAdapter, service: str, since: str, evidence: Evidence) -
 
 
 @then("the logs are retrieved and their error lines counted")
-def _(log_summary: LogSummary) -> None:
-    require_record(log_summary, log_summary.service, "the service's recent logs, read",
+def _(target: Target, log_summary: LogSummary) -> None:
+    require_record(target, log_summary, log_summary.service, "the service's recent logs, read",
                    figures=("error_lines", "lines"))

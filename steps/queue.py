@@ -103,14 +103,14 @@ def _(target: Target, timeouts: Timeouts, count: int, evidence: Evidence) -> Del
 
 
 @then(parsers.parse("BullMQ counts no failed jobs but {count:d} job hashes are left behind"))
-def _(del_demo: DelDemonstration, count: int) -> None:
-    require_record(del_demo, "queues", f"{count} orphaned job hashes after the DEL",
+def _(target: Target, del_demo: DelDemonstration, count: int) -> None:
+    require_record(target, del_demo, "queues", f"{count} orphaned job hashes after the DEL",
                    holds=del_demo.orphans_left(count))
 
 
 @then("once cleaned the canary queue leaves nothing behind")
-def _(del_demo: DelDemonstration) -> None:
-    require_record(del_demo, "queues", "no key of the canary queue left",
+def _(target: Target, del_demo: DelDemonstration) -> None:
+    require_record(target, del_demo, "queues", "no key of the canary queue left",
                    holds=del_demo.leaves_no_key)
 
 
@@ -121,8 +121,8 @@ def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs, evidence: Evi
 
 
 @then("they are gone and no key names them")
-def _(cleared: Cleared) -> None:
-    require_record(cleared, "queues", "the failed canary jobs removed, no key left",
+def _(target: Target, cleared: Cleared) -> None:
+    require_record(target, cleared, "queues", "the failed canary jobs removed, no key left",
                    holds=cleared.leaves_no_key)
 
 
@@ -133,8 +133,8 @@ def _(target: Target, timeouts: Timeouts, failed_jobs: FailedJobs, evidence: Evi
 
 
 @then("they leave the failed set")
-def _(retried: Retried) -> None:
-    require_record(retried, "queues", "every retried job out of the failed set",
+def _(target: Target, retried: Retried) -> None:
+    require_record(target, retried, "queues", "every retried job out of the failed set",
                    holds=retried.every_job_left_failed)
 
 
@@ -147,8 +147,8 @@ def _(target: Target, timeouts: Timeouts, platform: PlatformAdapter, failed_jobs
 
 
 @then("the restarted worker processes new jobs but the failed jobs stay failed")
-def _(restart_leaves: RestartLeavesFailed) -> None:
-    require_record(restart_leaves, "worker", "failed jobs still failed after the restart",
+def _(target: Target, restart_leaves: RestartLeavesFailed) -> None:
+    require_record(target, restart_leaves, "worker", "failed jobs still failed after the restart",
                    holds=restart_leaves.runbook_claim_refuted)
 
 

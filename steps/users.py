@@ -41,8 +41,8 @@ def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> Iterator[Canary
 
 
 @then("the new admin's token is accepted by the admin API")
-def _(new_admin: CanaryUser) -> None:
-    require_record(new_admin, "api", "the admin's token accepted by an admin endpoint",
+def _(target: Target, new_admin: CanaryUser) -> None:
+    require_record(target, new_admin, "api", "the admin's token accepted by an admin endpoint",
                    holds=new_admin.is_admin_at_runbook_cost)
 
 
@@ -52,8 +52,8 @@ def _(target: Target, timeouts: Timeouts, new_admin: CanaryUser, evidence: Evide
 
 
 @then("the canary admin is gone")
-def _(removal: Removal) -> None:
-    require_record(removal, "database", "the canary's row gone and its token refused")
+def _(target: Target, removal: Removal) -> None:
+    require_record(target, removal, "database", "the canary's row gone and its token refused")
 
 
 @when("the admin locks the user's account with the runbook's request, then unlocks it",
@@ -64,8 +64,8 @@ def _(target: Target, timeouts: Timeouts, canary_admin: CanaryUser, canary: Cana
 
 
 @then("the user could not log in while locked and can log in again")
-def _(lock_round_trip: LockRoundTrip) -> None:
-    require_record(lock_round_trip, "api", "login refused (403) while locked, 200 after")
+def _(target: Target, lock_round_trip: LockRoundTrip) -> None:
+    require_record(target, lock_round_trip, "api", "login refused (403) while locked, 200 after")
 
 
 @when("the lock request is sent without a token and with a non-admin's token",
@@ -78,8 +78,8 @@ def _(target: Target, timeouts: Timeouts, canary_admin: CanaryUser, canary: Cana
 
 
 @then("it is refused with 401 and 403 and the user stays unlocked")
-def _(access: AccessChecks) -> None:
-    require_record(access, "api", "401 without a token, 403 with a non-admin's")
+def _(target: Target, access: AccessChecks) -> None:
+    require_record(target, access, "api", "401 without a token, 403 with a non-admin's")
 
 
 @when("the on-call engineer resets the user's password with a cost 12 bcrypt hash",
@@ -90,6 +90,6 @@ def _(target: Target, timeouts: Timeouts, canary: CanaryUser, evidence: Evidence
 
 
 @then("the new password logs in and the old one does not")
-def _(reset: PasswordReset) -> None:
-    require_record(reset, "api", "new password 200, old password 401, hash cost 12",
+def _(target: Target, reset: PasswordReset) -> None:
+    require_record(target, reset, "api", "new password 200, old password 401, hash cost 12",
                    holds=reset.hashed_at_runbook_cost)

@@ -9,14 +9,16 @@ import ast
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from runbook import runner
+from runbook.checks import require_record
 from runbook.config import Environment
 from runbook.drills.context import context_for
-from runbook.errors import ConfigError, SafetyGateError
+from runbook.errors import CheckFailed, ConfigError, SafetyGateError
 from runbook.runner import PROJECT_ROOT
 from runbook.targets import RUN_VARIABLE, RunSpec
 
@@ -107,3 +109,20 @@ def test_a_run_handed_its_target_refuses_target_options_too(tmp_path: Path) -> N
     assert f"--target given to a run whose target is resolved already ({RUN_VARIABLE})" in (
         done.stdout + done.stderr)
     assert "s3cret-pass" not in done.stdout + done.stderr
+
+
+def test_a_failing_step_names_its_target_itself(tmp_path: Path) -> None:
+    """No failure is raised without a target for the harness to patch in afterwards."""
+    with pytest.raises(ValueError, match="names no target"):
+        CheckFailed("database", "", "seen", "expected")
+    target = RunSpec.choose("env", home=tmp_path, environ=STAGING).target()
+
+    @dataclass(frozen=True)
+    class Failed:
+        ok: bool = False
+        problems: tuple[str, ...] = ("the scratch database was not dropped",)
+
+    with pytest.raises(CheckFailed) as raised:
+        require_record(target, Failed(), "database", "the scratch database dropped")
+    assert raised.value.target == target.describe()
+    assert "s3cret-pass" not in raised.value.render()
