@@ -1,4 +1,7 @@
-"""Disaster Recovery > Complete Infrastructure Loss, step 5 "Validate data integrity": per-table
+"""Per-table row counts and checksums, the one module for them: the backup round trip's
+(``checksum_query``, ``choose_methods``: see ``actions/backup.py``) and the DR drills'.
+
+Disaster Recovery > Complete Infrastructure Loss, step 5 "Validate data integrity": per-table
 row counts and ordered checksums of the application database, before a disaster and after
 the recovery, compared table for table.
 
@@ -24,8 +27,8 @@ unexplained`` then says which differences a drill did not expect.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -274,13 +277,78 @@ def row_key(*values: str) -> str:
 
 __all__ = [
     "CUTOFF_COLUMN",
+    "HASH_ORDERED_LIMIT_ROWS",
+    "METHODS",
     "ROW_LEVEL_LIMIT",
     "Figures",
     "IntegrityReport",
     "TableComparison",
     "TableFigure",
+    "checksum_query",
+    "choose_methods",
     "compare",
     "figure_query",
     "read_figures",
     "row_key",
 ]
+
+
+# -- the backup round trip's checksums (see ``actions/backup.py``) --------------------------
+
+#: Above this many rows (estimated) a table's binary hashes are summed (``hash-sum``).
+HASH_ORDERED_LIMIT_ROWS = 20_000_000
+METHODS: tuple[str, ...] = ("hash", "hash-sum", "text", "text-md5")
+
+
+def _row_hash(table: TableInfo) -> sql.Composed:
+    fields = sql.SQL(", ").join(
+        sql.SQL("{}.{}::text" if text else "{}.{}").format(_ALIAS, sql.Identifier(column))
+        for column, text in zip(table.columns, table.as_text, strict=True)
+    )
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(fields)
+
+
+def choose_methods(conn: psycopg.Connection[Any], tables: Sequence[TableInfo]
+                   ) -> list[TableInfo]:
+    """``tables`` with ``hash`` (or ``hash-sum``) where the row hash works, tested on an
+    all-NULL row of the table's type (reads no data; fails for a type without an extended
+    hash function, e.g. json). Needs PostgreSQL 14+; each test in its own (sub)transaction."""
+    chosen = []
+    for table in tables:
+        probe = sql.SQL("select {} from jsonb_populate_record(null::{}, '{{}}') as {}").format(
+            _row_hash(table), sql.Identifier(table.schema, table.name), _ALIAS)
+        try:
+            with conn.transaction():
+                conn.execute(probe)
+        except psycopg.Error:
+            if conn.broken:
+                raise
+            chosen.append(table)
+            continue
+        method = "hash-sum" if table.rows_estimate > HASH_ORDERED_LIMIT_ROWS else "hash"
+        chosen.append(replace(table, method=method))
+    return chosen
+
+
+def checksum_query(table: TableInfo) -> sql.Composed:
+    """``select count(*), md5(...)`` over ``table`` by its ``method`` (see the module doc)."""
+    row_text = sql.SQL("ROW({}.*)::text").format(_ALIAS)
+    row_hash = _row_hash(table)
+    if table.method.startswith("hash"):
+        fallback_order, item = row_hash, sql.SQL("{}::text").format(row_hash)
+    elif table.method == "text":
+        fallback_order, item = sql.SQL('{} COLLATE "C"').format(row_text), row_text
+    else:
+        fallback_order = item = sql.SQL('md5({}) COLLATE "C"').format(row_text)
+    order = sql.SQL(", ").join(
+        sql.SQL('{}.{} COLLATE "C"' if collatable else "{}.{}").format(
+            _ALIAS, sql.Identifier(column))
+        for column, collatable in zip(table.key, table.collatable, strict=True)
+    ) if table.key else fallback_order
+    separator = sql.Literal("\n" if table.method == "text" else ",")
+    if table.method == "hash-sum":
+        digest = sql.SQL("md5(sum({}::numeric)::text)").format(row_hash)
+    else:
+        digest = sql.SQL("md5(string_agg({}, {} ORDER BY {}))").format(item, separator, order)
+    return sql.SQL("select count(*), {} from {} as {}").format(
+        digest, sql.Identifier(table.schema, table.name), _ALIAS)

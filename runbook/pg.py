@@ -17,10 +17,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runbook.errors import ConfigError
 from runbook.redact import Redactor
+from runbook.wait import wait_until
 
 #: Prisma's schema when the URL names none.
 DEFAULT_SCHEMA = "public"
@@ -267,3 +269,44 @@ def list_tables(conn: psycopg.Connection[Any]) -> list[TableInfo]:
             tuple(c for c, _ in cols), tuple(t for _, t in cols),
         ))
     return tables
+
+
+# -- sessions and databases ----------------------------------------------------------------
+
+
+def drop_database_statement(conn: psycopg.Connection[Any], name: str) -> sql.Composed:
+    """``DROP DATABASE IF EXISTS name``, ending its sessions: ``WITH (FORCE)`` on PostgreSQL
+    13 and newer; before that, the other sessions on it are terminated first (here)."""
+    identifier = sql.Identifier(name)
+    if conn.info.server_version >= 130000:
+        return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier)
+    conn.execute("select pg_terminate_backend(pid) from pg_stat_activity"
+                 " where datname = %s and pid <> pg_backend_pid()", (name,))
+    return sql.SQL("DROP DATABASE IF EXISTS {}").format(identifier)
+
+
+def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
+    """Drop ``name`` if it exists, whoever is connected to it (``conn``: autocommit, on
+    another database of the same server)."""
+    conn.execute(drop_database_statement(conn, name))
+
+
+def terminate_sessions(conn: psycopg.Connection[Any], application_name: str, *,
+                       within_s: float) -> tuple[int, int]:
+    """Terminate every other session named ``application_name`` (a helper's connections);
+    returns ``(terminated, left)`` once none is left or ``within_s`` passed. Raises
+    ``psycopg.Error`` when the server does not answer."""
+    row = conn.execute(
+        "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity"
+        " where application_name = %s and pid <> pg_backend_pid()", (application_name,),
+    ).fetchone()
+    terminated = int(row[0]) if row else 0
+
+    def left() -> int:
+        left_row = conn.execute("select count(*) from pg_stat_activity where"
+                                " application_name = %s", (application_name,)).fetchone()
+        return int(left_row[0]) if left_row else 0
+
+    waited = wait_until(left, timeout=within_s, interval=0.05, accept=lambda n: n == 0,
+                        errors=())
+    return terminated, waited.value or 0

@@ -75,10 +75,12 @@ from psycopg.errors import DuplicateDatabase, InsufficientPrivilege
 
 from runbook.config import Platform
 from runbook.errors import ConfigError, SafetyGateError
+from runbook.figures import HASH_ORDERED_LIMIT_ROWS, METHODS, checksum_query, choose_methods
 from runbook.pg import (
     COMPARE_SETTINGS,
     PgEndpoint,
     TableInfo,
+    drop_database_statement,
     list_tables,
     open_connection,
     parse_dsn,
@@ -92,9 +94,6 @@ from runbook.timeouts import Timeouts
 #: Every scratch database this module creates is named ``runbook_restore_<hex>``.
 SCRATCH_PREFIX = "runbook_restore_"
 _SCRATCH_NAME = re.compile(r"^runbook_restore_[0-9a-z_]{1,40}$")
-#: Above this many rows (estimated) a table's binary hashes are summed (``hash-sum``).
-HASH_ORDERED_LIMIT_ROWS = 20_000_000
-METHODS: tuple[str, ...] = ("hash", "hash-sum", "text", "text-md5")
 #: Session settings of the restore (a throw-away copy: no waiting for each commit's flush).
 RESTORE_SETTINGS: tuple[str, ...] = ("synchronous_commit=off", "maintenance_work_mem=128MB")
 #: Largest ``output`` kept in an Activity.
@@ -118,66 +117,6 @@ class BackupLimits:
 
 
 DEFAULT_LIMITS = BackupLimits()
-
-
-# -- tables and checksums -----------------------------------------------------------------
-
-
-_ALIAS = sql.Identifier("runbook_row")
-
-
-def _row_hash(table: TableInfo) -> sql.Composed:
-    fields = sql.SQL(", ").join(
-        sql.SQL("{}.{}::text" if text else "{}.{}").format(_ALIAS, sql.Identifier(column))
-        for column, text in zip(table.columns, table.as_text, strict=True)
-    )
-    return sql.SQL("hash_record_extended(ROW({}), 0)").format(fields)
-
-
-def choose_methods(conn: psycopg.Connection[Any], tables: Sequence[TableInfo]
-                   ) -> list[TableInfo]:
-    """``tables`` with ``hash`` (or ``hash-sum``) where the row hash works, tested on an
-    all-NULL row of the table's type (reads no data; fails for a type without an extended
-    hash function, e.g. json). Needs PostgreSQL 14+; each test in its own (sub)transaction."""
-    chosen = []
-    for table in tables:
-        probe = sql.SQL("select {} from jsonb_populate_record(null::{}, '{{}}') as {}").format(
-            _row_hash(table), sql.Identifier(table.schema, table.name), _ALIAS)
-        try:
-            with conn.transaction():
-                conn.execute(probe)
-        except psycopg.Error:
-            if conn.broken:
-                raise
-            chosen.append(table)
-            continue
-        method = "hash-sum" if table.rows_estimate > HASH_ORDERED_LIMIT_ROWS else "hash"
-        chosen.append(replace(table, method=method))
-    return chosen
-
-
-def checksum_query(table: TableInfo) -> sql.Composed:
-    """``select count(*), md5(...)`` over ``table`` by its ``method`` (see the module doc)."""
-    row_text = sql.SQL("ROW({}.*)::text").format(_ALIAS)
-    row_hash = _row_hash(table)
-    if table.method.startswith("hash"):
-        fallback_order, item = row_hash, sql.SQL("{}::text").format(row_hash)
-    elif table.method == "text":
-        fallback_order, item = sql.SQL('{} COLLATE "C"').format(row_text), row_text
-    else:
-        fallback_order = item = sql.SQL('md5({}) COLLATE "C"').format(row_text)
-    order = sql.SQL(", ").join(
-        sql.SQL('{}.{} COLLATE "C"' if collatable else "{}.{}").format(
-            _ALIAS, sql.Identifier(column))
-        for column, collatable in zip(table.key, table.collatable, strict=True)
-    ) if table.key else fallback_order
-    separator = sql.Literal("\n" if table.method == "text" else ",")
-    if table.method == "hash-sum":
-        digest = sql.SQL("md5(sum({}::numeric)::text)").format(row_hash)
-    else:
-        digest = sql.SQL("md5(string_agg({}, {} ORDER BY {}))").format(item, separator, order)
-    return sql.SQL("select count(*), {} from {} as {}").format(
-        digest, sql.Identifier(table.schema, table.name), _ALIAS)
 
 
 @dataclass(frozen=True)
@@ -731,13 +670,7 @@ class _RoundTrip:
                     "select pg_database_size(oid) from pg_database where datname = %s",
                     (self.name,)).fetchone()
                 size = int(found[0]) if found else None
-                name = sql.Identifier(self.name)
-                if conn.info.server_version >= 130000:
-                    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-                else:
-                    conn.execute("select pg_terminate_backend(pid) from pg_stat_activity"
-                                 " where datname = %s and pid <> pg_backend_pid()", (self.name,))
-                    drop = sql.SQL("DROP DATABASE IF EXISTS {}").format(name)
+                drop = drop_database_statement(conn, self.name)
                 self.rec.statement("drop scratch database", conn, drop)
                 gone = conn.execute("select count(*) from pg_database where datname = %s",
                                     (self.name,)).fetchone()

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runbook import pg
 from runbook.probes.postgres import connect
 from runbook.sandbox.procs import is_alive, stop_process
 from runbook.timeouts import Timeouts
-from runbook.wait import wait_until
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -52,17 +52,4 @@ def terminate_sessions(dsn: str, timeouts: Timeouts, application_name: str) -> t
     helper's connections); returns ``(terminated, left)`` after at most a read timeout.
     Raises ``psycopg.Error`` when the server does not answer."""
     with connect(dsn, timeouts, read_only=False) as conn:
-        row = conn.execute(
-            "select count(*) filter (where pg_terminate_backend(pid)) from pg_stat_activity"
-            " where application_name = %s and pid <> pg_backend_pid()", (application_name,),
-        ).fetchone()
-        terminated = int(row[0]) if row else 0
-
-        def left() -> int:
-            left_row = conn.execute("select count(*) from pg_stat_activity where"
-                                    " application_name = %s", (application_name,)).fetchone()
-            return int(left_row[0]) if left_row else 0
-
-        waited = wait_until(left, timeout=timeouts.read, interval=0.05, accept=lambda n: n == 0,
-                            errors=())
-        return terminated, waited.value or 0
+        return pg.terminate_sessions(conn, application_name, within_s=timeouts.read)

@@ -45,7 +45,7 @@ from runbook.actions.backup import SCRATCH_PREFIX, check_scratch_name, new_scrat
 from runbook.config import SCRATCH_DATABASE_VARIABLE, Platform, Target
 from runbook.errors import ConfigError, SafetyGateError
 from runbook.figures import Figures, IntegrityReport, compare, read_figures
-from runbook.pg import PgEndpoint, open_connection, parse_dsn
+from runbook.pg import PgEndpoint, drop_database, open_connection, parse_dsn
 from runbook.probes import describe_error, storage
 from runbook.redact import Redactor
 from runbook.results import Record, Result, utcnow
@@ -339,8 +339,7 @@ def scratch_database(scratch: Scratch, timeouts: Timeouts, restored: Restored
         yield scratch.endpoint
     finally:
         with admin_connection(scratch, timeouts) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(scratch.name)))
+            drop_database(conn, scratch.name)
         restored.dropped = True
 
 

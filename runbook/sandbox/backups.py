@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from runbook.clients import describe_error
 from runbook.errors import SandboxError
 from runbook.figures import Figures, IntegrityReport, compare, read_figures
-from runbook.pg import PgEndpoint, open_connection, parse_dsn
+from runbook.pg import PgEndpoint, drop_database, open_connection, parse_dsn
 from runbook.redact import Redactor
 from runbook.results import Activity, Record, TimedResult, Timing, utcnow
 from runbook.sandbox.layout import Layout, write_json_atomic
@@ -483,7 +483,7 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
                                  statement_timeout_s=STATEMENT_TIMEOUT_S, read_only=False,
                                  application=_APPLICATION) as conn:
                 name = sql.Identifier(APP_DATABASE)
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+                drop_database(conn, APP_DATABASE)
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
                     name, sql.Identifier(APP_ROLE)))
             return f"database {APP_DATABASE} dropped and created empty"

@@ -46,7 +46,7 @@ from runbook.drills.incidents.restore_test import (
 )
 from runbook.drills.incidents.steps import StepLog, output
 from runbook.drills.restores import FoundBackup, Restored, newest_backup, restore_file, validate
-from runbook.pg import open_connection, parse_dsn
+from runbook.pg import drop_database, open_connection, parse_dsn
 from runbook.platforms.base import library_call, record
 from runbook.probes import storage as s3_probe
 from runbook.results import Activity, ProbeResult
@@ -148,7 +148,7 @@ class IsolatedRebuild(RealTargetDrill):
             admin = parse_dsn(box.superuser_dsn("postgres"))
             with open_connection(admin, connect_timeout_s=context.timeouts.connect,
                                  statement_timeout_s=120.0, read_only=False) as conn:
-                conn.execute("DROP DATABASE IF EXISTS legacyvideo WITH (FORCE)")
+                drop_database(conn, "legacyvideo")
                 conn.execute(sql.SQL("CREATE DATABASE legacyvideo OWNER legacyvideo"
                                      " TEMPLATE template0"))
             into = parse_dsn(box.superuser_dsn())

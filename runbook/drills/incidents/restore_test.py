@@ -20,8 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from runbook.drills.canaries import CanaryReport
 from runbook.drills.engine import Evidence
 from runbook.drills.faults import DrillContext, Params, fault
@@ -39,6 +37,7 @@ from runbook.drills.restores import (
     restore_and_validate,
     scratch_for,
 )
+from runbook.pg import drop_database
 from runbook.platforms.base import library_call, record
 from runbook.results import Activity, ProbeResult, utcnow
 
@@ -72,8 +71,7 @@ def drop_leftovers(context: DrillContext, params: Params) -> tuple[bool, str, st
     if name and scratch is not None:
         named = Scratch(scratch.admin, name, scratch.origin)
         with admin_connection(named, context.timeouts) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            drop_database(conn, name)
     return True, "the drill's backups and scratch database are gone", ""
 
 
