@@ -30,9 +30,9 @@ from bullmq import Queue, UnrecoverableError
 from runbook.sandbox.services import migrate, seeddata, tokens
 from runbook.sandbox.services.api import ApiConfig, create_app
 from runbook.sandbox.services.common import libpq_url
-from runbook.sandbox.services.metrics import parse
 from runbook.sandbox.services.s3 import s3_client
 from runbook.sandbox.services.worker import Jobs, WorkerConfig, queue_client
+from tests.exposition import by_key
 
 T = TypeVar("T")
 WAIT_S = 20.0
@@ -377,13 +377,13 @@ def test_metrics_count_requests_by_route_and_status(api: httpx.Client) -> None:
                                                   ("status", status), ("synthetic", "false")}))
         return samples.get(key, 0.0)
 
-    before = parse(api.get("/metrics").text)
+    before = by_key(api.get("/metrics").text)
     for _ in range(3):
         api.get("/health")
     api.get(f"/no-such-page-{secrets.token_hex(3)}")
     response = api.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
-    after = parse(response.text)
+    after = by_key(response.text)
     assert counter(after, "/health", "200") - counter(before, "/health", "200") >= 3
     assert counter(after, "unmatched", "404") - counter(before, "unmatched", "404") >= 1
     buckets = sorted(
@@ -629,7 +629,7 @@ def test_a_lost_database_gives_500_fast_and_health_stays_up(
     key = ("http_requests_total", frozenset(
         {("method", "POST"), ("route", "/api/auth/login"), ("status", "500"),
          ("synthetic", "false")}))
-    assert parse(scrape.text)[key] == 1
+    assert by_key(scrape.text)[key] == 1
 
 
 def test_an_unresponsive_database_times_out_instead_of_hanging(env: Mapping[str, str]) -> None:

@@ -47,6 +47,7 @@ from runbook.sandbox.services.common import (
     setup_logging,
     utc_now_iso,
 )
+from runbook.sandbox.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runbook.sandbox.services.metrics import Metrics, is_synthetic
 from runbook.sandbox.services.tokens import (
     TokenError,
@@ -509,7 +510,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(
-            metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+            metrics.render(), media_type=METRICS_CONTENT_TYPE
         )
 
     # ---------------------------------------------------------------- auth
