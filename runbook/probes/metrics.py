@@ -3,7 +3,8 @@
 Two ways to get them: ``measure`` times N requests to ``/health`` from outside, and
 ``scrape`` reads the API's own ``/metrics`` (Prometheus text format) and derives the same
 figures from ``http_requests_total`` and the ``http_request_duration_seconds`` histogram.
-The parsing and the quantile arithmetic are pure functions, tested on fixed text.
+The parsing (``prometheus_client``'s parser) and the quantile arithmetic are pure functions,
+tested on fixed text.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_fd_to_metric_families
 
 from runbook.clients import http_client
 from runbook.config import Target
@@ -37,11 +39,12 @@ DB_LATENCY_METRIC = "db_query_duration_seconds"
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
-# -- Prometheus text format --------------------------------------------------------------
+# -- Prometheus text format, read by prometheus_client ----------------------------------
 
 
 class ExpositionError(ValueError):
-    """A line of Prometheus text exposition that cannot be parsed (says which line)."""
+    """A Prometheus text exposition that ``prometheus_client``'s parser refuses (says which
+    line, in one line)."""
 
 
 @dataclass(frozen=True)
@@ -54,91 +57,51 @@ class Sample:
     timestamp_ms: int | None = None
 
 
-_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
-
-
-def _parse_labels(line: str, pos: int, lineno: int) -> tuple[dict[str, str], int]:
-    """Parse ``{name="value",...}`` starting at ``line[pos] == "{"``; returns the labels and
-    the position after ``}``. Values may hold ``\\\\``, ``\\"`` and ``\\n`` escapes."""
-    labels: dict[str, str] = {}
-    pos += 1
-    length = len(line)
-    while True:
-        while pos < length and line[pos] in " \t":
-            pos += 1
-        if pos < length and line[pos] == "}":
-            return labels, pos + 1
-        start = pos
-        while pos < length and (line[pos].isalnum() or line[pos] == "_"):
-            pos += 1
-        name = line[start:pos]
-        while pos < length and line[pos] in " \t":
-            pos += 1
-        if not name or pos >= length or line[pos] != "=":
-            raise ExpositionError(f"line {lineno}: bad label name at column {pos + 1}")
-        pos += 1
-        while pos < length and line[pos] in " \t":
-            pos += 1
-        if pos >= length or line[pos] != '"':
-            raise ExpositionError(f"line {lineno}: label {name} has no quoted value")
-        pos += 1
-        chars: list[str] = []
-        while True:
-            if pos >= length:
-                raise ExpositionError(f"line {lineno}: unterminated value of label {name}")
-            char = line[pos]
-            if char == "\\" and pos + 1 < length:
-                chars.append(_ESCAPES.get(line[pos + 1], "\\" + line[pos + 1]))
-                pos += 2
-                continue
-            if char == '"':
-                pos += 1
-                break
-            chars.append(char)
-            pos += 1
-        labels[name] = "".join(chars)
-        while pos < length and line[pos] in " \t":
-            pos += 1
-        if pos < length and line[pos] == ",":
-            pos += 1
-            continue
-        if pos < length and line[pos] == "}":
-            return labels, pos + 1
-        raise ExpositionError(f"line {lineno}: expected ',' or '}}' after label {name}")
-
-
 def parse_value(text: str) -> float:
     """A sample value: a float, ``NaN``, ``+Inf`` or ``-Inf``."""
     return float(text)
 
 
+class _Lines:
+    """The text's lines for the library's parser, counting those read: the parser reads one
+    line, then handles it, so the last one read is the one it refused."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(text.splitlines())
+        self.read = 0
+        self.last = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._lines:
+            self.read += 1
+            self.last = line
+            yield line
+
+
+#: How much of a refused line a message quotes.
+_QUOTED = 80
+
+
 def parse_exposition(text: str) -> list[Sample]:
-    """Every sample of a Prometheus text exposition (0.0.4, and OpenMetrics' samples),
-    in order. Comments (``# HELP``, ``# TYPE``, ``# EOF``) and blank lines are skipped;
-    an exemplar after the value is ignored. Raises ``ExpositionError`` naming the line."""
+    """Every sample of a Prometheus text exposition (format 0.0.4), in order, read by
+    ``prometheus_client.parser``. Comments (``# HELP``, ``# TYPE``, ``# EOF``) and blank
+    lines are skipped. A counter declared without its ``_total`` suffix has its samples
+    named with it, as the library reads them. Raises ``ExpositionError`` naming the line."""
+    lines = _Lines(text)
     samples: list[Sample] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        pos = 0
-        while pos < len(line) and (line[pos].isalnum() or line[pos] in "_:"):
-            pos += 1
-        name = line[:pos]
-        if not name or name[0].isdigit():
-            raise ExpositionError(f"line {lineno}: no metric name")
-        labels: dict[str, str] = {}
-        if pos < len(line) and line[pos] == "{":
-            labels, pos = _parse_labels(line, pos, lineno)
-        rest = line[pos:].split("#", 1)[0].split()
-        if not rest or len(rest) > 2:
-            raise ExpositionError(f"line {lineno}: expected a value (and a timestamp)")
-        try:
-            value = parse_value(rest[0])
-            stamp = int(float(rest[1])) if len(rest) == 2 else None
-        except ValueError:
-            raise ExpositionError(f"line {lineno}: {rest[0]!r} is not a number") from None
-        samples.append(Sample(name, labels, value, stamp))
+    try:
+        for family in text_fd_to_metric_families(lines):  # type: ignore[arg-type]
+            for sample in family.samples:
+                stamp = None if sample.timestamp is None else round(float(sample.timestamp)
+                                                                     * 1000)
+                samples.append(Sample(sample.name, dict(sample.labels), float(sample.value),
+                                      stamp))
+    except (ValueError, IndexError) as exc:
+        quoted = lines.last.strip()
+        if len(quoted) > _QUOTED:
+            quoted = quoted[:_QUOTED] + "..."
+        reason = " ".join(str(exc).split())[:_QUOTED] or "not a sample, a comment or blank"
+        raise ExpositionError(f"line {lines.read}: {reason} ({quoted!r})") from None
     return samples
 
 
