@@ -26,6 +26,7 @@ from typing import Any
 from runbook.redact import Redactor
 from runbook.reporting import alerts, metrics, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_OK, EXIT_WARNINGS, NON_PAGING_TIERS
+from runbook.sandbox.layout import write_json_atomic
 
 STATE_FILE = "watch-state.json"
 EXIT_INTERRUPTED = 130
@@ -121,7 +122,8 @@ class WatchState:
             "rounds": self.rounds,
             "scenarios": {k: asdict(v) for k, v in self.scenarios.items()},
         }
-        metrics.write_atomically(path, json.dumps(document, indent=2))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, document)
 
     def observe(self, summary: Mapping[str, Any], round_started: datetime, seen_at: datetime,
                 *, fail_after: int, resolve_after: int) -> list[Event]:

@@ -25,6 +25,7 @@ class Request:
     path: str
     content_type: str
     body: bytes
+    authorization: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -53,7 +54,8 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.requests.append(Request(
-                        self.command, self.path, self.headers.get("Content-Type", ""), body))
+                        self.command, self.path, self.headers.get("Content-Type", ""), body,
+                        self.headers.get("Authorization", "")))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

@@ -4,21 +4,26 @@ alert tier, received by a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runbook.config import Target
 from runbook.drills.record import DrillRecord, Objective, Phase, write_record
 from runbook.redact import Redactor
-from runbook.reporting import publish
+from runbook.reporting import metrics, publish
 from runbook.reporting.summary import ScenarioOutcome, write_summary
 from tests.conftest import RunningSandbox
 from tests.receiver import CLEAN, Receiver
@@ -109,7 +114,124 @@ def test_metrics_parse_back_with_escaped_labels_and_each_drills_figures(tmp_path
     assert [r.text for r in pushed] == [text]
     assert pushed[0].content_type.startswith("text/plain; version=0.0.4")
     assert len(warnings) == 1 and "HTTP 500" in warnings[0], warnings
-    assert not list(reports.glob(".metrics.prom.*")), "no temporary file left behind"
+    assert [p.name for p in reports.iterdir() if "metrics.prom" in p.name] == ["metrics.prom"], \
+        "no temporary file left behind"
+
+
+def grouping_key(path: str) -> dict[str, str]:
+    """The grouping key of a Pushgateway push path, decoded as the Pushgateway does: a
+    ``<label>@base64/<value>`` pair is URL-safe base64, any other value percent-encoded."""
+    parts = path.split("/")
+    assert parts[:2] == ["", "metrics"], path
+    key: dict[str, str] = {}
+    for label, encoded in zip(parts[2::2], parts[3::2], strict=True):
+        if label.endswith("@base64"):
+            padded = encoded + "=" * (-len(encoded) % 4)
+            key[label.removesuffix("@base64")] = base64.urlsafe_b64decode(padded).decode()
+        else:
+            key[label] = unquote(encoded)
+    return key
+
+
+def a_run(target: str) -> metrics.Exposition:
+    exposition = metrics.Exposition()
+    metrics.add_run(exposition, None, target=target, exit_code=4,
+                    finished_at=datetime.now(UTC), duration_s=2.5)
+    return exposition
+
+
+@pytest.mark.parametrize("target", ["staging", "eu-west/staging", "ops team: prod+1 %ü?&#"])
+def test_a_push_reaches_the_gateway_under_the_grouping_key_the_library_encodes(
+    target: str
+) -> None:
+    with Receiver() as gateway:
+        problem = metrics.push(gateway.url + "/", target, a_run(target).registry())
+        [put] = gateway.seen("PUT")
+    assert problem is None
+    assert grouping_key(put.path) == {"job": "runbook", "instance": target}
+    if target == "staging":
+        assert put.path == "/metrics/job/runbook/instance/staging"
+    assert "/" not in put.path.removeprefix("/metrics/").replace("/", "", 3)  # four segments
+    parsed = samples(put.text)
+    assert value(parsed, "runbook_run_exit_code", target=target) == 4
+    assert value(parsed, "runbook_run_duration_seconds", target=target) == 2.5
+    assert put.content_type.startswith("text/plain; version=0.0.4")
+    assert put.authorization == ""
+
+
+def test_credentials_in_the_pushgateway_url_go_as_basic_auth_and_never_into_a_message(
+) -> None:
+    with Receiver() as gateway:
+        url = gateway.url.replace("http://", "http://runbook:p%40ss-w0rd@")
+        assert metrics.push(url, "staging", a_run("staging").registry()) is None
+        [put] = gateway.seen("PUT")
+    assert put.path == "/metrics/job/runbook/instance/staging"
+    assert put.authorization == "Basic " + base64.b64encode(b"runbook:p@ss-w0rd").decode()
+    with Receiver(status=503) as refusing:
+        url = refusing.url.replace("http://", "http://runbook:p%40ss-w0rd@")
+        refused = metrics.push(url, "staging", a_run("staging").registry())
+    assert refused == f"the Pushgateway at {refusing.url} answered HTTP 503 to the push"
+    # Nothing listens on port 9 (discard).
+    unreachable = metrics.push("http://runbook:p%40ss-w0rd@127.0.0.1:9", "staging",
+                               a_run("staging").registry())
+    assert unreachable == ("the Pushgateway at http://127.0.0.1:9 did not take the metrics:"
+                           " ConnectionRefusedError")
+
+
+def test_a_pushgateway_that_never_answers_is_given_up_after_the_timeout() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # connections queue, never answered
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        problem = metrics.push(f"http://127.0.0.1:{port}", "staging",
+                               a_run("staging").registry(), timeout=0.5)
+        elapsed = time.monotonic() - started
+    assert problem == (f"the Pushgateway at http://127.0.0.1:{port} did not take the"
+                       " metrics: TimeoutError")
+    assert elapsed < 5, elapsed
+
+
+def test_the_textfile_and_the_push_carry_label_values_and_the_group_redacted(
+    tmp_path: Path
+) -> None:
+    secret = "tok-" + secrets.token_hex(8)
+    redact = Redactor()
+    redact.add([secret])
+    target = f"team/{secret}"
+    warnings: list[str] = []
+    with Receiver() as gateway:
+        path = publish.write_and_push(tmp_path, a_run(target), target=target, redact=redact,
+                                      delivery=publish.Delivery(pushgateway=gateway.url),
+                                      warn=warnings.append)
+        [put] = gateway.seen("PUT")
+    written = path.read_text()
+    assert warnings == []
+    assert put.text == written
+    assert value(samples(written), "runbook_run_exit_code", target="team/***") == 4
+    assert grouping_key(put.path)["instance"] == "team/***"
+    assert secret not in written and secret not in put.path
+
+
+def test_the_textfile_is_replaced_whole_and_a_failed_write_is_one_warning(
+    tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    warnings: list[str] = []
+    first = publish.write_and_push(reports, a_run("first"), target="first",
+                                   redact=Redactor(), delivery=publish.Delivery(),
+                                   warn=warnings.append)
+    publish.write_and_push(reports, a_run("second"), target="second", redact=Redactor(),
+                           delivery=publish.Delivery(), warn=warnings.append)
+    assert [s[0]["target"] for s in samples(first.read_text())["runbook_run_exit_code"]] == \
+        ["second"]
+    assert sorted(p.name for p in reports.iterdir()) == ["metrics.prom"]
+    first.unlink()
+    first.mkdir()  # a directory where the file goes: the rename fails
+    publish.write_and_push(reports, a_run("third"), target="third", redact=Redactor(),
+                           delivery=publish.Delivery(), warn=warnings.append)
+    assert len(warnings) == 1 and warnings[0].startswith(f"cannot write {first}:"), warnings
+    assert sorted(p.name for p in reports.iterdir()) == ["metrics.prom"], "temporary file"
 
 
 def test_a_run_with_failures_posts_one_message_per_failed_tier_and_never_a_secret(

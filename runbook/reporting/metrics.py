@@ -1,22 +1,30 @@
 """A run as Prometheus metrics: ``reports/metrics.prom`` in the text exposition format, and
-the optional push of the same text to a Pushgateway.
+the optional push of the same metrics to a Pushgateway, both through ``prometheus_client``.
 
-The format is small enough to write here (``# HELP``, ``# TYPE``, one sample per line, label
-values escaped); the tests parse it back with ``prometheus_client``'s own parser. Gauges only:
-every value describes the last run, which is what a Pushgateway or a textfile collector holds.
+The figures come from another process's files (``summary.json``, the drill records), so
+an ``Exposition`` is collected as a custom collector yielding ``GaugeMetricFamily``
+objects, the library's way of exposing figures it did not measure itself (a ``Gauge`` would
+also follow ``PROMETHEUS_MULTIPROC_DIR`` into shared files); ``Exposition.registry`` puts it
+in a ``CollectorRegistry`` of its own with every label value passed through the redactor.
+Gauges only: every value describes the last run, which is what a Pushgateway or a textfile
+collector holds.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from prometheus_client import CollectorRegistry, push_to_gateway, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import basic_auth_handler, default_handler
+from prometheus_client.registry import Collector
 
 #: Every outcome ``runbook_scenario_outcome`` enumerates (1 for the scenario's, 0 for the rest).
 OUTCOMES = ("passed", "flaky", "failed", "error", "skipped", "expired")
@@ -24,56 +32,48 @@ OUTCOMES = ("passed", "flaky", "failed", "error", "skipped", "expired")
 PASSING = frozenset({"passed", "flaky"})
 #: Seconds a Pushgateway push may take, connection included.
 PUSH_TIMEOUT_S = 5.0
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The Pushgateway grouping key: one group per target, replaced by each push (PUT).
+PUSH_JOB = "runbook"
+PUSH_INSTANCE_LABEL = "instance"
 
 Labels = Mapping[str, str]
+Redact = Callable[[str], str]
 
 
-def escape_label(value: str) -> str:
-    """A label value as the text format wants it: backslash, double quote, newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+def _unchanged(text: str) -> str:
+    return text
 
 
 @dataclass
 class Family:
-    """One metric: its name, help text and samples (label sets with a value)."""
+    """One gauge: its name, help text and samples (label sets with a value)."""
 
     name: str
     help: str
-    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    samples: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
 
     def add(self, labels: Labels, value: float | None) -> None:
         """Add a sample; ``None`` (not measured) adds nothing. A repeated label set replaces
         the earlier sample, so the exposition never holds duplicates."""
         if value is None:
             return
-        wanted = dict(labels)
-        self.samples = [s for s in self.samples if s[0] != wanted]
-        self.samples.append((wanted, float(value)))
+        self.samples[tuple(labels.items())] = float(value)
 
-    def render(self, redact: Callable[[str], str]) -> list[str]:
-        lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} gauge"]
-        for labels, value in self.samples:
-            inner = ",".join(f'{k}="{escape_label(redact(v))}"' for k, v in labels.items())
-            lines.append(f"{self.name}{{{inner}}} {_number(value)}" if inner
-                         else f"{self.name} {_number(value)}")
-        return lines
+    def metric(self, redact: Redact) -> GaugeMetricFamily:
+        """The family for the library, every label value redacted (two label sets the same
+        once redacted give one sample, the later one)."""
+        names = [name for name, _ in next(iter(self.samples), ())]
+        redacted = {tuple(redact(v) for _, v in labels): value
+                    for labels, value in self.samples.items()}
+        gauge = GaugeMetricFamily(self.name, self.help, labels=names)
+        for values, value in redacted.items():
+            gauge.add_metric(list(values), value)
+        return gauge
 
 
 class Exposition:
-    """Families in the order they were first asked for; ``text()`` is the whole file."""
+    """Families in the order they were first asked for; families without samples are left
+    out. ``registry`` hands them to ``prometheus_client``."""
 
     def __init__(self) -> None:
         self._families: dict[str, Family] = {}
@@ -83,13 +83,27 @@ class Exposition:
             self._families[name] = Family(name, help_text)
         return self._families[name]
 
-    def text(self, redact: Callable[[str], str] = lambda s: s) -> str:
-        """The exposition, families without samples left out, ending in a newline."""
-        lines: list[str] = []
+    def metrics(self, redact: Redact = _unchanged) -> Iterator[Metric]:
         for family in self._families.values():
             if family.samples:
-                lines += family.render(redact)
-        return "\n".join(lines) + "\n"
+                yield family.metric(redact)
+
+    def registry(self, redact: Redact = _unchanged) -> CollectorRegistry:
+        """A registry holding these families alone, label values passed through ``redact``."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collected(self, redact))
+        return registry
+
+
+class _Collected(Collector):
+    """An exposition as a custom collector: the families it holds when collected."""
+
+    def __init__(self, exposition: Exposition, redact: Redact) -> None:
+        self._exposition = exposition
+        self._redact = redact
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._exposition.metrics(self._redact))
 
 
 def _timestamp(iso: str | None) -> float | None:
@@ -205,19 +219,12 @@ def _seconds(value: object) -> float | None:
         else None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory, so a
-    collector reading it never sees half a file."""
+def write_textfile(path: Path, registry: CollectorRegistry) -> None:
+    """Write ``registry`` to ``path`` with ``prometheus_client.write_to_textfile``: a
+    temporary file beside it renamed over it, so a collector never reads half a file (the
+    temporary file removed on failure). Raises ``OSError``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_to_textfile(str(path), registry)
 
 
 def url_problem(url: str) -> str | None:
@@ -232,12 +239,6 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def push_url(base: str, target: str) -> str:
-    """``<base>/metrics/job/runbook/instance/<target>``: one group per target, replaced by
-    each push (PUT)."""
-    return f"{base.rstrip('/')}/metrics/job/runbook/instance/{quote(target, safe='')}"
-
-
 def describe_endpoint(url: str) -> str:
     """Scheme, host and port of ``url`` for messages: never its credentials or path."""
     try:
@@ -248,19 +249,50 @@ def describe_endpoint(url: str) -> str:
         return "the URL given"
 
 
-def push(base: str, target: str, text: str, *, timeout: float = PUSH_TIMEOUT_S) -> str | None:
-    """PUT ``text`` to the Pushgateway at ``base``; ``None`` when it took it, else one line
-    saying why not (no URL credentials in it)."""
-    import httpx
+def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without its user and password, and the two (percent-decoded; ``None`` when
+    absent). Raises ``ValueError`` on a URL that cannot be split."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return bare, unquote(parts.username or ""), unquote(parts.password or "")
 
+
+def push(base: str, target: str, registry: CollectorRegistry, *,
+         timeout: float = PUSH_TIMEOUT_S) -> str | None:
+    """Replace the group ``job=runbook, instance=<target>`` on the Pushgateway at ``base``
+    with ``registry`` (``prometheus_client.push_to_gateway``: a PUT, the grouping key
+    encoded by the library, base64 where ``target`` holds a ``/``). Credentials in ``base``
+    go as HTTP Basic auth. ``None`` when the Pushgateway took the metrics, else one line
+    saying why not (no URL credentials in it)."""
     where = describe_endpoint(base)
     try:
-        answer = httpx.put(push_url(base, target), content=text.encode("utf-8"),
-                           headers={"Content-Type": CONTENT_TYPE}, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return f"the Pushgateway at {where} did not take the metrics: {type(exc).__name__}"
-    except (httpx.InvalidURL, ValueError):
+        gateway, user, password = _split_credentials(base)
+    except ValueError:
         return f"the Pushgateway URL ({where}) is not a valid http or https URL"
-    if answer.status_code >= 300:
-        return f"the Pushgateway at {where} answered HTTP {answer.status_code} to the push"
+
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                data: bytes) -> Callable[[], None]:
+        if user is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    try:
+        push_to_gateway(gateway, job=PUSH_JOB, registry=registry,
+                        grouping_key={PUSH_INSTANCE_LABEL: target}, timeout=timeout,
+                        handler=handler)
+    except HTTPError as exc:
+        return f"the Pushgateway at {where} answered HTTP {exc.code} to the push"
+    except URLError as exc:
+        reason = exc.reason if isinstance(exc.reason, BaseException) else exc
+        return f"the Pushgateway at {where} did not take the metrics: {type(reason).__name__}"
+    except (OSError, HTTPException) as exc:
+        return f"the Pushgateway at {where} did not take the metrics: {type(exc).__name__}"
+    except ValueError:
+        return f"the Pushgateway URL ({where}) is not a valid http or https URL"
     return None

@@ -104,17 +104,18 @@ def run_exposition(reports: Path, summary: Mapping[str, Any] | None, *, target: 
 
 def write_and_push(reports: Path, exposition: metrics.Exposition, *, target: str,
                    redact: Redactor, delivery: Delivery, warn: Warn) -> Path:
-    """Write ``metrics.prom`` atomically and push it when a Pushgateway is configured; a
-    failure of either is one warning."""
-    text = exposition.text(redact)
+    """Write ``metrics.prom`` atomically and push the same registry when a Pushgateway is
+    configured, label values and the grouping key redacted; a failure of either is one
+    warning."""
+    registry = exposition.registry(redact)
     path = reports / METRICS_FILE
     try:
-        metrics.write_atomically(path, text)
+        metrics.write_textfile(path, registry)
     except OSError as exc:
         warn(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
     gateway = delivery.pushgateway_url()
     if gateway:
-        problem = metrics.push(gateway, target, text)
+        problem = metrics.push(gateway, redact(target), registry)
         if problem is not None:
             warn(f"{problem}; {path} is written")
     return path
