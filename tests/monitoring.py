@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "runbook-rules.yml"
 RULE_TESTS = (ROOT / "deploy" / "prometheus" / "runbook-rules.test.yml",
               ROOT / "deploy" / "prometheus" / "runbook-rules.quarter.test.yml")
+DASHBOARD = ROOT / "deploy" / "grafana" / "runbook.json"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""The shipped alerting rules: they pass ``promtool check rules`` and their unit tests (which
-fail when a rule is broken), every alert has a test expecting it to fire, and they query only
-metrics the runbook writes, so a renamed metric cannot leave them silently quiet."""
+"""The shipped monitoring files: the alerting rules pass ``promtool check rules`` and their
+unit tests (which fail when a rule is broken), every alert has a test expecting it to fire,
+and the rules and the Grafana dashboard query only metrics the runbook writes, so a renamed
+metric or label cannot leave them silently empty."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,9 @@ from tests import monitoring
 #: PromQL's keywords: words in an expression that are not metric names.
 KEYWORDS = frozenset({"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
                       "group_right", "bool", "offset", "inf", "nan"})
+#: Grafana's variables and what a query holds in their place, for promtool.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
+                     "$target": ".*"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -146,3 +152,64 @@ def test_the_rules_query_only_metrics_the_runbook_writes(written: set[str]) -> N
     unknown = {name: sorted(names - written - recorded()) for name, names in used.items()
                if names - written - recorded()}
     assert not unknown, f"rules selecting metrics the runbook does not write: {unknown}"
+
+
+def dashboard_queries(node: Any) -> Iterator[str]:
+    """Every PromQL query in the dashboard: panel targets (rows' panels included) and
+    template variables (``label_values(metric, label)`` as the metric)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("expr"), str):
+            yield node["expr"]
+        definition = node.get("definition")
+        if isinstance(definition, str) and (found := re.fullmatch(
+                r"label_values\((\w+),\s*\w+\)", definition)):
+            yield found.group(1)
+        for value in node.values():
+            yield from dashboard_queries(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from dashboard_queries(item)
+
+
+def test_the_dashboard_queries_only_metrics_the_runbook_writes(
+    written: set[str], tmp_path: Path
+) -> None:
+    dashboard = json.loads(monitoring.DASHBOARD.read_text())
+    queries = list(dashboard_queries(dashboard))
+    assert len(queries) >= 20, queries
+    unknown = {q: sorted(metric_names(q) - written - recorded()) for q in queries
+               if not metric_names(q) or metric_names(q) - written - recorded()}
+    assert not unknown, f"queries naming no metric, or one the runbook does not write: {unknown}"
+    used = set().union(*map(metric_names, queries))
+    assert {"runbook_scenario_passed", "runbook_drill_rto_seconds",
+            "runbook_drill_rto_objective_seconds", "runbook_drill_rpo_seconds",
+            "runbook_drill_rpo_objective_seconds", "runbook_drill_time_to_detect_seconds",
+            "runbook_watch_detection_latency_seconds"} <= used, used
+    # Valid PromQL, Grafana's variables filled in: promtool parses each as a recording rule.
+    def filled(query: str) -> str:
+        for variable, value in GRAFANA_VARIABLES.items():
+            query = query.replace(variable, value)
+        assert "$" not in query, f"a Grafana variable this test does not know: {query}"
+        return query
+    check = tmp_path / "dashboard-queries.yml"
+    check.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{n}", "expr": filled(q)} for n, q in enumerate(queries)]}]}))
+    result = promtool("check", "rules", str(check))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboard_shows_checks_by_section_drills_against_objectives_and_detection() -> None:
+    dashboard = json.loads(monitoring.DASHBOARD.read_text())
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows == ["Checks by runbook section", "Drills: RTO and RPO against the objectives",
+                    "Detection latency"]
+    by_title = {p["title"]: p for p in dashboard["panels"] if p["type"] != "row"}
+    section = by_title["Checks passing by runbook section"]["targets"][0]
+    assert "by (section)" in section["expr"] and section["legendFormat"] == "{{section}}"
+    rto = [t["expr"] for t in by_title["RTO against the objective"]["targets"]]
+    assert [metric_names(e) for e in rto] == [{"runbook_drill_rto_seconds"},
+                                              {"runbook_drill_rto_objective_seconds"}]
+    assert all('target=~"$target"' in q for q in dashboard_queries(dashboard["panels"])), \
+        "every panel follows the target variable"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
