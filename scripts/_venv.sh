@@ -62,26 +62,39 @@ ensure_allure() {
   fi
 }
 
-# Headless Chromium opens the HTML report in a real browser in the tests
-# (tests/test_report_html.py). Debian's package where we are root and apt exists; elsewhere
-# say how to get it (or CHROMIUM=/path/to/chromium) and go on: those tests then fail saying so.
+# Debian's prometheus, prometheus-pushgateway and prometheus-alertmanager: the tests run the
+# real monitoring stack (tests/test_monitoring_stack.py, tests/test_probes_traffic.py) and
+# promtool checks the shipped rules. Installed where we are root and apt exists; elsewhere
+# say how to get them (or PROMETHEUS=, PROMTOOL=, PUSHGATEWAY=, ALERTMANAGER=/path/to/binary)
+# and go on: those tests then fail saying which package is missing.
 ensure_prometheus() {
-  if [ -n "${PROMETHEUS:-}" ] || command -v prometheus >/dev/null 2>&1; then
-    return 0
-  fi
+  local missing=() entry variable binary package
+  for entry in PROMETHEUS:prometheus:prometheus PROMTOOL:promtool:prometheus \
+               PUSHGATEWAY:prometheus-pushgateway:prometheus-pushgateway \
+               ALERTMANAGER:prometheus-alertmanager:prometheus-alertmanager; do
+    IFS=: read -r variable binary package <<< "$entry"
+    if [ -z "${!variable:-}" ] && ! command -v "$binary" >/dev/null 2>&1 &&
+       [[ " ${missing[*]} " != *" $package "* ]]; then
+      missing+=("$package")
+    fi
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "runbook: installing Debian's prometheus for the alert tests that query one" >&2
+    echo "runbook: installing Debian's ${missing[*]} for the monitoring tests" >&2
     if apt-get update -qq >/dev/null &&
        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-         prometheus >/dev/null; then
+         "${missing[@]}" >/dev/null; then
       return 0
     fi
-    echo "runbook: apt-get could not install prometheus: the tests that query one will fail" >&2
+    echo "runbook: apt-get could not install ${missing[*]}: the monitoring tests will fail" >&2
   else
-    echo "runbook: no prometheus on PATH: install it (Debian: apt-get install prometheus) or set PROMETHEUS=/path/to/prometheus; the alert tests that query one need it" >&2
+    echo "runbook: missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]}) or set PROMETHEUS, PROMTOOL, PUSHGATEWAY, ALERTMANAGER to the binaries; the monitoring tests need them" >&2
   fi
 }
 
+# Headless Chromium opens the HTML report in a real browser in the tests
+# (tests/test_report_html.py). Debian's package where we are root and apt exists; elsewhere
+# say how to get it (or CHROMIUM=/path/to/chromium) and go on: those tests then fail saying so.
 ensure_chromium() {
   if [ -n "${CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 ||
      command -v chromium-browser >/dev/null 2>&1; then
