@@ -43,8 +43,9 @@ def on_a_terminal(*args: str, cwd: Path, env: Mapping[str, str], timeout: float 
     """Run ``runbook ARGS`` with a pseudo-terminal as its stdin, stdout and stderr; its exit
     code and every output line with the seconds after the start when it arrived."""
     primary, secondary = pty.openpty()
+    environ = {k: v for k, v in CLEAN.items() if k != "NO_COLOR"}  # only the test's own
     process = subprocess.Popen([sys.executable, "-m", "runbook.cli", *args], cwd=cwd,
-                               env={**CLEAN, **env}, stdin=secondary, stdout=secondary,
+                               env={**environ, **env}, stdin=secondary, stdout=secondary,
                                stderr=secondary, close_fds=True)
     os.close(secondary)
     started = time.monotonic()
