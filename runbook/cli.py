@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -28,7 +31,7 @@ from runbook.config import Target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
-from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE
+from runbook.reporting.summary import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, json_lines
 from runbook.runner import EXIT_INTERRUPTED, PROJECT_ROOT, SCENARIOS
 from runbook.targets import RunSpec
 
@@ -49,9 +52,113 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def version() -> str:
+    """``runbook <version>``, and ``(commit <hash>)`` when it runs from a git checkout."""
+    from importlib import metadata
+
+    try:
+        line = f"runbook {metadata.version('legacyvideo-runbook')}"
+    except metadata.PackageNotFoundError:
+        line = "runbook (not installed)"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return line
+    if commit.returncode == 0 and commit.stdout.strip():
+        line += f" (commit {commit.stdout.strip()})"
+    return line
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(version(), markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback(epilog="Examples: runbook sandbox up; runbook check; runbook check --json |"
+                     " jq; runbook drill api-crash; NO_COLOR=1 runbook check")
+def _options(
+    _version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_show_version,
+        help="the version (and the commit, in a git checkout), then exit")] = False,
+    no_color: Annotated[bool, typer.Option(
+        "--no-color", help="no colour anywhere, as with NO_COLOR=1 (https://no-color.org)")
+    ] = False,
+) -> None:
+    """The LegacyVideo operations runbook, executable: checks, drills, the sandbox."""
+    if no_color:
+        # As NO_COLOR for this process and what it starts (pytest, the Allure CLI).
+        os.environ["NO_COLOR"] = "1"
+        out.no_color = err.no_color = True
+
+
+@dataclass
+class Reply:
+    """How a command answers: human lines on stdout (errors on stderr), or with ``--json``
+    one JSON object per line on stdout and the human output on stderr. Each JSON line is
+    redacted value by value with the run's redactor, the one its human lines go through."""
+
+    as_json: bool = False
+    redact: Redactor = field(default_factory=Redactor)
+    #: What was said of the run on the way (``runbook: ...`` lines): why it has no result.
+    said: list[str] = field(default_factory=list)
+
+    @property
+    def human(self) -> TextIO:
+        """Where the human output goes: stdout, or stderr beside JSON."""
+        return sys.stderr if self.as_json else sys.stdout
+
+    @property
+    def live(self) -> bool:
+        """Whether someone watches the human output on a terminal (live progress)."""
+        return self.human.isatty()
+
+    def json(self, document: Mapping[str, Any]) -> None:
+        sys.stdout.write(json.dumps(self.redact.data(dict(document))) + "\n")
+        sys.stdout.flush()
+
+    def say(self, message: str) -> None:
+        """A one-line message about the run (``runbook: ...`` on stderr), kept for the
+        JSON error object."""
+        self.said.append(message)
+        err.print(f"runbook: {message}", markup=False)
+
+    def fail(self, message: str, code: int) -> typer.Exit:
+        """Exit ``code``: the message on stderr, and with ``--json`` as an error object."""
+        err.print(f"runbook: {message}", markup=False)
+        if self.as_json:
+            self.json(error(code, message))
+        return typer.Exit(code)
+
+    def result(self, code: int, reports: Path, run_id: str) -> typer.Exit:
+        """The run's end: with ``--json`` its scenarios and summary from its own
+        ``summary.json``, or an error object when it has none; exit ``code`` either way."""
+        if self.as_json:
+            document = runner.load_summary(reports.resolve(), run_id)
+            if document is None:
+                message = (self.said[-1] if self.said
+                           else f"the run ended (exit {code}) with no result")
+                self.json(error(code, message))
+            else:
+                for line in json_lines(document):
+                    self.json(line)
+        return typer.Exit(code)
+
+
+def error(code: int, message: str) -> dict[str, Any]:
+    """The JSON object of a command that could not give its result: refused, misconfigured,
+    interrupted."""
+    return {"type": "error", "exit_code": code, "message": message}
+
+
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="JSON lines on stdout (schema: docs/json-output.md); the human output goes"
+                   " to stderr")]
+
+
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"runbook: {message}", markup=False)
-    return typer.Exit(code)
+    return Reply().fail(message, code)
 
 
 def _home() -> Path:
@@ -202,18 +309,23 @@ def run_scenarios(
     delivery: publish.Delivery | None = None,
     echo: bool = True,
     deadline_s: str | None = None,
+    run_id: str | None = None,
+    reply: Reply | None = None,
+    phases: bool = False,
 ) -> int:
     """Resolve the target once, then run the bound scenarios selected by ``marks`` against
     it (``run_resolved``); returns the runbook exit code."""
+    reply = reply or Reply()
     try:
         runner.check_features(runner.features_directory())
         run, target = _resolve(target_name, config_file, allow_drills=allow_drills,
                                allow_operations=allow_operations)
     except RunbookError as exc:
-        err.print(f"runbook: {exc}", markup=False)
+        reply.say(str(exc))
         return exc.exit_code
     return run_resolved(run, target, marks=marks, reports=reports, extra=extra,
-                        delivery=delivery, echo=echo, deadline_s=deadline_s)
+                        delivery=delivery, echo=echo, deadline_s=deadline_s, run_id=run_id,
+                        reply=reply, phases=phases)
 
 
 def run_resolved(
@@ -227,34 +339,44 @@ def run_resolved(
     run_id: str | None = None,
     echo: bool = True,
     deadline_s: str | None = None,
+    reply: Reply | None = None,
+    phases: bool = False,
 ) -> int:
     """Run the bound scenarios selected by ``marks`` against the resolved ``run`` in a
     pytest subprocess (``runbook.runner``), which gets the run in its environment.
 
-    Its output is streamed through the redactor (dropped when not ``echo``); returns the
-    runbook exit code. With ``delivery`` the run's metrics are written (and pushed) and its
-    failures posted to the webhook; ``runbook watch`` does that itself (``None``).
+    Its output is streamed through the redactor to the reply's human output (dropped when
+    not ``echo``); on a terminal one line per scenario as it ends and, with ``phases``, each
+    drill phase as it starts. Returns the runbook exit code. With ``delivery`` the run's
+    metrics are written (and pushed) and its failures posted to the webhook; ``runbook
+    watch`` does that itself (``None``).
     """
+    reply = reply or Reply()
     reports = reports.resolve()
+    human = reply.human
+    live = echo and reply.live
     selection = runner.Selection(marks=marks, reports=reports,
-                                 run_id=run_id or uuid.uuid4().hex, extra=tuple(extra))
+                                 run_id=run_id or uuid.uuid4().hex,
+                                 extra=(*extra, "-v") if live else tuple(extra),
+                                 color=runner.color_wanted(human))
     if deadline_s is not None:
         selection = replace(selection, deadline_s=deadline_s)
     started = datetime.now(UTC)
-    redact = Redactor([*target.secret_values(), *setting_secrets(os.environ)])
+    redact = reply.redact
+    redact.add([*target.secret_values(), *setting_secrets(os.environ)])
     if delivery is not None:
         redact.add(delivery.secrets())
 
     def shown(line: str) -> None:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        human.write(line)
+        human.flush()
 
-    code = runner.execute(selection, runner.environment(selection.run_id, _home(),
-                                                        run.to_environ()), redact,
-                          echo=shown if echo else None,
-                          say=lambda line: err.print(f"runbook: {line}", markup=False))
+    with _phases_shown(reports / "drills", started, human, on=live and phases):
+        code = runner.execute(selection, runner.environment(selection.run_id, _home(),
+                                                            run.to_environ()), redact,
+                              echo=shown if echo else None, say=reply.say)
     if code == EXIT_INTERRUPTED:
-        err.print("runbook: interrupted", markup=False)
+        reply.say("interrupted")
         return code
     if delivery is not None:
         publish.publish_run(reports, run_id=selection.run_id, code=code, target=run.name,
@@ -262,6 +384,32 @@ def run_resolved(
                             warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                         markup=False))
     return code
+
+
+@contextmanager
+def _phases_shown(directory: Path, since: datetime, stream: TextIO, *, on: bool
+                  ) -> Iterator[None]:
+    """While the block runs (and ``on``), each drill phase started under ``directory`` is
+    shown on ``stream`` as it starts, followed from the drills' progress files."""
+    if not on:
+        yield
+        return
+    # imported when this command runs: `runbook --help` and the other commands stay fast
+    from runbook.drills.record import follow_progress
+
+    def show(drill: str, phase: str, at: datetime) -> None:
+        stream.write(f"runbook: drill {drill}: {phase} ({at:%H:%M:%S}Z)\n")
+        stream.flush()
+
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_progress, args=(directory, since, show, stop),
+                                name="drill phases", daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join(timeout=5)
 
 
 #: What runs every few minutes (``check`` without options, ``watch``).
@@ -287,15 +435,18 @@ WebhookOption = Annotated[str | None, typer.Option(
          " or $RUNBOOK_WEBHOOK_URL_CRITICAL|_WARNING|_INFO per tier); never printed")]
 
 
-def _delivery(pushgateway: str | None, webhook: str | None) -> publish.Delivery:
+def _delivery(pushgateway: str | None, webhook: str | None, reply: Reply | None = None
+              ) -> publish.Delivery:
     """Where metrics and alerts go; a URL that cannot work is a usage error (exit 2)."""
     delivery = publish.Delivery(pushgateway=pushgateway, webhook=webhook)
     for problem in delivery.problems():
-        raise _fail(problem, EXIT_USAGE)
+        raise (reply or Reply()).fail(problem, EXIT_USAGE)
     return delivery
 
 
-@app.command()
+@app.command(epilog="Examples: runbook check (the sandbox, started if down); runbook check"
+                    " --target staging --cadence daily; runbook check --json -k api"
+                    " (one JSON line per scenario, then the summary)")
 def check(
     target: TargetOption = None,
     tags: Annotated[str | None, typer.Option(
@@ -323,23 +474,27 @@ def check(
         min=1, max=32,
         help="run the scenarios in N parallel processes (pytest-xdist); the summary and"
              " the exit code are the same as with 1")] = 1,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the @synthetic scenarios (read-only, bounded; maintenance checks only with
     --cadence) against the target, or those --tags selects (@operation ones pass the
     safety gates first)."""
+    reply = Reply(as_json=as_json)
     if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
-        raise _fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
-                    EXIT_USAGE)
+        raise reply.fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
+                         EXIT_USAGE)
     extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
     if match:
         extra += ["-k", match]
     if workers > 1:  # 1: the scenarios run in pytest's own process, as without xdist
         extra += ["-n", str(workers)]
+    run_id = uuid.uuid4().hex
     code = run_scenarios(marks=_marks(tags, cadence), target_name=target,
                          config_file=config, reports=reports, extra=extra,
                          allow_operations=allow_operations,
-                         delivery=_delivery(pushgateway, webhook))
-    raise typer.Exit(code)
+                         delivery=_delivery(pushgateway, webhook, reply), run_id=run_id,
+                         reply=reply)
+    raise reply.result(code, reports, run_id)
 
 
 class DrillGroup(TyperGroup):
@@ -370,7 +525,10 @@ drill_app = typer.Typer(
 app.add_typer(drill_app, name="drill")
 
 
-@drill_app.command("run")
+@drill_app.command("run", epilog="Examples: runbook drill api-crash; runbook drill"
+                                  " service-down (every drill of that section); runbook drill"
+                                  " --target staging --allow-drills staging; runbook drill"
+                                  " api-crash --json")
 def drill(
     names: Annotated[list[str] | None, typer.Argument(
         metavar="[NAME]...",
@@ -390,23 +548,29 @@ def drill(
     pushgateway: PushgatewayOption = None,
     webhook: WebhookOption = None,
     workers: Annotated[int, typer.Option(hidden=True)] = 1,
+    as_json: JsonOption = False,
 ) -> None:
     """Run @drill scenarios: game days and DR drills that inject faults, measure detection
     and recovery, and always restore. Records go to reports/drills/. One at a time, never in
-    parallel: each injects a fault into the target the others would be measuring."""
+    parallel: each injects a fault into the target the others would be measuring. On a
+    terminal each phase is shown as it starts."""
+    reply = Reply(as_json=as_json)
     if workers != 1:
-        raise _fail("drills never run in parallel (--workers): each injects a fault into the"
-                    " target the others would be measuring; drop --workers", EXIT_USAGE)
-    extra = _drill_selection(names or [])
+        raise reply.fail("drills never run in parallel (--workers): each injects a fault into"
+                         " the target the others would be measuring; drop --workers",
+                         EXIT_USAGE)
+    extra = _drill_selection(names or [], reply)
+    run_id = uuid.uuid4().hex
     code = run_scenarios(marks="drill", target_name=target, config_file=config,
                          reports=reports, extra=extra, allow_drills=allow_drills,
                          allow_operations=allow_operations,
-                         delivery=_delivery(pushgateway, webhook),
-                         deadline_s=os.environ.get("RUNBOOK_DRILL_DEADLINE", "900"))
-    raise typer.Exit(code)
+                         delivery=_delivery(pushgateway, webhook, reply),
+                         deadline_s=os.environ.get("RUNBOOK_DRILL_DEADLINE", "900"),
+                         run_id=run_id, reply=reply, phases=True)
+    raise reply.result(code, reports, run_id)
 
 
-def _drill_selection(names: list[str]) -> list[str]:
+def _drill_selection(names: list[str], reply: Reply) -> list[str]:
     """The runner's options selecting ``names``: each a drill the feature files run or a
     runbook section with drills (either or both, as the user wrote them); anything else is a
     usage error listing both."""
@@ -421,13 +585,13 @@ def _drill_selection(names: list[str]) -> list[str]:
     try:
         known = drills(load_features(features_directory()))
     except RunbookError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
+        raise reply.fail(str(exc), exc.exit_code) from None
     sections = {section for drilled in known.values() for section in drilled}
     unknown = [name for name in names if name not in known and name not in sections]
     if unknown:
-        raise _fail(f"no drill or drilled runbook section named {', '.join(map(repr, unknown))};"
-                    f" drills: {', '.join(sorted(known))}; sections: {', '.join(sorted(sections))}",
-                    EXIT_USAGE)
+        raise reply.fail(f"no drill or drilled runbook section named"
+                         f" {', '.join(map(repr, unknown))}; drills: {', '.join(sorted(known))};"
+                         f" sections: {', '.join(sorted(sections))}", EXIT_USAGE)
     # A name that is both (service-down, database-connection-errors) is the section: every
     # drill of it, the named one included.
     extra: list[str] = []
@@ -481,7 +645,8 @@ def drill_verify(
     raise typer.Exit(0 if verification.ok else EXIT_FAILED)
 
 
-@app.command()
+@app.command(epilog="Examples: runbook watch --interval 300 --webhook $SLACK_URL; runbook"
+                    " watch --rounds 3 --json (one JSON line per round)")
 def watch(
     target: TargetOption = None,
     interval: Annotated[float, typer.Option(
@@ -498,20 +663,24 @@ def watch(
     config: ConfigOption = None,
     pushgateway: PushgatewayOption = None,
     webhook: WebhookOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.watch import Watcher, WatchSettings, state_file
 
-    delivery = _delivery(pushgateway, webhook)
+    reply = Reply(as_json=as_json)
+    delivery = _delivery(pushgateway, webhook, reply)
     try:
         runner.check_features(runner.features_directory())
         run, resolved = _resolve(target, config)
     except RunbookError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    redact = Redactor(resolved.secret_values())
+        raise reply.fail(str(exc), exc.exit_code) from None
+    redact = reply.redact
+    redact.add(resolved.secret_values())
     redact.add(delivery.secrets())
+    human = err if as_json else out
     settings = WatchSettings(target=run.name, reports=reports.resolve(),
                              state_file=state_file(_home()), interval_s=interval,
                              fail_after=fail_after, resolve_after=resolve_after, rounds=rounds)
@@ -522,22 +691,26 @@ def watch(
         try:
             now = run.target()
         except RunbookError as exc:
-            err.print(f"runbook: {exc}", markup=False)
+            reply.say(str(exc))
             return exc.exit_code
         return run_resolved(run, now, marks=SYNTHETIC, reports=reports,
                             extra=["-k", match] if match else [], run_id=run_id,
-                            echo=False)
+                            echo=False, reply=reply)
 
     def say(line: str) -> None:
-        out.print(redact(line), markup=False)
-        out.file.flush()
+        human.print(redact(line), markup=False)
+        human.file.flush()
 
     watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
                       warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
-                                                  markup=False))
-    out.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
-              f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
-    raise typer.Exit(watcher.run())
+                                                  markup=False),
+                      report=reply.json if as_json else None)
+    human.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
+                f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
+    code = watcher.run()
+    if as_json and code in (EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED):
+        reply.json(error(code, reply.said[-1] if reply.said else "interrupted"))
+    raise typer.Exit(code)
 
 
 manual_app = typer.Typer(help="Record what only a person can do, with who, when, evidence.",
@@ -579,21 +752,31 @@ def manual_record(
               f" in {manual.records_file()}", markup=False)
 
 
-@manual_app.command("list")
-def manual_list() -> None:
+@manual_app.command("list", epilog="Examples: runbook manual list; runbook manual list --json"
+                                   " | jq 'select(.state != \"ok\")'")
+def manual_list(as_json: JsonOption = False) -> None:
     """Every @manual scenario with its latest record and whether it is still valid."""
+    from dataclasses import asdict
+
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook import manual
 
+    reply = Reply(as_json=as_json)
     try:
         for name, cadence in _manual_scenarios().items():
             standing = manual.standing(name, cadence)
             failed = standing.record is not None and standing.record.result != "pass"
-            mark = "EXPD" if standing.expired else "FAIL" if failed else "ok  "
+            state = "expired" if standing.expired else "failed" if failed else "ok"
+            if as_json:
+                reply.json({"type": "manual", "name": name, "cadence": cadence or "quarterly",
+                            "state": state, "valid_days": standing.validity.days,
+                            "record": asdict(standing.record) if standing.record else None})
+                continue
+            mark = {"expired": "EXPD", "failed": "FAIL", "ok": "ok  "}[state]
             out.print(f"{mark} {name} [{cadence or 'quarterly'}]: {standing.describe()}",
                       markup=False)
     except RunbookError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
+        raise reply.fail(str(exc), exc.exit_code) from None
 
 
 def _manual_scenarios() -> dict[str, str | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from runbook import manual
 from runbook.errors import ConfigError
@@ -41,6 +42,15 @@ SYNTHETIC = "synthetic and not (daily or weekly or monthly or quarterly)"
 #: ``PYTEST_ADDOPTS`` and ``PYTEST_PLUGINS`` are the user's and go through.
 _PYTEST_VARIABLES = ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER",
                      "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+#: How pytest reports a run it stopped (``pytest.exit``: a safety gate's refusal, a
+#: configuration error): ``!!! _pytest.outcomes.Exit: <reason> !!!``.
+_EXIT_REASON = re.compile(r"^!+ _pytest\.outcomes\.Exit: (?P<reason>.+?) !+$")
+
+
+def color_wanted(stream: TextIO) -> bool:
+    """Colour for output shown on ``stream``: only a terminal, and never with ``NO_COLOR``
+    set to anything but the empty string (https://no-color.org; ``--no-color`` sets it)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
 def marks_for(tags: str | None, cadence: str | None) -> str:
@@ -80,6 +90,8 @@ class Selection:
     #: Every scenario's overall deadline (pytest-timeout), seconds.
     deadline_s: str = field(default_factory=lambda: os.environ.get(
         "RUNBOOK_SCENARIO_DEADLINE", "120"))
+    #: pytest's colours: for a terminal without ``NO_COLOR`` (the caller's stream).
+    color: bool = field(default_factory=lambda: color_wanted(sys.stdout))
 
     def command(self) -> list[str]:
         """The pytest command line (no secret on it)."""
@@ -93,7 +105,7 @@ class Selection:
             # outside the project (RUNBOOK_FEATURES), so the run still finds its ini file.
             "-c", str(PROJECT_ROOT / "pyproject.toml"),
             "--rootdir", os.path.commonpath([PROJECT_ROOT, features]),
-            "--color", "yes" if sys.stdout.isatty() else "no",
+            "--color", "yes" if self.color else "no",
             "-rN",
             # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
             "--timeout", self.deadline_s,
@@ -138,6 +150,14 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     )
     assert process.stdout is not None
     terminated: list[int] = []
+    reasons: list[str] = []
+
+    def heard(line: str) -> None:
+        shown = redact(line)
+        if found := _EXIT_REASON.match(shown.strip()):
+            reasons.append(found["reason"])
+        if echo is not None:
+            echo(shown)
 
     def terminate(signum: int, frame: object) -> None:
         # A scheduler stopping the run: the child must stop too (a drill restores first),
@@ -167,8 +187,7 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
         timer.start()
     try:
         for line in process.stdout:
-            if echo is not None:
-                echo(redact(line))
+            heard(line)
         code = process.wait()
     except KeyboardInterrupt:
         if not handle_signals:
@@ -177,8 +196,7 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
         # The child got the same SIGINT (same process group); let it finish its teardown.
         process.send_signal(signal.SIGINT)
         for line in process.stdout:
-            if echo is not None:
-                echo(redact(line))
+            heard(line)
         process.wait()
         return EXIT_INTERRUPTED
     except BaseException:
@@ -192,7 +210,7 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     if deadline is not None and time.monotonic() > deadline and code != 0:
         return EXIT_FAILED
     return runbook_exit(code, selection.reports / "summary.json", selection.run_id,
-                        selection.marks, say)
+                        selection.marks, say, reason=reasons[-1] if reasons else None)
 
 
 def _stop(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:
@@ -218,11 +236,16 @@ def load_summary(reports: Path, run_id: str) -> dict[str, Any] | None:
 
 
 def runbook_exit(code: int, summary: Path, run_id: str, marks: str,
-                 say: Callable[[str], None] | None = None) -> int:
-    """Map pytest's exit code onto the runbook's, trusting only this run's summary."""
+                 say: Callable[[str], None] | None = None, *, reason: str | None = None
+                 ) -> int:
+    """Map pytest's exit code onto the runbook's, trusting only this run's summary.
+    Without one, ``say`` hears why: ``reason`` (what stopped the run, redacted), or that
+    nothing matched."""
     document = load_summary(summary.parent, run_id)
     if document is not None and isinstance(document.get("exit_code"), int):
         return int(document["exit_code"])
+    if reason is not None and say is not None:
+        say(reason)
     if code == 5:
         if say is not None:
             say(f"no scenario matches {marks!r}; check --tags")

@@ -281,13 +281,14 @@ class Watcher:
     """Runs the rounds, counts, alerts, and keeps ``metrics.prom`` current.
 
     ``run_round(run_id)`` runs one check and returns its exit code (130 when interrupted);
-    ``say`` prints a terminal line, ``warn`` a warning.
+    ``say`` prints a terminal line, ``warn`` a warning; ``report`` (``--json``) gets each
+    round as a document (``round_document``).
     """
 
     def __init__(self, settings: WatchSettings, run_round: Callable[[str], int], *,
                  redact: Redactor, delivery: publish.Delivery, say: Callable[[str], None],
-                 warn: Callable[[str], None], sleep: Callable[[float], None] = time.sleep
-                 ) -> None:
+                 warn: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
+                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.settings = settings
         self.run_round = run_round
         self.redact = redact
@@ -295,6 +296,7 @@ class Watcher:
         self.say = say
         self.warn = warn
         self.sleep = sleep
+        self.report = report
         self.state = WatchState.load(settings.state_file, settings.target)
 
     def run(self) -> int:
@@ -329,6 +331,8 @@ class Watcher:
             if summary is None:
                 self.say(f"round {self.state.rounds + 1} {started:%H:%M:%S}Z: no result"
                          f" (exit {code}); counters unchanged")
+                if self.report is not None:
+                    self.report(self.round_document(None, run_id, started, code, []))
                 if code not in _FATAL:
                     self._write_metrics(None, code, started)
                 return code
@@ -339,9 +343,37 @@ class Watcher:
             self.say(self._round_line(summary, started, code))
             for event in events:
                 self.say(event.line())
+            if self.report is not None:
+                self.report(self.round_document(summary, run_id, started, code, events))
             self._post(events)
             self._write_metrics(summary, code, started)
         return code
+
+    def round_document(self, summary: Mapping[str, Any] | None, run_id: str,
+                       started: datetime, code: int, events: list[Event]) -> dict[str, Any]:
+        """One round as ``runbook watch --json`` prints it: its outcome counts, failing
+        scenarios, the alerts firing after it and those that fired or resolved with it;
+        ``"result": false`` (and the counters left as they were) when it gave none."""
+        scenarios = list(summary.get("scenarios", [])) if summary is not None else []
+        counts: dict[str, int] = {}
+        for scenario in scenarios:
+            counts[str(scenario.get("outcome"))] = counts.get(str(scenario.get("outcome")), 0) + 1
+        return {
+            "type": "round",
+            "round": self.state.rounds if summary is not None else self.state.rounds + 1,
+            "target": self.settings.target,
+            "run_id": run_id,
+            "started_at": _iso(started),
+            "elapsed_s": round((datetime.now(UTC) - started).total_seconds(), 3),
+            "exit_code": code,
+            "result": summary is not None,
+            "counts": counts,
+            "failing": [str(s.get("name")) for s in scenarios if s.get("outcome") in FAILING],
+            "firing": [c.name for c in self.state.firing().values()],
+            "events": [{"kind": e.kind, "scenario": e.counter.name,
+                        "tier": alerts.tier_of(e.scenario), "seconds": round(e.seconds, 3)}
+                       for e in events],
+        }
 
     def _round_line(self, summary: Mapping[str, Any], started: datetime, code: int) -> str:
         counts: dict[str, int] = {}

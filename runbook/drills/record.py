@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import re
 import socket
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -404,3 +406,37 @@ def read_progress(path: Path) -> list[tuple[datetime, str]]:
         if line.endswith("\n") and phase:
             lines.append((datetime.fromisoformat(at), phase))
     return lines
+
+
+#: A progress file kept next to its record: ``<UTC time>-<drill>[-n].progress``.
+_KEPT = re.compile(r"^\d{8}T\d{6}Z-(?P<drill>.+?)(?:-\d+)?$")
+
+
+def follow_progress(directory: Path, since: datetime, show: Callable[[str, str, datetime], None],
+                    stop: threading.Event, *, interval_s: float = 0.25) -> None:
+    """Follow the drills' progress files under ``directory`` (running or kept next to their
+    record) and call ``show(drill, phase, at)`` once for every phase started at or after
+    ``since``, in order, until ``stop`` is set; a last look then shows what came at the
+    end. ``runbook drill`` runs it beside the pytest run to show the phases live."""
+    seen: set[tuple[datetime, str]] = set()
+    cutoff = since.timestamp()
+    # not a poll: a follower paced by the interval until the run it follows has ended
+    while True:
+        ended = stop.wait(interval_s)
+        fresh: list[tuple[datetime, str, str]] = []
+        for path in directory.glob("*.progress"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    continue
+            except OSError:  # renamed as its record was written: seen under its new name
+                continue
+            kept = _KEPT.match(path.stem)
+            drill = kept["drill"] if kept else path.stem
+            fresh += [(at, phase, drill) for at, phase in read_progress(path)
+                      if at >= since and (at, phase) not in seen]
+        for at, phase, drill in sorted(fresh):
+            if (at, phase) not in seen:
+                seen.add((at, phase))
+                show(drill, phase, at)
+        if ended:
+            return

@@ -230,3 +230,18 @@ def write_summary(path: Path, outcomes: Sequence[ScenarioOutcome], code: int, ta
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2), encoding="utf-8")
     tmp.replace(path)
+
+
+def json_lines(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run's ``summary.json`` as ``runbook check --json`` prints it: one object per
+    scenario (``"type": "scenario"``, its fields as in the summary), then the run's own
+    (``"type": "summary"``: target, times, exit code, the number of scenarios and the count
+    of each outcome)."""
+    scenarios = [dict(s) for s in document.get("scenarios", []) if isinstance(s, Mapping)]
+    counts: dict[str, int] = {}
+    for scenario in scenarios:
+        outcome = str(scenario.get("outcome"))
+        counts[outcome] = counts.get(outcome, 0) + 1
+    run = {k: v for k, v in document.items() if k != "scenarios"}
+    return [*({"type": "scenario", **s} for s in scenarios),
+            {"type": "summary", **run, "scenarios": len(scenarios), "counts": counts}]
