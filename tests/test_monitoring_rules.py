@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runbook import watch
@@ -92,7 +93,8 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     watch_exposition = metrics.Exposition()
     watch.add_watch_metrics(watch_exposition, state)
     names = {sample.name
-             for text in (exposition.text(), watch_exposition.text())
+             for text in (generate_latest(exposition.registry()).decode(),
+                          generate_latest(watch_exposition.registry()).decode())
              for family in text_string_to_metric_families(text) for sample in family.samples}
     assert {"runbook_scenario_passed", "runbook_drill_rpo_objective_seconds",
             "runbook_watch_detection_latency_seconds"} <= names, names
