@@ -220,6 +220,7 @@ def test_a_drills_phases_show_live_on_a_terminal(
     assert first_phase < result_line - 2, "the phases came only at the end"
 
 
+@pytest.mark.timeout(420)
 def test_a_drill_is_quiet_off_a_terminal_and_its_json_is_its_result(
     healthy_sandbox: RunningSandbox, tmp_path: Path
 ) -> None:

@@ -28,6 +28,10 @@ REDIS = "Redis answers PONG"
 API = "The API reports status ok with a current timestamp"
 SCENARIOS = "redis_answers_pong or api_reports_status"
 
+# The module's stack (the session's sandbox, three servers, a check bounded at 180 s and the
+# sandbox brought back) is set up inside its first test: over the default timeout.
+pytestmark = pytest.mark.timeout(420)
+
 
 @dataclass(frozen=True)
 class Stack:

@@ -439,6 +439,7 @@ def test_the_guards_revert_only_verifies_health_and_reports_an_api_not_back(
 # -- as a user runs it ---------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(420)
 def test_runbook_drill_runs_the_scenario_on_a_kubernetes_staging_target_and_fails_it_honestly(
         sandbox: RunningSandbox, fake_cli: Calls, tmp_path: Path) -> None:
     """``runbook drill platform-api-crash --target env --allow-drills staging``: the Gherkin's

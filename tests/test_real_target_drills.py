@@ -50,8 +50,12 @@ def _machine_postgres() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _machine_postgres(),
-                                reason="this machine runs no PostgreSQL on 5432 (trust)")
+pytestmark = [
+    pytest.mark.skipif(not _machine_postgres(),
+                       reason="this machine runs no PostgreSQL on 5432 (trust)"),
+    # One test runs the scheduled job's four drills in one command: over the default.
+    pytest.mark.timeout(600),
+]
 
 
 def _free_port() -> int:
@@ -181,7 +185,7 @@ def staging(sandbox: RunningSandbox, moto_endpoint: str,
 
 def runbook(*args: str, cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "runbook.cli", *args], cwd=cwd, env=dict(env),
-                          capture_output=True, text=True, timeout=600, check=False)
+                          capture_output=True, text=True, timeout=540, check=False)
 
 
 def records(reports: Path) -> dict[str, dict[str, object]]:
