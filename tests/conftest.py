@@ -1,13 +1,15 @@
 """Fixtures for the library's own tests.
 
 ``sandbox``: ONE real sandbox for the whole test session, in a temporary ``RUNBOOK_HOME``,
-destroyed (processes stopped, state deleted) at the end. Tests that disturb it (kill, stop,
-restart with overrides) use ``healthy_sandbox``, which brings every component back before
-the next test.
+destroyed (processes stopped, state deleted) at the end, or stopped by its own supervisor
+when this process dies without the chance to (``RUNBOOK_SANDBOX_OWNER_PID``). Tests that
+disturb it (kill, stop, restart with overrides) use ``healthy_sandbox``, which brings every
+component back before the next test.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,11 +19,17 @@ from types import MappingProxyType
 import pytest
 
 from runbook.sandbox import Sandbox, SandboxStatus
+from runbook.sandbox.supervisor import OWNER_VARIABLE
 
 # A test run started in the background (nohup, `cmd &` in a script) inherits SIGINT ignored,
 # and so would every process it starts. The interrupt tests send SIGINT as a user's Ctrl-C
 # does: give this process Python's own handler, which its children then start without.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# Every sandbox this process starts, itself or through the commands it runs, is owned by it:
+# its supervisor brings it down once this process is gone, even killed with SIGKILL (see
+# ``runbook.sandbox.supervisor.Owner``). Each xdist worker is the owner of its own.
+os.environ[OWNER_VARIABLE] = str(os.getpid())
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,11 @@ One detached process that owns every component of one sandbox:
   start, then every ``RUNBOOK_SANDBOX_BACKUP_INTERVAL`` seconds (``runbook.sandbox.backups``);
 * on SIGTERM, SIGINT or ``/shutdown`` stops every child (PostgreSQL with a fast shutdown)
   and exits. If it is killed instead, its children get a parent-death signal (Linux) and
-  ``Sandbox.down`` sweeps whatever is left using the pids in ``state.json``.
+  ``Sandbox.down`` sweeps whatever is left using the pids in ``state.json``;
+* with ``RUNBOOK_SANDBOX_OWNER_PID`` in its environment (the test suite sets it), shuts down
+  the same way once that process is gone, however it ended (SIGKILL included): a sandbox a
+  test run started never outlives the run. Without it (``runbook sandbox up``) the sandbox
+  runs until it is brought down.
 
 Exit codes: 0 after a clean shutdown, 1 when it cannot start, 2 when another supervisor
 already owns this state directory.
@@ -36,8 +40,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,7 +56,12 @@ from runbook.sandbox.control import MAX_BODY, ControlEndpoint
 from runbook.sandbox.credentials import Secrets, ensure_secrets, with_admin_token
 from runbook.sandbox.layout import COMPONENTS, Layout, write_json_atomic
 from runbook.sandbox.ports import allocate_ports
-from runbook.sandbox.procs import parent_death_preexec, reserve_cpu_share, start_time
+from runbook.sandbox.procs import (
+    is_same_process,
+    parent_death_preexec,
+    reserve_cpu_share,
+    start_time,
+)
 from runbook.timeouts import Timeouts
 from runbook.wait import wait_until
 
@@ -67,6 +77,10 @@ SHUTDOWN_TIERS: tuple[tuple[str, ...], ...] = (
     ("api", "worker", "web", "mail", "s3"),
     ("redis", "postgres"),
 )
+#: The process whose end brings the sandbox down (set by the test suite; see ``Owner``).
+OWNER_VARIABLE = "RUNBOOK_SANDBOX_OWNER_PID"
+#: How often the supervisor looks at its owner.
+OWNER_POLL_S = 0.25
 
 
 def utc_iso(moment: float | None = None) -> str:
@@ -86,6 +100,36 @@ class _LineFormatter(logging.Formatter):
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process a sandbox lives for: the supervisor shuts the sandbox down once it is gone.
+
+    Identified by its pid and its start time, read when the supervisor starts, so a pid
+    the kernel hands to another process after the owner died never keeps the sandbox up.
+    """
+
+    pid: int
+    started: int | None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Owner | None:
+        """The owner named by ``RUNBOOK_SANDBOX_OWNER_PID``, ``None`` when it is unset or
+        empty. Raises ``SandboxError`` when it is not a process id."""
+        raw = environ.get(OWNER_VARIABLE, "").strip()
+        if not raw:
+            return None
+        if not raw.isdigit() or int(raw) <= 0:
+            raise SandboxError(
+                f"{OWNER_VARIABLE}={raw!r} is not a process id; set the pid whose exit stops"
+                " the sandbox, or unset it for a sandbox that runs until `runbook sandbox down`"
+            )
+        pid = int(raw)
+        return cls(pid, start_time(pid))
+
+    def alive(self) -> bool:
+        return is_same_process(self.pid, self.started)
 
 
 class _SpawnRequest:
@@ -374,8 +418,9 @@ class Supervisor:
     """Owns the components of the sandbox in ``layout``."""
 
     def __init__(self, layout: Layout, binaries: Binaries, secrets: Secrets,
-                 ports: dict[str, int]) -> None:
+                 ports: dict[str, int], owner: Owner | None = None) -> None:
         self.layout = layout
+        self.owner = owner
         self.binaries = binaries
         self.secrets = secrets
         self.ports = ports
@@ -426,6 +471,7 @@ class Supervisor:
                     "redis_server": str(self.binaries.redis_server),
                     "pgdata": str(self.pgdata) if self.pgdata else None,
                     "postgres_user": self.pg_user.name if self.pg_user else None,
+                    "owner_pid": self.owner.pid if self.owner else None,
                 },
                 "components": {name: r.snapshot() for name, r in self.runners.items()},
             }
@@ -706,9 +752,18 @@ class Supervisor:
             self.layout.root, self.binaries.postgres.bindir, self.binaries.redis_server,
             f"; postgres runs as {self.pg_user.name}" if self.pg_user else "",
         )
+        if self.owner is not None:
+            log.info("the sandbox stops when its owner, pid %d, is gone", self.owner.pid)
         for runner in self.runners.values():
             runner.thread.start()
+        owner_checked = 0.0
         while not self.shutdown_requested.is_set():
+            if self.owner is not None and time.monotonic() - owner_checked >= OWNER_POLL_S:
+                owner_checked = time.monotonic()
+                if not self.owner.alive():
+                    log.info("the sandbox's owner (pid %d) is gone; shutting the sandbox down",
+                             self.owner.pid)
+                    break
             try:
                 request = self._spawns.get(timeout=0.05)
             except queue.Empty:
@@ -806,8 +861,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             binaries = find_binaries()
             secrets = ensure_secrets(layout.secrets)
+            owner = Owner.from_environ(os.environ)
             ports = allocate_ports(layout.ports)
-            supervisor = Supervisor(layout, binaries, secrets, ports)
+            supervisor = Supervisor(layout, binaries, secrets, ports, owner)
         except SandboxError as exc:
             log.error("%s", exc)
             write_json_atomic(layout.state, {
