@@ -9,7 +9,7 @@
 # because the runbook runs its scenarios (steps/, features/, conftest.py) from its source tree.
 
 # The Allure 3 CLI, pinned by package-lock.json, for `runbook report`.
-FROM node:20-bookworm-slim AS allure
+FROM node:22-bookworm-slim AS allure
 WORKDIR /opt/runbook
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
@@ -21,14 +21,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp
 WORKDIR /opt/runbook
-COPY . .
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends tini >/dev/null \
  && rm -rf /var/lib/apt/lists/* \
- && python -m pip install -e . \
  && groupadd --gid 10001 runbook \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp runbook \
  && mkdir -p /data && chown runbook:runbook /data
+# The dependencies first, from pyproject.toml alone: a change to the source reuses this layer.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
+['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
+ && python -m pip install -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY . .
+RUN python -m pip install --no-deps -e .
 # Reports, records and the runbook's state go under /data (a volume in Kubernetes).
 WORKDIR /data
 USER 10001:10001
