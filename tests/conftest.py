@@ -19,6 +19,7 @@ from types import MappingProxyType
 import pytest
 
 from runbook.sandbox import Sandbox, SandboxStatus
+from runbook.sandbox.procs import is_alive
 from runbook.sandbox.supervisor import OWNER_VARIABLE
 
 # A test run started in the background (nohup, `cmd &` in a script) inherits SIGINT ignored,
@@ -26,10 +27,22 @@ from runbook.sandbox.supervisor import OWNER_VARIABLE
 # does: give this process Python's own handler, which its children then start without.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# Every sandbox this process starts, itself or through the commands it runs, is owned by it:
-# its supervisor brings it down once this process is gone, even killed with SIGKILL (see
-# ``runbook.sandbox.supervisor.Owner``). Each xdist worker is the owner of its own.
-os.environ[OWNER_VARIABLE] = str(os.getpid())
+
+def own_sandboxes() -> None:
+    """Make this process an owner of every sandbox it starts, itself or through the commands
+    it runs, beside the live owners it inherited (an xdist worker: its controller, so that
+    the sandbox stops with a killed run even while the worker lingers): the sandbox's
+    supervisor brings it down once one of them is gone, even killed with SIGKILL
+    (``runbook.sandbox.supervisor.Owner``)."""
+    inherited = [p.strip() for p in os.environ.get(OWNER_VARIABLE, "").split(",")]
+    live = [p for p in inherited if p.isdigit() and is_alive(int(p))]
+    os.environ[OWNER_VARIABLE] = ",".join(dict.fromkeys([*live, str(os.getpid())]))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In the test processes only, not in a helper that imports this module (a process a
+    # test kills must not take the sandbox down with it).
+    own_sandboxes()
 
 
 @dataclass(frozen=True)

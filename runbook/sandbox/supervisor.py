@@ -17,10 +17,10 @@ One detached process that owns every component of one sandbox:
 * on SIGTERM, SIGINT or ``/shutdown`` stops every child (PostgreSQL with a fast shutdown)
   and exits. If it is killed instead, its children get a parent-death signal (Linux) and
   ``Sandbox.down`` sweeps whatever is left using the pids in ``state.json``;
-* with ``RUNBOOK_SANDBOX_OWNER_PID`` in its environment (the test suite sets it), shuts down
-  the same way once that process is gone, however it ended (SIGKILL included): a sandbox a
-  test run started never outlives the run. Without it (``runbook sandbox up``) the sandbox
-  runs until it is brought down.
+* with ``RUNBOOK_SANDBOX_OWNER_PID`` in its environment (one pid or several, separated by
+  commas; the test suite sets it), shuts down the same way once one of those processes is
+  gone, however it ended (SIGKILL included): a sandbox a test run started never outlives the
+  run. Without it (``runbook sandbox up``) the sandbox runs until it is brought down.
 
 Exit codes: 0 after a clean shutdown, 1 when it cannot start, 2 when another supervisor
 already owns this state directory.
@@ -77,9 +77,9 @@ SHUTDOWN_TIERS: tuple[tuple[str, ...], ...] = (
     ("api", "worker", "web", "mail", "s3"),
     ("redis", "postgres"),
 )
-#: The process whose end brings the sandbox down (set by the test suite; see ``Owner``).
+#: The processes whose end brings the sandbox down (set by the test suite; see ``Owner``).
 OWNER_VARIABLE = "RUNBOOK_SANDBOX_OWNER_PID"
-#: How often the supervisor looks at its owner.
+#: How often the supervisor looks at its owners.
 OWNER_POLL_S = 0.25
 
 
@@ -104,32 +104,38 @@ def _one_line(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Owner:
-    """The process a sandbox lives for: the supervisor shuts the sandbox down once it is gone.
+    """The processes a sandbox lives for (a test run: its xdist controller and the worker;
+    a process a test starts adds itself): the supervisor shuts the sandbox down once one of
+    them is gone.
 
-    Identified by its pid and its start time, read when the supervisor starts, so a pid
-    the kernel hands to another process after the owner died never keeps the sandbox up.
+    Each is identified by its pid and its start time, read when the supervisor starts, so a
+    pid the kernel hands to another process after an owner died never keeps the sandbox up.
     """
 
-    pid: int
-    started: int | None
+    pids: tuple[int, ...]
+    started: tuple[int | None, ...]
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Owner | None:
-        """The owner named by ``RUNBOOK_SANDBOX_OWNER_PID``, ``None`` when it is unset or
-        empty. Raises ``SandboxError`` when it is not a process id."""
-        raw = environ.get(OWNER_VARIABLE, "").strip()
-        if not raw:
+        """The owners named by ``RUNBOOK_SANDBOX_OWNER_PID`` (pids separated by commas),
+        ``None`` when it is unset or empty. Raises ``SandboxError`` when one is not a pid."""
+        raw = environ.get(OWNER_VARIABLE, "")
+        words = [word.strip() for word in raw.split(",") if word.strip()]
+        if not words:
             return None
-        if not raw.isdigit() or int(raw) <= 0:
+        if not all(word.isdigit() and int(word) > 0 for word in words):
             raise SandboxError(
-                f"{OWNER_VARIABLE}={raw!r} is not a process id; set the pid whose exit stops"
-                " the sandbox, or unset it for a sandbox that runs until `runbook sandbox down`"
+                f"{OWNER_VARIABLE}={raw!r} is not a list of process ids; set the pids whose"
+                " exit stops the sandbox, or unset it for a sandbox that runs until"
+                " `runbook sandbox down`"
             )
-        pid = int(raw)
-        return cls(pid, start_time(pid))
+        pids = tuple(dict.fromkeys(int(word) for word in words))
+        return cls(pids, tuple(start_time(pid) for pid in pids))
 
-    def alive(self) -> bool:
-        return is_same_process(self.pid, self.started)
+    def gone(self) -> int | None:
+        """The pid of the first owner no longer running, ``None`` while they all run."""
+        return next((pid for pid, started in zip(self.pids, self.started, strict=True)
+                     if not is_same_process(pid, started)), None)
 
 
 class _SpawnRequest:
@@ -471,7 +477,7 @@ class Supervisor:
                     "redis_server": str(self.binaries.redis_server),
                     "pgdata": str(self.pgdata) if self.pgdata else None,
                     "postgres_user": self.pg_user.name if self.pg_user else None,
-                    "owner_pid": self.owner.pid if self.owner else None,
+                    "owner_pids": list(self.owner.pids) if self.owner else [],
                 },
                 "components": {name: r.snapshot() for name, r in self.runners.items()},
             }
@@ -753,16 +759,18 @@ class Supervisor:
             f"; postgres runs as {self.pg_user.name}" if self.pg_user else "",
         )
         if self.owner is not None:
-            log.info("the sandbox stops when its owner, pid %d, is gone", self.owner.pid)
+            log.info("the sandbox stops when one of its owners is gone (pid %s)",
+                     ", ".join(map(str, self.owner.pids)))
         for runner in self.runners.values():
             runner.thread.start()
         owner_checked = 0.0
         while not self.shutdown_requested.is_set():
             if self.owner is not None and time.monotonic() - owner_checked >= OWNER_POLL_S:
                 owner_checked = time.monotonic()
-                if not self.owner.alive():
+                gone = self.owner.gone()
+                if gone is not None:
                     log.info("the sandbox's owner (pid %d) is gone; shutting the sandbox down",
-                             self.owner.pid)
+                             gone)
                     break
             try:
                 request = self._spawns.get(timeout=0.05)
