@@ -646,7 +646,8 @@ def drill_verify(
 
 
 @app.command(epilog="Examples: runbook watch --interval 300 --webhook $SLACK_URL; runbook"
-                    " watch --rounds 3 --json (one JSON line per round)")
+                    " watch --rounds 3 --json (one JSON line per round); runbook watch"
+                    " --listen 127.0.0.1:9464 (/metrics to scrape, / a status page)")
 def watch(
     target: TargetOption = None,
     interval: Annotated[float, typer.Option(
@@ -664,15 +665,20 @@ def watch(
     pushgateway: PushgatewayOption = None,
     webhook: WebhookOption = None,
     as_json: JsonOption = False,
+    listen: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="serve /metrics, a status page (/) and /healthz there while"
+                                  " the watch runs (port 0: any free port)")] = None,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
+    from runbook.reporting.live import LiveServer, LiveStatus, parse_listen
     from runbook.watch import Watcher, WatchSettings, state_file
 
     reply = Reply(as_json=as_json)
     delivery = _delivery(pushgateway, webhook, reply)
     try:
+        address = parse_listen(listen) if listen is not None else None
         runner.check_features(runner.features_directory())
         run, resolved = _resolve(target, config)
     except RunbookError as exc:
@@ -701,13 +707,27 @@ def watch(
         human.print(redact(line), markup=False)
         human.file.flush()
 
+    status = LiveStatus(run.name, interval, redact) if address is not None else None
+    server = None
+    if status is not None and address is not None:
+        try:
+            server = LiveServer(status, *address)
+        except RunbookError as exc:
+            raise reply.fail(str(exc), exc.exit_code) from None
     watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
                       warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                   markup=False),
-                      report=reply.json if as_json else None)
+                      report=reply.json if as_json else None, status=status)
     human.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
                 f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
-    code = watcher.run()
+    if server is not None:
+        server.start()
+        say(f"listening on {server.url} (/metrics, /healthz, / the status page)")
+    try:
+        code = watcher.run()
+    finally:
+        if server is not None:
+            server.stop()
     if as_json and code in (EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED):
         reply.json(error(code, reply.said[-1] if reply.said else "interrupted"))
     raise typer.Exit(code)
