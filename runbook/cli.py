@@ -673,7 +673,7 @@ def watch(
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting.live import LiveServer, LiveStatus, parse_listen
-    from runbook.watch import Watcher, WatchSettings, state_file
+    from runbook.watch import Watcher, WatchSettings, state_file  # likewise
 
     reply = Reply(as_json=as_json)
     delivery = _delivery(pushgateway, webhook, reply)
