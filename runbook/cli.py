@@ -677,11 +677,17 @@ def watch(
 
     reply = Reply(as_json=as_json)
     delivery = _delivery(pushgateway, webhook, reply)
+    status = LiveStatus(interval, reply.redact) if listen is not None else None
+    server = None
     try:
-        address = parse_listen(listen) if listen is not None else None
+        # Bound first: an address in use stops the watch before a sandbox is started.
+        if status is not None and listen is not None:
+            server = LiveServer(status, *parse_listen(listen))
         runner.check_features(runner.features_directory())
         run, resolved = _resolve(target, config)
     except RunbookError as exc:
+        if server is not None:
+            server.stop()
         raise reply.fail(str(exc), exc.exit_code) from None
     redact = reply.redact
     redact.add(resolved.secret_values())
@@ -707,13 +713,8 @@ def watch(
         human.print(redact(line), markup=False)
         human.file.flush()
 
-    status = LiveStatus(run.name, interval, redact) if address is not None else None
-    server = None
-    if status is not None and address is not None:
-        try:
-            server = LiveServer(status, *address)
-        except RunbookError as exc:
-            raise reply.fail(str(exc), exc.exit_code) from None
+    if status is not None:
+        status.target = run.name
     watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
                       warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                   markup=False),

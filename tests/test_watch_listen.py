@@ -257,7 +257,7 @@ def test_a_listen_address_must_be_host_and_port() -> None:
 
 
 def test_the_page_escapes_and_redacts_what_it_shows() -> None:
-    status = LiveStatus("staging", 0.2, Redactor(["hunter2-token"]))
+    status = LiveStatus(0.2, Redactor(["hunter2-token"]), target="staging")
     scenario = {"nodeid": "n", "name": "<script>alert(1)</script>", "outcome": "failed",
                 "tier": "critical", "sections": ["service-down"]}
     status.update(None, [scenario], Round(3, datetime(2026, 1, 1, tzinfo=UTC), 1.5, 1, True),

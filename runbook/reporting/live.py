@@ -81,9 +81,11 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 class LiveStatus:
-    """What the server shows, replaced by the watch after every round (under a lock)."""
+    """What the server shows, replaced by the watch after every round (under a lock).
+    ``target`` may be named after the server is bound (it is bound before the target is
+    resolved, which may start a sandbox)."""
 
-    def __init__(self, target: str, interval_s: float, redact: Redact) -> None:
+    def __init__(self, interval_s: float, redact: Redact, target: str = "") -> None:
         self.target = target
         self.interval_s = interval_s
         self.redact = redact
