@@ -646,7 +646,8 @@ def drill_verify(
 
 
 @app.command(epilog="Examples: runbook watch --interval 300 --webhook $SLACK_URL; runbook"
-                    " watch --rounds 3 --json (one JSON line per round)")
+                    " watch --rounds 3 --json (one JSON line per round); runbook watch"
+                    " --listen 127.0.0.1:9464 (/metrics to scrape, / a status page)")
 def watch(
     target: TargetOption = None,
     interval: Annotated[float, typer.Option(
@@ -664,18 +665,29 @@ def watch(
     pushgateway: PushgatewayOption = None,
     webhook: WebhookOption = None,
     as_json: JsonOption = False,
+    listen: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="serve /metrics, a status page (/) and /healthz there while"
+                                  " the watch runs (port 0: any free port)")] = None,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
-    from runbook.watch import Watcher, WatchSettings, state_file
+    from runbook.reporting.live import LiveServer, LiveStatus, parse_listen
+    from runbook.watch import Watcher, WatchSettings, state_file  # likewise
 
     reply = Reply(as_json=as_json)
     delivery = _delivery(pushgateway, webhook, reply)
+    status = LiveStatus(interval, reply.redact) if listen is not None else None
+    server = None
     try:
+        # Bound first: an address in use stops the watch before a sandbox is started.
+        if status is not None and listen is not None:
+            server = LiveServer(status, *parse_listen(listen))
         runner.check_features(runner.features_directory())
         run, resolved = _resolve(target, config)
     except RunbookError as exc:
+        if server is not None:
+            server.stop()
         raise reply.fail(str(exc), exc.exit_code) from None
     redact = reply.redact
     redact.add(resolved.secret_values())
@@ -701,13 +713,22 @@ def watch(
         human.print(redact(line), markup=False)
         human.file.flush()
 
+    if status is not None:
+        status.target = run.name
     watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
                       warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
                                                   markup=False),
-                      report=reply.json if as_json else None)
+                      report=reply.json if as_json else None, status=status)
     human.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
                 f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
-    code = watcher.run()
+    if server is not None:
+        server.start()
+        say(f"listening on {server.url} (/metrics, /healthz, / the status page)")
+    try:
+        code = watcher.run()
+    finally:
+        if server is not None:
+            server.stop()
     if as_json and code in (EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED):
         reply.json(error(code, reply.said[-1] if reply.said else "interrupted"))
     raise typer.Exit(code)

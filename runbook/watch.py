@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.redact import Redactor
-from runbook.reporting import alerts, metrics, publish
+from runbook.reporting import alerts, live, metrics, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_OK, EXIT_WARNINGS, NON_PAGING_TIERS
 from runbook.sandbox.layout import write_json_atomic
 
@@ -282,13 +282,15 @@ class Watcher:
 
     ``run_round(run_id)`` runs one check and returns its exit code (130 when interrupted);
     ``say`` prints a terminal line, ``warn`` a warning; ``report`` (``--json``) gets each
-    round as a document (``round_document``).
+    round as a document (``round_document``); ``status`` (``--listen``) is given each
+    round's metrics, outcomes and alerts.
     """
 
     def __init__(self, settings: WatchSettings, run_round: Callable[[str], int], *,
                  redact: Redactor, delivery: publish.Delivery, say: Callable[[str], None],
                  warn: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
-                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 report: Callable[[dict[str, Any]], None] | None = None,
+                 status: live.LiveStatus | None = None) -> None:
         self.settings = settings
         self.run_round = run_round
         self.redact = redact
@@ -297,6 +299,7 @@ class Watcher:
         self.warn = warn
         self.sleep = sleep
         self.report = report
+        self.status = status
         self.state = WatchState.load(settings.state_file, settings.target)
 
     def run(self) -> int:
@@ -333,8 +336,9 @@ class Watcher:
                          f" (exit {code}); counters unchanged")
                 if self.report is not None:
                     self.report(self.round_document(None, run_id, started, code, []))
-                if code not in _FATAL:
-                    self._write_metrics(None, code, started)
+                exposition = (self._write_metrics(None, code, started)
+                              if code not in _FATAL else None)
+                self._update_status(exposition, [], started, code, result=False)
                 return code
             events = self.state.observe(summary, started, datetime.now(UTC),
                                         fail_after=self.settings.fail_after,
@@ -346,7 +350,9 @@ class Watcher:
             if self.report is not None:
                 self.report(self.round_document(summary, run_id, started, code, events))
             self._post(events)
-            self._write_metrics(summary, code, started)
+            exposition = self._write_metrics(summary, code, started)
+            self._update_status(exposition, summary.get("scenarios", []), started, code,
+                                result=True)
         return code
 
     def round_document(self, summary: Mapping[str, Any] | None, run_id: str,
@@ -397,13 +403,26 @@ class Watcher:
                            warn=self.warn, what=kind if kind == "alert" else "resolution")
 
     def _write_metrics(self, summary: Mapping[str, Any] | None, code: int,
-                       started: datetime) -> None:
+                       started: datetime) -> metrics.Exposition:
         exposition = publish.run_exposition(self.settings.reports, summary,
                                             target=self.settings.target, code=code,
                                             started=started)
         add_watch_metrics(exposition, self.state)
         publish.write_and_push(self.settings.reports, exposition, target=self.settings.target,
                                redact=self.redact, delivery=self.delivery, warn=self.warn)
+        return exposition
+
+    def _update_status(self, exposition: metrics.Exposition | None,
+                       scenarios: list[Mapping[str, Any]], started: datetime, code: int, *,
+                       result: bool) -> None:
+        if self.status is None:
+            return
+        number = self.state.rounds if result else self.state.rounds + 1
+        last = live.Round(number, started, (datetime.now(UTC) - started).total_seconds(),
+                          code, result)
+        firing = [live.Alert(c.name, c.tier or "", c.fired_at or "", c.last_message)
+                  for c in self.state.firing().values()]
+        self.status.update(exposition, scenarios, last, firing)
 
     def _exit_code(self) -> int:
         firing = self.state.firing().values()
