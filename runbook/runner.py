@@ -155,7 +155,10 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     def heard(line: str) -> None:
         shown = redact(line)
         if found := _EXIT_REASON.match(shown.strip()):
+            # Said once, in the runbook's own words (``runbook: <reason>``), not also as
+            # pytest's banner.
             reasons.append(found["reason"])
+            return
         if echo is not None:
             echo(shown)
 

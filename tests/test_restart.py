@@ -177,8 +177,12 @@ def test_a_real_restart_is_measured(healthy_sandbox: Any, sandbox_target: Target
     assert after.pid != before.pid, "no new process: the restart did not happen"
     assert record.healthy_before is True
     # The supervisor stops the old process before starting the new one on the same port
-    # (api, web) or Redis connections (worker): a real restart has a gap a poll sees.
-    assert record.downtime_s > 0, record.summary()
+    # (api, web) or Redis connections (worker): a real restart has a gap. A poll sees it
+    # when one lands in it (the api's start always leaves room; a busy machine can poll
+    # past the web's short one): the downtime is measured exactly when a poll failed.
+    assert (record.downtime_s > 0) == (record.failed_polls > 0), record.summary()
+    if service == "api":
+        assert record.downtime_s > 0, record.summary()
     assert record.time_to_healthy_s is not None
     assert record.downtime_s <= record.time_to_healthy_s
     assert [(c.method, c.kind) for c in platform.calls] == [("restart", "destructive")]
