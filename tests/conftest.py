@@ -18,9 +18,13 @@ from types import MappingProxyType
 
 import pytest
 
+from runbook.actions.users import CanaryUser, canary_user
+from runbook.drills.context import context_for
+from runbook.drills.faults import DrillContext
 from runbook.sandbox import Sandbox, SandboxStatus
 from runbook.sandbox.procs import is_alive
 from runbook.sandbox.supervisor import OWNER_VARIABLE
+from runbook.targets import RunSpec
 
 # A test run started in the background (nohup, `cmd &` in a script) inherits SIGINT ignored,
 # and so would every process it starts. The interrupt tests send SIGINT as a user's Ctrl-C
@@ -90,3 +94,20 @@ def healthy_sandbox(sandbox: RunningSandbox) -> Iterator[RunningSandbox]:
         if component.env_overrides or name in stored:
             box.restart(name)
     box.up(timeout=60)
+
+
+# -- game days (tests/test_gamedays_*.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
+    """A canary user for a game day's steady-state round trip, removed after the module."""
+    context = context_for(RunSpec.sandbox(sandbox.home))
+    with canary_user(context.target, context.timeouts) as user:
+        yield user
+
+
+@pytest.fixture
+def context(healthy_sandbox: RunningSandbox) -> DrillContext:
+    """A game day's drill context on the healthy shared sandbox."""
+    return context_for(RunSpec.sandbox(healthy_sandbox.home))

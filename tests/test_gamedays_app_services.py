@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runbook.actions import journeys
-from runbook.actions.users import CanaryUser, canary_user
+from runbook.actions.users import CanaryUser
 from runbook.config import Target
 from runbook.drills import engine, faults
 from runbook.drills.catalog import DRILLS
-from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.service_variables import value_for, without_password
 from runbook.errors import ConfigError
@@ -38,20 +36,6 @@ from runbook.sandbox.services.api import CHAOS_CPU_HOG, start_cpu_hog
 from runbook.wait import wait_until
 from tests import gamedays
 from tests.conftest import RunningSandbox
-
-
-@pytest.fixture(scope="module")
-def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
-    """A canary user for the steady-state round trip, removed after the module."""
-    context = context_for(gamedays.spec(sandbox))
-    with canary_user(context.target, context.timeouts) as user:
-        yield user
-
-
-@pytest.fixture
-def context(healthy_sandbox: RunningSandbox) -> DrillContext:
-    return context_for(gamedays.spec(healthy_sandbox))
-
 
 SERVICE_GAMEDAYS = ["service-down", "high-cpu", "api-500-missing-variable",
                     "worker-not-processing", "invalid-token"]

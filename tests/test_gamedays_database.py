@@ -13,33 +13,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runbook.actions.users import CanaryUser, canary_user
+from runbook.actions.users import CanaryUser
 from runbook.drills.catalog import DRILLS
-from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents.database_connection_errors import ConnectionUse
 from runbook.probes import postgres
 from tests import gamedays
 from tests.conftest import RunningSandbox
-
-
-@pytest.fixture(scope="module")
-def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
-    """A canary user for the steady-state round trip, removed after the module."""
-    context = context_for(gamedays.spec(sandbox))
-    with canary_user(context.target, context.timeouts) as user:
-        yield user
-
-
-@pytest.fixture
-def context(healthy_sandbox: RunningSandbox) -> DrillContext:
-    return context_for(gamedays.spec(healthy_sandbox))
-
 
 DATABASE_GAMEDAYS = ["database-connection-errors", "connection-limit-exhausted",
                      "api-500-lost-database", "slow-query-performance"]

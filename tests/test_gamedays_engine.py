@@ -16,17 +16,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runbook.actions import journeys
-from runbook.actions.users import CanaryUser, canary_user
+from runbook.actions.users import CanaryUser
 from runbook.drills import detection, engine, faults
 from runbook.drills.catalog import DRILLS, GAME_DAYS
-from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import data_breach, slow_query, upload_failures
 from runbook.probes import postgres
@@ -36,19 +34,6 @@ from runbook.sections import next_steps
 from runbook.wait import wait_until
 from tests import gamedays
 from tests.conftest import RunningSandbox
-
-
-@pytest.fixture(scope="module")
-def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
-    """A canary user for the steady-state round trip, removed after the module."""
-    context = context_for(gamedays.spec(sandbox))
-    with canary_user(context.target, context.timeouts) as user:
-        yield user
-
-
-@pytest.fixture
-def context(healthy_sandbox: RunningSandbox) -> DrillContext:
-    return context_for(gamedays.spec(healthy_sandbox))
 
 
 def test_every_drill_is_in_the_catalogue_with_json_params_and_a_known_section() -> None:

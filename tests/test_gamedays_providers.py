@@ -12,7 +12,6 @@ uploads.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook.actions.users import CanaryUser, canary_user
-from runbook.drills.context import context_for
+from runbook.actions.users import CanaryUser
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import upload_failures
 from tests import gamedays
 from tests.conftest import RunningSandbox
-
-
-@pytest.fixture(scope="module")
-def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
-    """A canary user for the steady-state round trip, removed after the module."""
-    context = context_for(gamedays.spec(sandbox))
-    with canary_user(context.target, context.timeouts) as user:
-        yield user
-
-
-@pytest.fixture
-def context(healthy_sandbox: RunningSandbox) -> DrillContext:
-    return context_for(gamedays.spec(healthy_sandbox))
-
 
 PROVIDER_GAMEDAYS = ["upload-failures-wrong-credentials", "upload-failures-bucket-policy",
                      "upload-failures-cors", "email-not-sending-invalid-key",

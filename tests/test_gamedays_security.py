@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runbook.actions.users import CanaryUser, canary_user
+from runbook.actions.users import CanaryUser
 from runbook.drills import faults
-from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import data_breach
 from runbook.probes import audit, canaries
 from runbook.sections import next_steps
 from tests import gamedays
 from tests.conftest import RunningSandbox
-
-
-@pytest.fixture(scope="module")
-def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
-    """A canary user for the steady-state round trip, removed after the module."""
-    context = context_for(gamedays.spec(sandbox))
-    with canary_user(context.target, context.timeouts) as user:
-        yield user
-
-
-@pytest.fixture
-def context(healthy_sandbox: RunningSandbox) -> DrillContext:
-    return context_for(gamedays.spec(healthy_sandbox))
-
 
 SECURITY_GAMEDAYS = ["data-breach"]
 
