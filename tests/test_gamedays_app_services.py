@@ -114,9 +114,12 @@ def test_a_variable_fault_never_takes_a_secret_from_the_parameters() -> None:
         value_for(target, {"variable": "X", "change": "flip"})
 
 
-#: The misconfiguration faults, and the check that shows each while it is in.
+#: The misconfiguration faults, and the check that shows each while it is in. The CPU hog
+#: burns a core, but under the suite's four workers on two cores the restarted API can be
+#: scheduled below the runbook's 80% for tens of seconds (CI, 2026-12-02: under 80% for 21 s):
+#: half a core still tells a burning API from an idle one (a few percent), whatever the load.
 MISCONFIGURATIONS = {
-    "high-cpu": lambda c: resources.api_cpu(c.target, c.timeouts, limit_percent=80),
+    "high-cpu": lambda c: resources.api_cpu(c.target, c.timeouts, limit_percent=50),
     "api-500-missing-variable": lambda c: journeys.login(c.target, c.timeouts),
     "invalid-token": lambda c: journeys.release(c.target, c.timeouts),
     "upload-failures-wrong-credentials": lambda c: journeys.upload(c.target, c.timeouts),
@@ -141,7 +144,7 @@ def test_a_misconfiguration_survives_a_plain_restart(name: str, healthy_sandbox:
         assert restarted.ok, restarted.error
         still = spec.present(context, params) if spec.present else None
         assert still, f"{name}: the fault is gone after a plain restart of {service}"
-        seen = wait_until(lambda: not check(context).ok, timeout=20, interval=0.5)
+        seen = wait_until(lambda: not check(context).ok, timeout=45, interval=0.5)
         assert seen.ok, f"{name}: the incident's check passes after a plain restart"
     finally:
         reverted = spec.revert(context, params)
