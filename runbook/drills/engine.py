@@ -270,18 +270,25 @@ class _Timeline:
 
     checks: tuple[tuple[datetime, datetime, bool, str], ...]
 
-    def around(self, at: datetime | None) -> dict[str, float | None]:
+    def around(self, at: datetime | None, *, earlier_red: datetime | None = None
+               ) -> dict[str, float | str | None]:
         """``sampling_s``: from the last failing check's verdict to the start of the first
-        green one (the polling gap); ``window_s``: to that green check's verdict (``at``).
-        ``None`` without a red check before it."""
+        green one (the polling gap); ``window_s``: to that green check's verdict (``at``);
+        ``last_red``: which check was the last to see the fault. Without a red check in
+        the wait (the target came back while the runbook's steps ran, before the wait's
+        first check), the last red is ``earlier_red``, the detection's verdict: the gap is
+        then as wide as the steps took, and says so. ``None`` without any red check."""
         if at is None:
-            return {"sampling_s": None, "window_s": None}
+            return {"sampling_s": None, "window_s": None, "last_red": None}
         red = [finished for _, finished, ok, _ in self.checks if not ok and finished < at]
         green = [started for started, finished, ok, _ in self.checks if ok and finished == at]
+        source = "the recovery wait"
+        if not red and earlier_red is not None and earlier_red < at:
+            red, source = [earlier_red], "the detection (no red check in the recovery wait)"
         if not red:
-            return {"sampling_s": None, "window_s": None}
+            return {"sampling_s": None, "window_s": None, "last_red": None}
         return {"sampling_s": (green[0] - red[-1]).total_seconds() if green else None,
-                "window_s": (at - red[-1]).total_seconds()}
+                "window_s": (at - red[-1]).total_seconds(), "last_red": source}
 
 
 @dataclass(frozen=True)
@@ -572,7 +579,7 @@ def _recover(state: Run, parts: Incident, spec: FaultSpec, interval_s: float) ->
                                 until=time.monotonic() + max(0.0, left), interval=interval_s,
                                 still_faulted=_still_faulted(state, spec))
     drill.recovered_at = outcome.at
-    resolution = outcome.timeline.around(outcome.at)
+    resolution = outcome.timeline.around(outcome.at, earlier_red=drill.detected_at)
     drill.evidence["recovery_resolution"] = resolution
     if outcome.ok:
         steady = ("end-to-end checks" if type(parts).steady_check is Incident.steady_check
