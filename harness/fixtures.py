@@ -18,6 +18,7 @@ import pytest
 
 from harness import scenarios
 from harness.state import run_state, scenario_state
+from runbook import reachability
 from runbook.actions.users import CanaryPool
 from runbook.config import Target
 from runbook.drills.catalog import DRILLS
@@ -58,6 +59,30 @@ def target(request: pytest.FixtureRequest) -> Target:
     state.redactor.add(resolved.secret_values())
     state.target_described = resolved.describe()
     return resolved
+
+
+@pytest.fixture(scope="session")
+def components(timeouts: Timeouts) -> reachability.Reachability:
+    """Whether each component answers, asked once for the run (``runbook.reachability``)."""
+    return reachability.Reachability(timeouts)
+
+
+@pytest.fixture(autouse=True)
+def _unreachable_components_fail_fast(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A synthetic check's probes ask each component they need once for the run: after one
+    did not answer, every check that needs it fails at once naming it, instead of waiting
+    out its own timeouts. Operations and drills are not gated: they wait for a target to
+    come back (a restart, a recovery), which a verdict held for the run would defeat."""
+    item = request.node
+    if (not scenarios.is_scenario(item) or item.get_closest_marker("synthetic") is None
+            or any(item.get_closest_marker(m) is not None
+                   for m in ("operation", "drill", "read-only"))):
+        yield
+        return
+    gate: reachability.Reachability = request.getfixturevalue("components")
+    gate.scenario = scenarios.names(item)[1]
+    with reachability.active(gate):
+        yield
 
 
 @pytest.fixture(scope="session")

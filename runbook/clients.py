@@ -10,6 +10,7 @@ alerts on error rate and response time count its users' traffic, never the runbo
 from __future__ import annotations
 
 import functools
+import ssl
 from typing import Any
 
 import httpx
@@ -47,7 +48,18 @@ def http_client(timeouts: Timeouts, *, base_url: str = "", headers: dict[str, st
         ),
         follow_redirects=False,
         trust_env=False,
+        verify=_tls_context(),
     )
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context every HTTP client verifies with, built once per process: httpx
+    otherwise builds one per client, loading the CA bundle each time (about 40 ms of CPU,
+    seventeen times in a synthetic run). The same verification as httpx's default:
+    certifi's bundle, hostname checked; an ``SSLContext`` is safe to share between
+    clients and threads."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -62,7 +62,7 @@ class Health:
                     b"2099-01-01T00:00:00Z", datetime.now(UTC).isoformat().encode()
                 )
                 status = health.status
-                if health.failures_first > 0:
+                if self.path.startswith("/health") and health.failures_first > 0:
                     health.failures_first -= 1
                     status = 503
                 self.send_response(status)

@@ -205,7 +205,7 @@ def upload(target: Target, timeouts: Timeouts, pool: users.CanaryPool | None = N
                     observed["cleanup_error"] = describe_error(exc)
 
     return run_probe("s3", "upload through the API", target, timeouts, body,
-                     expected=expected)
+                     expected=expected, needs=("api", "s3"))
 
 
 # -- release ---------------------------------------------------------------------------------
@@ -325,7 +325,8 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
         return Verdict(True, expected, observed=observed)
 
     budget = replace(timeouts, deadline=within_s + 2 * CLEANUP_S + timeouts.deadline)
-    return run_probe("worker", "release round trip", target, budget, body, expected=expected)
+    return run_probe("worker", "release round trip", target, budget, body, expected=expected,
+                     needs=("api", "redis"))
 
 
 # -- e-mail ----------------------------------------------------------------------------------
@@ -447,4 +448,5 @@ def email(target: Target, timeouts: Timeouts, *, within_s: float = EMAIL_WITHIN_
 
     budget = replace(timeouts, deadline=max(timeouts.deadline, within_s + 2 * (
         timeouts.connect + timeouts.read)))
-    return run_probe("email", "delivery", target, budget, body, expected=expected)
+    return run_probe("email", "delivery", target, budget, body, expected=expected,
+                     needs=("api", "redis"))

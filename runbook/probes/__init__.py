@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook import reachability
 from runbook.clients import describe_error
 from runbook.config import Target
 from runbook.results import ProbeResult, Timing, utcnow
@@ -36,10 +37,26 @@ def run_probe(
     body: Callable[[], Verdict],
     *,
     expected: str,
+    needs: tuple[str, ...] | None = None,
 ) -> ProbeResult:
-    """Time ``body`` under the probe deadline and turn whatever happens into a result."""
+    """Time ``body`` under the probe deadline and turn whatever happens into a result.
+
+    Inside a run's ``reachability.active``, the components the probe ``needs`` (default:
+    ``reachability.NEEDS[component]``) are asked first, each once for the run: when one
+    does not answer, the probe fails at once naming it, instead of waiting out its own
+    timeouts on it."""
     started_at = utcnow()
     started = time.monotonic()
+    gate = reachability.current()
+    blocked = gate.unreachable(component, check, target, needs) if gate is not None else None
+    if blocked is not None:
+        return ProbeResult(
+            component=component, check=check, target=target.describe(),
+            timing=Timing(started_at, utcnow(), time.monotonic() - started),
+            problem=blocked.blocked(), expected=expected,
+            observed={"unreachable": blocked.component, "asked_at": blocked.asked_at,
+                      "found_by": blocked.found_by},
+            advice=ADVICE_WHEN_UNREACHABLE.get(blocked.component, component))
     try:
         verdict = call_with_deadline(body, timeouts.deadline)
     except DeadlineExceeded:
@@ -61,6 +78,11 @@ def run_probe(
         observed=dict(verdict.observed),
         advice=verdict.advice or component,
     )
+
+
+#: The runbook advice for a probe stopped by an unreachable component: that component's.
+ADVICE_WHEN_UNREACHABLE = {"api": "api", "web": "web", "database": "database",
+                           "redis": "redis", "s3": "s3", "email provider": "email"}
 
 
 def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResult:

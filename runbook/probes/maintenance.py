@@ -146,7 +146,8 @@ def email_delivery(target: Target, timeouts: Timeouts, *, window_s: float = 8640
         })
 
     return run_probe("email", "delivery of the last day", target, timeouts,
-                     lambda: queues.run_async(url, timeouts, queue, work), expected=expected)
+                     lambda: queues.run_async(url, timeouts, queue, work), expected=expected,
+                     needs=("redis",))
 
 
 # -- monthly ----------------------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""Whether each of the target's components answers at all, decided once per run.
+
+With one component dead (stopped, black-holed, dropping packets), every scenario that
+touches it would wait out its own timeouts one after another: the moment the checks matter
+most, during an incident, would be when they are slowest. Instead, the first probe that
+needs a component asks it once, within its own deadline (connect plus one round trip:
+``PING``, ``SELECT 1``, one HTTP request answered with any status), and the verdict holds
+for the rest of the run: every later probe that needs an unreachable component fails at
+once, naming the component, what it did, when, and the check that found it. A component
+that answers, however slowly, is reachable: its probes still measure it against the
+runbook's thresholds.
+
+A run installs a ``Reachability`` for its one-shot checks only (``active``): a drill's waits
+ask the same checks again and again until the target is back, which a verdict held for the
+run would defeat. Outside ``active`` (a library caller, a drill) nothing is gated.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from runbook.clients import describe_error, http_client, postgres, redis_client
+from runbook.config import Target
+from runbook.results import utcnow
+from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
+
+#: The components a run asks once, with what the asking is.
+ASKED_WITH: dict[str, str] = {
+    "api": "one HTTP request to API_URL, any status",
+    "web": "one HTTP request to WEB_URL, any status",
+    "database": "connect and SELECT 1",
+    "redis": "connect and PING",
+    "s3": "one HTTP request to the S3 endpoint, any status",
+    "email provider": "one HTTP request to RESEND_API_URL, any status",
+}
+
+#: What a probe of each component (``run_probe``'s first argument) cannot do without. A probe
+#: that needs more (a journey through the API to the queue) says so with ``needs``.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "api": ("api",),
+    "metrics": ("api",),
+    "web": ("web",),
+    "database": ("database",),
+    "audit log": ("database",),
+    "redis": ("redis",),
+    "queues": ("redis",),
+    "worker": ("redis",),
+    "s3": ("s3",),
+    "email": ("email provider",),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One component's verdict for the run."""
+
+    component: str
+    ok: bool
+    #: What it did when asked: "answered in 3 ms", or the failure in one line.
+    detail: str
+    asked_at: str
+    elapsed_s: float
+    #: The check that asked first (``component check`` of the probe, with its scenario).
+    found_by: str
+
+    def blocked(self) -> str:
+        """The one line a probe that needed this component fails with."""
+        how = ASKED_WITH.get(self.component, "asked")
+        return (f"{self.component} unreachable: {self.detail} ({how}, asked once for this"
+                f" run at {self.asked_at} by {self.found_by}); not waited for again")
+
+
+def _address(component: str, target: Target) -> str | None:
+    """Where ``component`` is on ``target``; ``None`` when the target does not say (the
+    probe then says what is missing, as without this module)."""
+    if component == "api":
+        return target.api_url
+    if component == "web":
+        return target.web_url
+    if component == "database":
+        return target.database_url.get_secret_value() if target.database_url else None
+    if component == "redis":
+        return target.redis_url.get_secret_value() if target.redis_url else None
+    if component == "s3":
+        if target.s3_endpoint_url:
+            return target.s3_endpoint_url
+        return (f"https://s3.{target.s3_region}.amazonaws.com" if target.s3_region
+                else None) if target.s3_bucket else None
+    if component == "email provider":
+        return target.resend_api_url if target.resend_api_key else None
+    return None
+
+
+def _ask(component: str, address: str, timeouts: Timeouts) -> None:
+    """Connect and one round trip; raises when the component does not answer."""
+    if component in ("database",):
+        with postgres(address, timeouts) as conn:
+            conn.execute("SELECT 1").fetchone()
+    elif component == "redis":
+        conn = redis_client(address, timeouts)
+        try:
+            conn.execute_command("PING")
+        finally:
+            conn.close()
+    else:
+        # The address itself, not a check's path: the checks' own counters (a /health
+        # request count, a provider's quota) see no request they did not make.
+        with http_client(timeouts) as client:
+            client.get(address)  # any status: the component answered
+
+
+class Reachability:
+    """The run's verdicts, one per component and address, each asked once (thread-safe)."""
+
+    def __init__(self, timeouts: Timeouts,
+                 ask: Callable[[str, str, Timeouts], None] = _ask) -> None:
+        self._timeouts = timeouts
+        self._ask = ask
+        self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._answers: dict[tuple[str, str], Answer] = {}
+        #: The scenario running now, named in ``found_by`` (the harness sets it).
+        self.scenario = ""
+
+    def answers(self) -> list[Answer]:
+        """Every verdict so far."""
+        with self._lock:
+            return list(self._answers.values())
+
+    def unreachable(self, component: str, check: str, target: Target,
+                    needs: tuple[str, ...] | None = None) -> Answer | None:
+        """The first component among ``needs`` (default: ``NEEDS[component]``) that did not
+        answer, asking each not yet asked; ``None`` when all answer or none is known."""
+        for needed in NEEDS.get(component, ()) if needs is None else needs:
+            address = _address(needed, target)
+            if not address:
+                continue
+            answer = self._answer(needed, address, f"{component} {check}")
+            if not answer.ok:
+                return answer
+        return None
+
+    def _answer(self, component: str, address: str, asker: str) -> Answer:
+        key = (component, address)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._answers:
+                return self._answers[key]
+            asked_at = utcnow()
+            started = time.monotonic()
+            budget = self._timeouts.connect + self._timeouts.read
+            try:
+                call_with_deadline(lambda: self._ask(component, address, self._timeouts),
+                                   min(budget, self._timeouts.deadline))
+                ok, detail = True, "answered"
+            except DeadlineExceeded:
+                ok, detail = False, f"no answer within {min(budget, self._timeouts.deadline):g} s"
+            except Exception as exc:
+                ok, detail = False, describe_error(exc)
+            elapsed = time.monotonic() - started
+            found_by = (f"the check {asker!r}"
+                        + (f" of the scenario {self.scenario!r}" if self.scenario else ""))
+            answer = Answer(component, ok, detail if not ok else f"answered in"
+                            f" {elapsed * 1000:.0f} ms", asked_at.strftime("%H:%M:%S"),
+                            round(elapsed, 3), found_by)
+            with self._lock:
+                self._answers[key] = answer
+            return answer
+
+
+_active: Reachability | None = None
+
+
+def current() -> Reachability | None:
+    """The run's verdicts while ``active``, else ``None`` (nothing gated)."""
+    return _active
+
+
+@contextmanager
+def active(reachability: Reachability | None) -> Iterator[Reachability | None]:
+    """Gate the probes run inside by ``reachability`` (``None``: gate nothing)."""
+    global _active
+    previous, _active = _active, reachability
+    try:
+        yield reachability
+    finally:
+        _active = previous

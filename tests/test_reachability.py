@@ -1,0 +1,123 @@
+"""A dead component is asked once per run: the first probe that needs it waits its own
+deadline, every later one fails at once naming it and the check that found it; components
+that answer are measured as before; outside a run's gate nothing changes. On a sandbox with
+Redis stopped (SIGSTOP), the synthetic run fails every check that needs Redis with the one
+verdict, and the checks that do not need it pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runbook import reachability
+from runbook.config import Target
+from runbook.probes import redis as redis_probe
+from runbook.probes.queues import counts
+from runbook.timeouts import Timeouts
+from tests.conftest import RunningSandbox
+from tests.network import BlackHole
+from tests.test_cli import runbook
+
+TIMEOUTS = Timeouts(connect=0.5, read=0.5, deadline=2.0)
+
+
+@pytest.fixture
+def hole() -> Iterator[BlackHole]:
+    made = BlackHole()
+    yield made
+    made.close()
+
+
+def _target(redis_url: str, api_url: str = "http://127.0.0.1:9") -> Target:
+    return Target.from_variables("t", {"REDIS_URL": redis_url, "API_URL": api_url},
+                                 source="test", environment="staging", platform="sandbox")
+
+
+def test_a_black_holed_component_is_asked_once_and_named_by_every_later_probe(
+        hole: BlackHole) -> None:
+    target = _target(f"redis://127.0.0.1:{hole.port}/0")
+    gate = reachability.Reachability(TIMEOUTS)
+    gate.scenario = "Redis answers PONG"
+    asked: list[str] = []
+    real = gate._ask
+    gate._ask = lambda *a: (asked.append(a[0]), real(*a))[1]  # type: ignore[method-assign]
+    with reachability.active(gate):
+        first = redis_probe.ping(target, TIMEOUTS)
+        later = [counts(target, TIMEOUTS, "email") for _ in range(3)]
+    assert asked == ["redis"], asked
+    assert not first.ok and all(not r.ok for r in later)
+    for result in (first, *later):
+        assert result.problem.startswith("redis unreachable:"), result.problem
+        assert "connect and PING" in result.problem
+        assert "'redis ping' of the scenario 'Redis answers PONG'" in result.problem
+        assert result.observed["unreachable"] == "redis"
+        assert result.advice == "redis"
+    [answer] = gate.answers()
+    assert not answer.ok and answer.elapsed_s <= 2.0 + 0.5
+
+
+def test_a_component_that_answers_is_measured_by_its_own_probe() -> None:
+    """The machine's Redis answers: the probe runs its body (its own figures recorded)."""
+    target = _target("redis://127.0.0.1:6379/13")
+    gate = reachability.Reachability(TIMEOUTS)
+    with reachability.active(gate):
+        result = redis_probe.ping(target, TIMEOUTS)
+    assert result.ok, result.problem
+    assert "round_trip_ms" in result.observed
+    [answer] = gate.answers()
+    assert answer.ok and answer.component == "redis"
+
+
+def test_outside_a_gate_nothing_is_asked_or_held(hole: BlackHole) -> None:
+    """A library caller (or a drill's wait) gets the probe's own verdict every time."""
+    target = _target(f"redis://127.0.0.1:{hole.port}/0")
+    assert reachability.current() is None
+    result = redis_probe.ping(target, TIMEOUTS)
+    assert not result.ok and "unreachable" not in result.problem
+    assert "unreachable" not in result.observed
+
+
+def test_a_probe_declares_more_than_its_component_needs() -> None:
+    """A journey through the API to the queue needs the API too: a dead API blocks it even
+    though Redis answers."""
+    target = _target("redis://127.0.0.1:6379/13", api_url="http://127.0.0.1:9")
+    gate = reachability.Reachability(TIMEOUTS)
+    found = gate.unreachable("worker", "release round trip", target, needs=("api", "redis"))
+    assert found is not None and found.component == "api"
+    assert "cannot connect" in found.detail
+    assert gate.unreachable("worker", "workers", target) is None  # Redis alone answers
+
+
+def test_with_redis_stopped_the_run_fails_what_needs_it_with_one_verdict(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    pid = healthy_sandbox.sandbox.status().components["redis"].pid
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = runbook("check", "--target", "sandbox", "--json", "-k",
+                         "redis or queue or database_answers or api_reports",
+                         cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    scenarios = {s["name"]: s for s in lines if s.get("type") == "scenario"}
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert scenarios["Redis answers PONG"]["outcome"] == "failed"
+    assert scenarios["The database answers"]["outcome"] == "passed"
+    assert scenarios["The API reports status ok with a current timestamp"]["outcome"] == "passed"
+    blocked = [s for s in scenarios.values() if "redis unreachable" in (s.get("message") or "")]
+    assert len(blocked) >= 4, [(s["name"], s.get("message")) for s in scenarios.values()]
+    # one verdict: the same asking, named by every check that needed Redis
+    asked = {s["message"].split("asked once for this run at ")[1][:8] for s in blocked}
+    assert len(asked) == 1, asked
+    assert all(s["outcome"] == "failed" for s in blocked)
+    # the next run asks afresh: Redis is back
+    (tmp_path / "again").mkdir()
+    again = runbook("check", "--target", "sandbox", "--json", "-k", "redis_answers",
+                    cwd=tmp_path / "again", env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
+    assert again.returncode == 0, again.stdout + again.stderr
