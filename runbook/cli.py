@@ -26,16 +26,16 @@ from typer._click import Command as ClickCommand  # Typer vendors click: its gro
 from typer._click import Context as ClickContext
 from typer.core import TyperGroup
 
-from runbook import runner
+from runbook import runner, shipped
 from runbook.config import Target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, json_lines
-from runbook.runner import EXIT_INTERRUPTED, PROJECT_ROOT, SCENARIOS
+from runbook.runner import EXIT_INTERRUPTED, SCENARIOS
 from runbook.targets import RunSpec
 
-__all__ = ["PROJECT_ROOT", "SCENARIOS", "app", "main"]
+__all__ = ["SCENARIOS", "app", "main"]
 
 app = typer.Typer(
     help="The LegacyVideo operations runbook, executable: checks, drills, the sandbox.",
@@ -53,7 +53,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def version() -> str:
-    """``runbook <version>``, and ``(commit <hash>)`` when it runs from a git checkout."""
+    """``runbook <version>``, and ``(commit <hash>)`` when it runs from a git checkout of the
+    project (not from a wheel installed in a virtualenv that happens to sit in some other
+    repository)."""
     from importlib import metadata
 
     try:
@@ -61,12 +63,14 @@ def version() -> str:
     except metadata.PackageNotFoundError:
         line = "runbook (not installed)"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT,
-                                capture_output=True, text=True, timeout=5, check=False)
+        found = subprocess.run(["git", "rev-parse", "--show-toplevel", "--short=12", "HEAD"],
+                               cwd=shipped.SOURCE, capture_output=True, text=True, timeout=5,
+                               check=False)
     except (OSError, subprocess.SubprocessError):
         return line
-    if commit.returncode == 0 and commit.stdout.strip():
-        line += f" (commit {commit.stdout.strip()})"
+    top, _, commit = found.stdout.strip().partition("\n")
+    if found.returncode == 0 and commit and Path(top).resolve() == shipped.SOURCE:
+        line += f" (commit {commit.strip()})"
     return line
 
 
@@ -801,25 +805,27 @@ def manual_list(as_json: JsonOption = False) -> None:
 
 
 def _manual_scenarios() -> dict[str, str | None]:
-    """name -> cadence of every @manual scenario under features/."""
+    """name -> cadence of every @manual scenario of the features in use."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.features import load_features
 
     cadences = ("daily", "weekly", "monthly", "quarterly")
     found: dict[str, str | None] = {}
-    for scenario in load_features(PROJECT_ROOT / "features"):
+    for scenario in load_features(runner.features_directory()):
         if "manual" in scenario.tags:
             found[scenario.name] = next((c for c in cadences if c in scenario.tags), None)
     return found
 
 
 def allure_cli() -> str | None:
-    """The Allure 3 CLI: the project's own (``npm install`` in the project), else on PATH."""
+    """The Allure 3 CLI: a source checkout's own (``npm install`` there), else the current
+    directory's, else on PATH."""
     import shutil
 
-    local = PROJECT_ROOT / "node_modules" / ".bin" / "allure"
-    if local.exists():
-        return str(local)
+    for where in (shipped.SOURCE, Path.cwd()):
+        local = where / "node_modules" / ".bin" / "allure"
+        if local.exists():
+            return str(local)
     return shutil.which("allure")
 
 
@@ -841,7 +847,7 @@ def report(
     if cli is None:
         raise _fail(
             "the HTML report needs Node.js and the Allure 3 CLI (npm package 'allure'):"
-            f" install Node.js, then run 'npm install' in {PROJECT_ROOT}; the raw results in"
+            " install Node.js, then 'npm install allure' (here, or -g); the raw results in"
             f" {results} stay usable", EXIT_USAGE)
     output = reports.resolve() / "allure-report"
     history = reports.resolve() / "allure-history.jsonl"
@@ -855,22 +861,20 @@ def report(
 
 
 FeaturesOption = Annotated[Path | None, typer.Option(
-    "--features", help="the directory of the .feature files (default: the project's features/)")]
+    "--features", help="the directory of the .feature files (default: the shipped ones)")]
 
 
 def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path, Path]:
-    """The runbook and features to read: the given ones, else the project's own."""
-    # imported when this command runs: `runbook --help` and the other commands stay fast
-    from runbook.sections import RUNBOOK_FILE
-
-    return markdown or PROJECT_ROOT / RUNBOOK_FILE, features or PROJECT_ROOT / "features"
+    """The runbook and features to read: the given ones, else the ones shipped in the
+    package (the features: ``$RUNBOOK_FEATURES`` when set)."""
+    return markdown or shipped.RUNBOOK, features or runner.features_directory()
 
 
 @app.command()
 def coverage(
     runbook_markdown: Annotated[Path | None, typer.Argument(
         metavar="[RUNBOOK_MARKDOWN]",
-        help="the runbook in Markdown (default: the project's docs/RUNBOOK.md)")] = None,
+        help="the runbook in Markdown (default: the shipped copy of docs/RUNBOOK.md)")] = None,
     features: FeaturesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
@@ -896,7 +900,7 @@ def docs(
     output: Annotated[Path | None, typer.Option(
         "--output", help="where the page is written (default: the reports directory)")] = None,
     runbook_markdown: Annotated[Path | None, typer.Option(
-        "--runbook", help="the runbook in Markdown (default: the project's docs/RUNBOOK.md)"
+        "--runbook", help="the runbook in Markdown (default: the shipped copy of docs/RUNBOOK.md)"
     )] = None,
     features: FeaturesOption = None,
 ) -> None:

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from runbook import manual
+from runbook import manual, shipped
 from runbook.errors import ConfigError
 from runbook.features import load_features
 from runbook.redact import Redactor
 from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = PROJECT_ROOT / "steps" / "test_runbook.py"
+#: The module binding every feature, shipped in the package.
+SCENARIOS = shipped.SCENARIOS
 EXIT_INTERRUPTED = 130
 
 #: What runs every few minutes (``check`` without options, ``watch``, a game day's
@@ -63,8 +63,9 @@ def marks_for(tags: str | None, cadence: str | None) -> str:
 
 
 def features_directory() -> Path:
-    """The feature files the runs use: ``RUNBOOK_FEATURES``, else the project's."""
-    return Path(os.environ.get("RUNBOOK_FEATURES") or PROJECT_ROOT / "features").resolve()
+    """The feature files the runs use: ``RUNBOOK_FEATURES``, else the ones shipped in the
+    package."""
+    return Path(os.environ.get("RUNBOOK_FEATURES") or shipped.FEATURES).resolve()
 
 
 def check_features(directory: Path) -> None:
@@ -94,17 +95,19 @@ class Selection:
     color: bool = field(default_factory=lambda: color_wanted(sys.stdout))
 
     def command(self) -> list[str]:
-        """The pytest command line (no secret on it)."""
+        """The pytest command line (no secret on it): the shipped scenarios with the shipped
+        configuration, from whatever directory the command runs in (``-P``: a ``runbook``
+        directory there is not the package)."""
         features = features_directory()
         command = [
-            sys.executable, "-m", "pytest", str(SCENARIOS),
+            sys.executable, "-P", "-m", "pytest", str(SCENARIOS),
+            "-c", str(shipped.PYTEST_INI),
             "-m", self.marks,
             "--runbook-reports", str(self.reports),
             "-o", f"bdd_features_base_dir={features}",
             # Allure names a feature by its path under the root: a common one, for features
-            # outside the project (RUNBOOK_FEATURES), so the run still finds its ini file.
-            "-c", str(PROJECT_ROOT / "pyproject.toml"),
-            "--rootdir", os.path.commonpath([PROJECT_ROOT, features]),
+            # outside the package (--features, RUNBOOK_FEATURES).
+            "--rootdir", os.path.commonpath([shipped.SOURCE, features]),
             "--color", "yes" if self.color else "no",
             "-rN",
             # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
@@ -145,7 +148,7 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     summary ended as it did."""
     selection.reports.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        selection.command(), cwd=PROJECT_ROOT, env=dict(env), stdout=subprocess.PIPE,
+        selection.command(), env=dict(env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
     )
     assert process.stdout is not None
