@@ -429,6 +429,10 @@ ReportsOption = Annotated[Path, typer.Option("--reports", help="where reports ar
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="runbook.toml with target profiles")
 ]
+FeaturesOption = Annotated[Path | None, typer.Option(
+    "--features", metavar="DIR",
+    help="run (or read) the .feature files in DIR with the shipped steps (default: the"
+         " runbook's own, shipped in the package; $RUNBOOK_FEATURES)")]
 PushgatewayOption = Annotated[str | None, typer.Option(
     "--pushgateway", metavar="URL",
     help="push reports/metrics.prom to this Pushgateway after the run"
@@ -437,6 +441,15 @@ WebhookOption = Annotated[str | None, typer.Option(
     "--webhook", metavar="URL",
     help="Slack-compatible webhook for every alert tier (default: $RUNBOOK_WEBHOOK_URL,"
          " or $RUNBOOK_WEBHOOK_URL_CRITICAL|_WARNING|_INFO per tier); never printed")]
+
+
+def _features(directory: Path | None, reply: Reply | None = None) -> Path:
+    """``--features``: the feature files this command's runs use; a bad directory is one line,
+    exit 2."""
+    try:
+        return runner.use_features(directory)
+    except RunbookError as exc:
+        raise (reply or Reply()).fail(str(exc), exc.exit_code) from None
 
 
 def _delivery(pushgateway: str | None, webhook: str | None, reply: Reply | None = None
@@ -478,12 +491,14 @@ def check(
         min=1, max=32,
         help="run the scenarios in N parallel processes (pytest-xdist); the summary and"
              " the exit code are the same as with 1")] = 1,
+    features: FeaturesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the @synthetic scenarios (read-only, bounded; maintenance checks only with
     --cadence) against the target, or those --tags selects (@operation ones pass the
     safety gates first)."""
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
         raise reply.fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
                          EXIT_USAGE)
@@ -552,6 +567,7 @@ def drill(
     pushgateway: PushgatewayOption = None,
     webhook: WebhookOption = None,
     workers: Annotated[int, typer.Option(hidden=True)] = 1,
+    features: FeaturesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run @drill scenarios: game days and DR drills that inject faults, measure detection
@@ -559,6 +575,7 @@ def drill(
     parallel: each injects a fault into the target the others would be measuring. On a
     terminal each phase is shown as it starts."""
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     if workers != 1:
         raise reply.fail("drills never run in parallel (--workers): each injects a fault into"
                          " the target the others would be measuring; drop --workers",
@@ -672,6 +689,7 @@ def watch(
     listen: Annotated[str | None, typer.Option(
         metavar="HOST:PORT", help="serve /metrics, a status page (/) and /healthz there while"
                                   " the watch runs (port 0: any free port)")] = None,
+    features: FeaturesOption = None,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
@@ -680,6 +698,7 @@ def watch(
     from runbook.watch import Watcher, WatchSettings, state_file  # likewise
 
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     delivery = _delivery(pushgateway, webhook, reply)
     status = LiveStatus(interval, reply.redact) if listen is not None else None
     server = None
@@ -752,6 +771,7 @@ def manual_record(
     notes: Annotated[str, typer.Option(help="anything the reviewer should know")] = "",
     at: Annotated[str | None, typer.Option(
         help="when it was done, ISO 8601 with a zone (default: now)")] = None,
+    features: FeaturesOption = None,
 ) -> None:
     """Record the result of a manual runbook step; its scenario reads it back."""
     from datetime import datetime
@@ -759,6 +779,7 @@ def manual_record(
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook import manual
 
+    _features(features)
     known = {name.lower(): name for name in _manual_scenarios()}
     if scenario.lower() not in known:
         raise _fail(f"no @manual scenario named {scenario!r}; see 'runbook manual list'",
@@ -779,7 +800,7 @@ def manual_record(
 
 @manual_app.command("list", epilog="Examples: runbook manual list; runbook manual list --json"
                                    " | jq 'select(.state != \"ok\")'")
-def manual_list(as_json: JsonOption = False) -> None:
+def manual_list(features: FeaturesOption = None, as_json: JsonOption = False) -> None:
     """Every @manual scenario with its latest record and whether it is still valid."""
     from dataclasses import asdict
 
@@ -787,6 +808,7 @@ def manual_list(as_json: JsonOption = False) -> None:
     from runbook import manual
 
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     try:
         for name, cadence in _manual_scenarios().items():
             standing = manual.standing(name, cadence)
@@ -858,10 +880,6 @@ def report(
         raise _fail(str(exc), exc.exit_code) from None
     index = output / "index.html"
     out.print(f"HTML report: {index} (history: {history})", markup=False)
-
-
-FeaturesOption = Annotated[Path | None, typer.Option(
-    "--features", help="the directory of the .feature files (default: the shipped ones)")]
 
 
 def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path, Path]:

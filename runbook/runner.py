@@ -63,17 +63,32 @@ def marks_for(tags: str | None, cadence: str | None) -> str:
 
 
 def features_directory() -> Path:
-    """The feature files the runs use: ``RUNBOOK_FEATURES``, else the ones shipped in the
-    package."""
+    """The feature files the runs use: ``RUNBOOK_FEATURES`` (``--features``), else the ones
+    shipped in the package."""
     return Path(os.environ.get("RUNBOOK_FEATURES") or shipped.FEATURES).resolve()
+
+
+def use_features(directory: Path | None) -> Path:
+    """``--features DIR``: the runs of this process and their pytest subprocesses read the
+    feature files there (``RUNBOOK_FEATURES``). A directory that does not exist, or holds no
+    scenario, is a usage error (one line, exit 2). Returns the directory in use."""
+    if directory is None:
+        return features_directory()
+    resolved = directory.expanduser().resolve()
+    if not resolved.is_dir():
+        raise ConfigError(f"--features {directory}: no such directory")
+    if not any(resolved.rglob("*.feature")):
+        raise ConfigError(f"--features {directory}: no .feature file in it")
+    os.environ["RUNBOOK_FEATURES"] = str(resolved)
+    return resolved
 
 
 def check_features(directory: Path) -> None:
     """Every feature file parses: a malformed one is one line naming it, before any run."""
 
     if not load_features(directory):
-        raise ConfigError(f"{directory}: no scenarios in any .feature file; check"
-                          " RUNBOOK_FEATURES")
+        raise ConfigError(f"{directory}: no scenarios in any .feature file; check --features"
+                          " (RUNBOOK_FEATURES)")
 
 
 @dataclass(frozen=True)
