@@ -169,10 +169,17 @@ def _home() -> Path:
     return Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
 
 
-def _sandbox():  # type: ignore[no-untyped-def]
+def _sandbox(*, command: bool = True):  # type: ignore[no-untyped-def]
+    """The sandbox in ``RUNBOOK_HOME``; for a ``runbook sandbox`` ``command``, only where the
+    ``[sandbox]`` extra is installed (else one line saying how, exit 2)."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
-    from runbook.sandbox import Sandbox
+    from runbook.sandbox import Sandbox, extra
 
+    if command:
+        try:
+            extra.require()
+        except RunbookError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
     return Sandbox(_home())
 
 
@@ -947,7 +954,7 @@ def _known_secrets() -> list[str]:
     """The secrets of the target in the environment and of the sandbox in RUNBOOK_HOME, so
     pages written from recorded results mask them even where a record did not."""
     try:
-        sandbox = _secrets_of(_sandbox().env())
+        sandbox = _secrets_of(_sandbox(command=False).env())
     except RunbookError:
         sandbox = []  # no sandbox was ever started here
     return _secrets_of(dict(os.environ)) + sandbox
