@@ -3,7 +3,7 @@
 
 Everything else (options, the target and the safety gates, fixtures, evidence, outcomes,
 the summary and the exit code) is the harness plugin; scenarios are bound in
-``runbook/steps/test_runbook.py``, which ``runbook check`` runs with ``runbook/steps/pytest.ini``.
+``runbook/steps/test_runbook.py``, which ``runbook check`` runs with ``runbook/pytest.ini``.
 """
 
 pytest_plugins = ["pytester", "runbook.steps.plugin"]

@@ -120,9 +120,10 @@ class Selection:
             "-m", self.marks,
             "--runbook-reports", str(self.reports),
             "-o", f"bdd_features_base_dir={features}",
-            # Allure names a feature by its path under the root: a common one, for features
+            # Allure names a feature by its path under the root (features/<file> for the
+            # shipped ones, as pytest finds pytest.ini itself): a common one for features
             # outside the package (--features, RUNBOOK_FEATURES).
-            "--rootdir", os.path.commonpath([shipped.SOURCE, features]),
+            "--rootdir", os.path.commonpath([shipped.PACKAGE, features]),
             "--color", "yes" if self.color else "no",
             "-rN",
             # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).

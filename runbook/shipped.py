@@ -21,4 +21,4 @@ FEATURES = PACKAGE / "features"
 #: The one module binding every feature (pytest-bdd's ``scenarios``).
 SCENARIOS = PACKAGE / "steps" / "test_runbook.py"
 #: The scenarios' pytest configuration (markers aside: the harness registers those).
-PYTEST_INI = PACKAGE / "steps" / "pytest.ini"
+PYTEST_INI = PACKAGE / "pytest.ini"

@@ -53,10 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def write_project(where: Path) -> None:
     """A team's project on the installed package: the shipped ``pytest.ini`` (reading
-    ``features/`` here), ``steps/test_runbook.py`` and a ``conftest.py`` registering the
+    ``features/`` beside it), ``steps/test_runbook.py`` and a ``conftest.py`` registering the
     package's harness and steps; a test plants more steps in either module."""
-    ini = shipped.PYTEST_INI.read_text().replace("= ../features", "= features")
-    (where / "pytest.ini").write_text(ini)
+    shutil.copy(shipped.PYTEST_INI, where / "pytest.ini")
     (where / "conftest.py").write_text('pytest_plugins = ["runbook.steps.plugin"]\n')
     (where / "steps").mkdir()
     shutil.copy(shipped.SCENARIOS, where / "steps" / "test_runbook.py")

@@ -209,9 +209,9 @@ def test_a_drill_is_named_by_its_record_name_or_by_its_runbook_section(tmp_path:
         cwd=PROJECT_ROOT, env=CLEAN, capture_output=True, text=True, timeout=120, check=False)
     ids = sorted(line for line in collected.stdout.splitlines() if "::" in line)
     assert ids == [
-        "test_runbook.py::test_game_day_a_cpu_hog_runs_inside_the_api",
-        "test_runbook.py::test_game_day_the_api_is_killed_and_kept_down",
-        "test_runbook.py::test_scenario_recovered_within_rto_losing_at_most_rpo"
+        "steps/test_runbook.py::test_game_day_a_cpu_hog_runs_inside_the_api",
+        "steps/test_runbook.py::test_game_day_the_api_is_killed_and_kept_down",
+        "steps/test_runbook.py::test_scenario_recovered_within_rto_losing_at_most_rpo"
         "[Database failure-database-failure-30 minutes-1 hour-1800-3600]",
     ], collected.stdout + collected.stderr
 

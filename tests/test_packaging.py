@@ -152,7 +152,7 @@ def test_the_wheel_holds_what_the_runbook_runs(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     features = {f"runbook/features/{p.name}" for p in shipped.FEATURES.glob("*.feature")}
     assert features and features <= names
-    assert {"runbook/RUNBOOK.md", "runbook/steps/pytest.ini", "runbook/steps/conftest.py",
+    assert {"runbook/RUNBOOK.md", "runbook/pytest.ini", "runbook/steps/conftest.py",
             "runbook/steps/test_runbook.py", "runbook/steps/plugin.py",
             "runbook/harness/plugin.py", "runbook/py.typed"} <= names
     assert any(n.startswith("runbook/sandbox/") and n.endswith(".sql") for n in names)
