@@ -5,8 +5,9 @@
 #   docker build --target runbook-slim -t ghcr.io/legacyvideo/runbook:0.1.0-slim .   # without Node.js
 #
 # Its entry point is the runbook command: `docker run --rm --env-file production.env
-# ghcr.io/legacyvideo/runbook:0.1.0 check --target env`. The project is installed editable
-# because the runbook runs its scenarios (steps/, features/, conftest.py) from its source tree.
+# ghcr.io/legacyvideo/runbook:0.1.0 check --target env`. The package ships its features,
+# steps and harness, so it is installed like any wheel (no source tree at run time), without
+# the [sandbox] extra: the image checks real targets. Versions: constraints.txt (scripts/lock).
 
 # The Allure 3 CLI, pinned by package-lock.json, for `runbook report`.
 FROM node:22-bookworm-slim AS allure
@@ -27,14 +28,15 @@ RUN apt-get update -qq \
  && groupadd --gid 10001 runbook \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp runbook \
  && mkdir -p /data && chown runbook:runbook /data
-# The dependencies first, from pyproject.toml alone: a change to the source reuses this layer.
-COPY pyproject.toml ./
+# The dependencies first, from pyproject.toml and constraints.txt alone: a change to the source
+# reuses this layer.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
 ['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
- && python -m pip install -r /tmp/requirements.txt \
+ && python -m pip install -c constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 COPY . .
-RUN python -m pip install --no-deps -e .
+RUN python -m pip install --no-deps . && rm -rf build
 # Reports, records and the runbook's state go under /data (a volume in Kubernetes).
 WORKDIR /data
 USER 10001:10001
@@ -47,3 +49,4 @@ CMD ["--help"]
 FROM runbook-slim AS runbook
 COPY --from=allure /usr/local/bin/node /usr/local/bin/node
 COPY --from=allure /opt/runbook/node_modules /opt/runbook/node_modules
+ENV PATH=/opt/runbook/node_modules/.bin:$PATH

@@ -1,23 +1,9 @@
-"""pytest wiring for the executable runbook: the harness plugin and the step modules.
+"""pytest wiring for the project's own tests: pytester, and the executable runbook's plugin
+(``runbook/steps/plugin.py``: the harness, ``runbook/harness/``, and the step modules).
 
 Everything else (options, the target and the safety gates, fixtures, evidence, outcomes,
-the summary and the exit code) is the plugin, ``harness/plugin.py``; scenarios are bound in
-``steps/test_runbook.py``.
+the summary and the exit code) is the harness plugin; scenarios are bound in
+``runbook/steps/test_runbook.py``, which ``runbook check`` runs with ``runbook/pytest.ini``.
 """
 
-pytest_plugins = [
-    "pytester",
-    "harness.plugin",
-    "steps.target",
-    "steps.service",
-    "steps.database",
-    "steps.queue",
-    "steps.storage",
-    "steps.email",
-    "steps.metrics",
-    "steps.platform",
-    "steps.users",
-    "steps.drill",
-    "steps.manual",
-    "steps.maintenance",
-]
+pytest_plugins = ["pytester", "runbook.steps.plugin"]

@@ -20,6 +20,7 @@ measure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -58,10 +59,8 @@ def _stopped_run(box: Sandbox, component: str, workdir: Path) -> float:
     try:
         run = runbook_check(box.home, [], workdir)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the supervisor replaced it meanwhile
             os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass  # the supervisor replaced it meanwhile
     if run.code not in (1, 4) or not run.scenarios:  # 4: only warning-tier checks failed
         tail = "\n".join(run.output.strip().splitlines()[-12:])
         raise BenchError(f"with {component} stopped the run exited {run.code}, not 1 or 4;"

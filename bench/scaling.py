@@ -84,7 +84,7 @@ def synthetic_copy(path: Path, copy: int) -> str | None:
 def write_features(directory: Path, copies: int) -> Path:
     """``copies`` renamed copies of every feature file's selected scenarios in ``directory``."""
     directory.mkdir(parents=True)
-    for path in sorted((PROJECT_ROOT / "features").glob("*.feature")):
+    for path in sorted((PROJECT_ROOT / "runbook" / "features").glob("*.feature")):
         for copy in range(1, copies + 1):
             text = synthetic_copy(path, copy)
             if text is not None:

@@ -294,7 +294,7 @@ def _both(*calls: Callable[[Floor], None]) -> Callable[[Floor], None]:
 
 
 #: Each synthetic scenario ``runbook check`` runs (its pytest node id, less the file) and the
-#: protocol calls its steps make, read from steps/ and runbook/probes/.
+#: protocol calls its steps make, read from runbook/steps/ and runbook/probes/.
 FLOOR: dict[str, Callable[[Floor], None]] = {
     **{f"test_the_services_logs_of_the_last_hour_can_be_read[{s}]":
        _call(Floor.logs, s) for s in ("api", "worker", "web")},

@@ -26,16 +26,16 @@ from typer._click import Command as ClickCommand  # Typer vendors click: its gro
 from typer._click import Context as ClickContext
 from typer.core import TyperGroup
 
-from runbook import runner
+from runbook import runner, shipped
 from runbook.config import Target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, json_lines
-from runbook.runner import EXIT_INTERRUPTED, PROJECT_ROOT, SCENARIOS
+from runbook.runner import EXIT_INTERRUPTED, SCENARIOS
 from runbook.targets import RunSpec
 
-__all__ = ["PROJECT_ROOT", "SCENARIOS", "app", "main"]
+__all__ = ["SCENARIOS", "app", "main"]
 
 app = typer.Typer(
     help="The LegacyVideo operations runbook, executable: checks, drills, the sandbox.",
@@ -53,7 +53,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def version() -> str:
-    """``runbook <version>``, and ``(commit <hash>)`` when it runs from a git checkout."""
+    """``runbook <version>``, and ``(commit <hash>)`` when it runs from a git checkout of the
+    project (not from a wheel installed in a virtualenv that happens to sit in some other
+    repository)."""
     from importlib import metadata
 
     try:
@@ -61,12 +63,14 @@ def version() -> str:
     except metadata.PackageNotFoundError:
         line = "runbook (not installed)"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT,
-                                capture_output=True, text=True, timeout=5, check=False)
+        found = subprocess.run(["git", "rev-parse", "--show-toplevel", "--short=12", "HEAD"],
+                               cwd=shipped.SOURCE, capture_output=True, text=True, timeout=5,
+                               check=False)
     except (OSError, subprocess.SubprocessError):
         return line
-    if commit.returncode == 0 and commit.stdout.strip():
-        line += f" (commit {commit.stdout.strip()})"
+    top, _, commit = found.stdout.strip().partition("\n")
+    if found.returncode == 0 and commit and Path(top).resolve() == shipped.SOURCE:
+        line += f" (commit {commit.strip()})"
     return line
 
 
@@ -165,10 +169,17 @@ def _home() -> Path:
     return Path(os.environ.get("RUNBOOK_HOME", ".runbook")).resolve()
 
 
-def _sandbox():  # type: ignore[no-untyped-def]
+def _sandbox(*, command: bool = True):  # type: ignore[no-untyped-def]
+    """The sandbox in ``RUNBOOK_HOME``; for a ``runbook sandbox`` ``command``, only where the
+    ``[sandbox]`` extra is installed (else one line saying how, exit 2)."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
-    from runbook.sandbox import Sandbox
+    from runbook.sandbox import Sandbox, extra
 
+    if command:
+        try:
+            extra.require()
+        except RunbookError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
     return Sandbox(_home())
 
 
@@ -425,6 +436,10 @@ ReportsOption = Annotated[Path, typer.Option("--reports", help="where reports ar
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="runbook.toml with target profiles")
 ]
+FeaturesOption = Annotated[Path | None, typer.Option(
+    "--features", metavar="DIR",
+    help="run (or read) the .feature files in DIR with the shipped steps (default: the"
+         " runbook's own, shipped in the package; $RUNBOOK_FEATURES)")]
 PushgatewayOption = Annotated[str | None, typer.Option(
     "--pushgateway", metavar="URL",
     help="push reports/metrics.prom to this Pushgateway after the run"
@@ -433,6 +448,15 @@ WebhookOption = Annotated[str | None, typer.Option(
     "--webhook", metavar="URL",
     help="Slack-compatible webhook for every alert tier (default: $RUNBOOK_WEBHOOK_URL,"
          " or $RUNBOOK_WEBHOOK_URL_CRITICAL|_WARNING|_INFO per tier); never printed")]
+
+
+def _features(directory: Path | None, reply: Reply | None = None) -> Path:
+    """``--features``: the feature files this command's runs use; a bad directory is one line,
+    exit 2."""
+    try:
+        return runner.use_features(directory)
+    except RunbookError as exc:
+        raise (reply or Reply()).fail(str(exc), exc.exit_code) from None
 
 
 def _delivery(pushgateway: str | None, webhook: str | None, reply: Reply | None = None
@@ -474,12 +498,14 @@ def check(
         min=1, max=32,
         help="run the scenarios in N parallel processes (pytest-xdist); the summary and"
              " the exit code are the same as with 1")] = 1,
+    features: FeaturesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the @synthetic scenarios (read-only, bounded; maintenance checks only with
     --cadence) against the target, or those --tags selects (@operation ones pass the
     safety gates first)."""
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     if cadence is not None and cadence not in ("daily", "weekly", "monthly", "quarterly"):
         raise reply.fail(f"--cadence {cadence!r}: one of daily, weekly, monthly, quarterly",
                          EXIT_USAGE)
@@ -548,6 +574,7 @@ def drill(
     pushgateway: PushgatewayOption = None,
     webhook: WebhookOption = None,
     workers: Annotated[int, typer.Option(hidden=True)] = 1,
+    features: FeaturesOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run @drill scenarios: game days and DR drills that inject faults, measure detection
@@ -555,6 +582,7 @@ def drill(
     parallel: each injects a fault into the target the others would be measuring. On a
     terminal each phase is shown as it starts."""
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     if workers != 1:
         raise reply.fail("drills never run in parallel (--workers): each injects a fault into"
                          " the target the others would be measuring; drop --workers",
@@ -668,6 +696,7 @@ def watch(
     listen: Annotated[str | None, typer.Option(
         metavar="HOST:PORT", help="serve /metrics, a status page (/) and /healthz there while"
                                   " the watch runs (port 0: any free port)")] = None,
+    features: FeaturesOption = None,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
@@ -676,6 +705,7 @@ def watch(
     from runbook.watch import Watcher, WatchSettings, state_file  # likewise
 
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     delivery = _delivery(pushgateway, webhook, reply)
     status = LiveStatus(interval, reply.redact) if listen is not None else None
     server = None
@@ -748,6 +778,7 @@ def manual_record(
     notes: Annotated[str, typer.Option(help="anything the reviewer should know")] = "",
     at: Annotated[str | None, typer.Option(
         help="when it was done, ISO 8601 with a zone (default: now)")] = None,
+    features: FeaturesOption = None,
 ) -> None:
     """Record the result of a manual runbook step; its scenario reads it back."""
     from datetime import datetime
@@ -755,6 +786,7 @@ def manual_record(
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook import manual
 
+    _features(features)
     known = {name.lower(): name for name in _manual_scenarios()}
     if scenario.lower() not in known:
         raise _fail(f"no @manual scenario named {scenario!r}; see 'runbook manual list'",
@@ -775,7 +807,7 @@ def manual_record(
 
 @manual_app.command("list", epilog="Examples: runbook manual list; runbook manual list --json"
                                    " | jq 'select(.state != \"ok\")'")
-def manual_list(as_json: JsonOption = False) -> None:
+def manual_list(features: FeaturesOption = None, as_json: JsonOption = False) -> None:
     """Every @manual scenario with its latest record and whether it is still valid."""
     from dataclasses import asdict
 
@@ -783,6 +815,7 @@ def manual_list(as_json: JsonOption = False) -> None:
     from runbook import manual
 
     reply = Reply(as_json=as_json)
+    _features(features, reply)
     try:
         for name, cadence in _manual_scenarios().items():
             standing = manual.standing(name, cadence)
@@ -801,25 +834,27 @@ def manual_list(as_json: JsonOption = False) -> None:
 
 
 def _manual_scenarios() -> dict[str, str | None]:
-    """name -> cadence of every @manual scenario under features/."""
+    """name -> cadence of every @manual scenario of the features in use."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.features import load_features
 
     cadences = ("daily", "weekly", "monthly", "quarterly")
     found: dict[str, str | None] = {}
-    for scenario in load_features(PROJECT_ROOT / "features"):
+    for scenario in load_features(runner.features_directory()):
         if "manual" in scenario.tags:
             found[scenario.name] = next((c for c in cadences if c in scenario.tags), None)
     return found
 
 
 def allure_cli() -> str | None:
-    """The Allure 3 CLI: the project's own (``npm install`` in the project), else on PATH."""
+    """The Allure 3 CLI: a source checkout's own (``npm install`` there), else the current
+    directory's, else on PATH."""
     import shutil
 
-    local = PROJECT_ROOT / "node_modules" / ".bin" / "allure"
-    if local.exists():
-        return str(local)
+    for where in (shipped.SOURCE, Path.cwd()):
+        local = where / "node_modules" / ".bin" / "allure"
+        if local.exists():
+            return str(local)
     return shutil.which("allure")
 
 
@@ -841,7 +876,7 @@ def report(
     if cli is None:
         raise _fail(
             "the HTML report needs Node.js and the Allure 3 CLI (npm package 'allure'):"
-            f" install Node.js, then run 'npm install' in {PROJECT_ROOT}; the raw results in"
+            " install Node.js, then 'npm install allure' (here, or -g); the raw results in"
             f" {results} stay usable", EXIT_USAGE)
     output = reports.resolve() / "allure-report"
     history = reports.resolve() / "allure-history.jsonl"
@@ -854,23 +889,17 @@ def report(
     out.print(f"HTML report: {index} (history: {history})", markup=False)
 
 
-FeaturesOption = Annotated[Path | None, typer.Option(
-    "--features", help="the directory of the .feature files (default: the project's features/)")]
-
-
 def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path, Path]:
-    """The runbook and features to read: the given ones, else the project's own."""
-    # imported when this command runs: `runbook --help` and the other commands stay fast
-    from runbook.sections import RUNBOOK_FILE
-
-    return markdown or PROJECT_ROOT / RUNBOOK_FILE, features or PROJECT_ROOT / "features"
+    """The runbook and features to read: the given ones, else the ones shipped in the
+    package (the features: ``$RUNBOOK_FEATURES`` when set)."""
+    return markdown or shipped.RUNBOOK, features or runner.features_directory()
 
 
 @app.command()
 def coverage(
     runbook_markdown: Annotated[Path | None, typer.Argument(
         metavar="[RUNBOOK_MARKDOWN]",
-        help="the runbook in Markdown (default: the project's docs/RUNBOOK.md)")] = None,
+        help="the runbook in Markdown (default: the shipped copy of docs/RUNBOOK.md)")] = None,
     features: FeaturesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
@@ -896,7 +925,7 @@ def docs(
     output: Annotated[Path | None, typer.Option(
         "--output", help="where the page is written (default: the reports directory)")] = None,
     runbook_markdown: Annotated[Path | None, typer.Option(
-        "--runbook", help="the runbook in Markdown (default: the project's docs/RUNBOOK.md)"
+        "--runbook", help="the runbook in Markdown (default: the shipped copy of docs/RUNBOOK.md)"
     )] = None,
     features: FeaturesOption = None,
 ) -> None:
@@ -925,7 +954,7 @@ def _known_secrets() -> list[str]:
     """The secrets of the target in the environment and of the sandbox in RUNBOOK_HOME, so
     pages written from recorded results mask them even where a record did not."""
     try:
-        sandbox = _secrets_of(_sandbox().env())
+        sandbox = _secrets_of(_sandbox(command=False).env())
     except RunbookError:
         sandbox = []  # no sandbox was ever started here
     return _secrets_of(dict(os.environ)) + sandbox

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from runbook import manual
+from runbook import manual, shipped
 from runbook.errors import ConfigError
 from runbook.features import load_features
 from runbook.redact import Redactor
 from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = PROJECT_ROOT / "steps" / "test_runbook.py"
+#: The module binding every feature, shipped in the package.
+SCENARIOS = shipped.SCENARIOS
 EXIT_INTERRUPTED = 130
 
 #: What runs every few minutes (``check`` without options, ``watch``, a game day's
@@ -63,16 +63,32 @@ def marks_for(tags: str | None, cadence: str | None) -> str:
 
 
 def features_directory() -> Path:
-    """The feature files the runs use: ``RUNBOOK_FEATURES``, else the project's."""
-    return Path(os.environ.get("RUNBOOK_FEATURES") or PROJECT_ROOT / "features").resolve()
+    """The feature files the runs use: ``RUNBOOK_FEATURES`` (``--features``), else the ones
+    shipped in the package."""
+    return Path(os.environ.get("RUNBOOK_FEATURES") or shipped.FEATURES).resolve()
+
+
+def use_features(directory: Path | None) -> Path:
+    """``--features DIR``: the runs of this process and their pytest subprocesses read the
+    feature files there (``RUNBOOK_FEATURES``). A directory that does not exist, or holds no
+    scenario, is a usage error (one line, exit 2). Returns the directory in use."""
+    if directory is None:
+        return features_directory()
+    resolved = directory.expanduser().resolve()
+    if not resolved.is_dir():
+        raise ConfigError(f"--features {directory}: no such directory")
+    if not any(resolved.rglob("*.feature")):
+        raise ConfigError(f"--features {directory}: no .feature file in it")
+    os.environ["RUNBOOK_FEATURES"] = str(resolved)
+    return resolved
 
 
 def check_features(directory: Path) -> None:
     """Every feature file parses: a malformed one is one line naming it, before any run."""
 
     if not load_features(directory):
-        raise ConfigError(f"{directory}: no scenarios in any .feature file; check"
-                          " RUNBOOK_FEATURES")
+        raise ConfigError(f"{directory}: no scenarios in any .feature file; check --features"
+                          " (RUNBOOK_FEATURES)")
 
 
 @dataclass(frozen=True)
@@ -94,17 +110,20 @@ class Selection:
     color: bool = field(default_factory=lambda: color_wanted(sys.stdout))
 
     def command(self) -> list[str]:
-        """The pytest command line (no secret on it)."""
+        """The pytest command line (no secret on it): the shipped scenarios with the shipped
+        configuration, from whatever directory the command runs in (``-P``: a ``runbook``
+        directory there is not the package)."""
         features = features_directory()
         command = [
-            sys.executable, "-m", "pytest", str(SCENARIOS),
+            sys.executable, "-P", "-m", "pytest", str(SCENARIOS),
+            "-c", str(shipped.PYTEST_INI),
             "-m", self.marks,
             "--runbook-reports", str(self.reports),
             "-o", f"bdd_features_base_dir={features}",
-            # Allure names a feature by its path under the root: a common one, for features
-            # outside the project (RUNBOOK_FEATURES), so the run still finds its ini file.
-            "-c", str(PROJECT_ROOT / "pyproject.toml"),
-            "--rootdir", os.path.commonpath([PROJECT_ROOT, features]),
+            # Allure names a feature by its path under the root (features/<file> for the
+            # shipped ones, as pytest finds pytest.ini itself): a common one for features
+            # outside the package (--features, RUNBOOK_FEATURES).
+            "--rootdir", os.path.commonpath([shipped.PACKAGE, features]),
             "--color", "yes" if self.color else "no",
             "-rN",
             # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
@@ -145,7 +164,7 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     summary ended as it did."""
     selection.reports.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        selection.command(), cwd=PROJECT_ROOT, env=dict(env), stdout=subprocess.PIPE,
+        selection.command(), env=dict(env), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
     )
     assert process.stdout is not None

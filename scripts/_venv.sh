@@ -1,5 +1,6 @@
-# Sourced by scripts/quickstart and scripts/test: make sure .venv holds the project and its
-# dependencies, installing them when missing or when pyproject.toml changed since.
+# Sourced by scripts/quickstart and scripts/test: make sure .venv holds the project (editable,
+# with its sandbox and dev extras) and its dependencies at the versions constraints.txt pins,
+# installing them when missing or when pyproject.toml or constraints.txt changed since.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -33,11 +34,12 @@ ensure_venv() {
     fi
   fi
   local stamp="$VENV/.installed" want
-  want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "runbook: installing the project and its dependencies into .venv" >&2
     "$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" \
+      -e "$ROOT[sandbox,dev]"
     echo "$want" > "$stamp"
   fi
 }

@@ -10,6 +10,7 @@ component back before the next test.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from types import MappingProxyType
 
 import pytest
 
+from runbook import shipped
 from runbook.actions.users import CanaryUser, canary_user
 from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
@@ -47,6 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # In the test processes only, not in a helper that imports this module (a process a
     # test kills must not take the sandbox down with it).
     own_sandboxes()
+
+
+def write_project(where: Path) -> None:
+    """A team's project on the installed package: the shipped ``pytest.ini`` (reading
+    ``features/`` beside it), ``steps/test_runbook.py`` and a ``conftest.py`` registering the
+    package's harness and steps; a test plants more steps in either module."""
+    shutil.copy(shipped.PYTEST_INI, where / "pytest.ini")
+    (where / "conftest.py").write_text('pytest_plugins = ["runbook.steps.plugin"]\n')
+    (where / "steps").mkdir()
+    shutil.copy(shipped.SCENARIOS, where / "steps" / "test_runbook.py")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import allure_labels
 from runbook.errors import CheckFailed, ConfigError
+from runbook.harness import allure_labels
 from runbook.reporting import allure3
 from runbook.sections import NEXT_STEPS
 

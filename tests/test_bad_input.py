@@ -33,7 +33,7 @@ def _reports_with_history(where: Path) -> Path:
 
 def _features(where: Path) -> Path:
     copy = where / "features"
-    shutil.copytree(PROJECT / "features", copy)
+    shutil.copytree(PROJECT / "runbook" / "features", copy)
     return copy
 
 

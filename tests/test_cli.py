@@ -16,10 +16,11 @@ import psycopg
 import pytest
 
 from runbook.config import TARGET_VARIABLES
-from runbook.runner import PROJECT_ROOT
 from runbook.sandbox.services import migrate
 from tests.conftest import RunningSandbox
 
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLEAN = {k: v for k, v in os.environ.items()
          if k not in (*TARGET_VARIABLES, "PLATFORM", "RUNBOOK_ENVIRONMENT", "RUNBOOK_HOME")}
 
@@ -202,7 +203,7 @@ def test_a_drill_is_named_by_its_record_name_or_by_its_runbook_section(tmp_path:
     assert not (tmp_path / "reports").exists()
 
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "steps/test_runbook.py", "--collect-only", "-q",
+        [sys.executable, "-m", "pytest", "runbook/steps/test_runbook.py", "--collect-only", "-q",
          "-p", "no:cacheprovider", "-m", "drill", "--runbook-drills",
          "high-cpu,database-failure", "--runbook-sections", "service-down"],
         cwd=PROJECT_ROOT, env=CLEAN, capture_output=True, text=True, timeout=120, check=False)

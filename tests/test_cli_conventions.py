@@ -21,10 +21,11 @@ import pytest
 from runbook.cli import Reply
 from runbook.redact import Redactor
 from runbook.reporting.summary import CADENCES
-from runbook.runner import PROJECT_ROOT
 from tests.conftest import RunningSandbox
 from tests.test_cli import CLEAN, FAKEBIN, runbook
 
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 API = "The API reports status ok with a current timestamp"
 

@@ -42,13 +42,14 @@ from runbook.figures import read_figures
 from runbook.platforms import platform_for
 from runbook.probes.storage import client
 from runbook.redact import Redactor
-from runbook.runner import PROJECT_ROOT
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import latest_backup, take_backup
 from runbook.targets import RunSpec
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
 T0 = datetime(2024, 1, 17, 10, 0, tzinfo=UTC)
 
@@ -279,7 +280,7 @@ def test_the_drills_limits_are_the_runbooks_table() -> None:
     table = text[text.index("| Scenario | RTO"):].split("\n\n")[0].splitlines()[2:]
     runbook = {row.split("|")[1].strip(): (_seconds(row.split("|")[2]),
                                            _seconds(row.split("|")[3])) for row in table}
-    outline = next(s for s in load_features(PROJECT_ROOT / "features")
+    outline = next(s for s in load_features(PROJECT_ROOT / "runbook" / "features")
                    if s.name.startswith("<scenario>"))
     stated = {row["scenario"]: (float(row["rto_s"]), float(row["rpo_s"]))
               for row in outline.examples}

@@ -37,7 +37,7 @@ def runbook(*args: str, cwd: Path, env: Mapping[str, str]) -> subprocess.Complet
 
 
 def a_manual_scenario() -> ScenarioInfo:
-    return next(s for s in load_features(ROOT / "features") if "manual" in s.tags)
+    return next(s for s in load_features(ROOT / "runbook" / "features") if "manual" in s.tags)
 
 
 def row(page: str, name: str) -> str:
@@ -128,7 +128,7 @@ def test_the_page_shows_real_results_figures_records_and_gaps_without_secrets(
 
 def test_with_no_run_yet_the_page_is_written_and_says_how_to_get_results(tmp_path: Path
                                                                          ) -> None:
-    coverage = measure(ROOT / RUNBOOK_FILE, ROOT / "features")
+    coverage = measure(ROOT / RUNBOOK_FILE, ROOT / "runbook" / "features")
     inputs = docs.gather(coverage, tmp_path / "reports", tmp_path / "records" / "manual.jsonl")
     written = docs.write(inputs, tmp_path / "out", Redactor())
     page = written.markdown.read_text()
@@ -150,7 +150,7 @@ def _outcome(name: str, outcome: str, at: datetime, message: str = "",
 
 def test_the_latest_history_entry_wins_and_summary_json_is_the_fallback(tmp_path: Path
                                                                         ) -> None:
-    coverage = measure(ROOT / RUNBOOK_FILE, ROOT / "features")
+    coverage = measure(ROOT / RUNBOOK_FILE, ROOT / "runbook" / "features")
     now = datetime.now(UTC)
     history = tmp_path / "h" / "history.jsonl"
     append_history(history, [_outcome(API, "passed", now, figures={"api health ms": 7.5}),
@@ -183,7 +183,7 @@ def test_the_html_is_self_contained_and_escapes_what_a_record_holds(tmp_path: Pa
     step = a_manual_scenario()
     manual.record(step.name, result="fail", by="<i>Mallory</i>", evidence=hostile,
                   notes="a|b", path=records)
-    coverage = measure(ROOT / RUNBOOK_FILE, ROOT / "features")
+    coverage = measure(ROOT / RUNBOOK_FILE, ROOT / "runbook" / "features")
     written = docs.write(docs.gather(coverage, tmp_path / "reports", records),
                          tmp_path / "out", Redactor())
     html = written.html.read_text()

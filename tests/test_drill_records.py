@@ -456,7 +456,7 @@ def test_a_real_drill_records_verify_and_count_for_its_own_target_only(
     reports = tmp_path / "reports"
     env = {**CLEAN, "RUNBOOK_HOME": str(sandbox.home)}
     ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "steps/test_runbook.py", "-m", "drill",
+        [sys.executable, "-m", "pytest", "runbook/steps/test_runbook.py", "-m", "drill",
          "-k", "recovered_within_rto and crash", "--target", "sandbox",
          "--runbook-reports", str(reports), "-p", "no:cacheprovider", "--color", "no", "-q"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=540, check=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from runbook.runner import PROJECT_ROOT
-from tests.conftest import RunningSandbox
+from tests.conftest import RunningSandbox, write_project
 
 PLANTED = '''
 
@@ -154,14 +152,10 @@ def test_runbook_drill_records_equal_the_scenarios_allure_statuses(
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
             sandbox: RunningSandbox) -> pytest.Pytester:
-    """A copy of the harness with the planted drills, against the session's sandbox given
-    as the ``env`` target."""
-    shutil.copy(PROJECT_ROOT / "conftest.py", pytester.path / "conftest.py")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", pytester.path / "pyproject.toml")
-    for package in ("steps", "harness"):
-        shutil.copytree(PROJECT_ROOT / package, pytester.path / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    with (pytester.path / "steps" / "drill.py").open("a") as module:
+    """A project on the package's steps with the planted drills (its conftest.py), against
+    the session's sandbox given as the ``env`` target."""
+    write_project(pytester.path)
+    with (pytester.path / "conftest.py").open("a") as module:
         module.write(PLANTED)
     (pytester.path / "features").mkdir()
     (pytester.path / "features" / "planted.feature").write_text(FEATURE)

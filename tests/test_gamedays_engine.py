@@ -28,12 +28,14 @@ from runbook.drills.catalog import DRILLS, GAME_DAYS
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import data_breach, slow_query, upload_failures
 from runbook.probes import postgres
-from runbook.runner import PROJECT_ROOT
 from runbook.sandbox.procs import is_alive
 from runbook.sections import next_steps
 from runbook.wait import wait_until
 from tests import gamedays
 from tests.conftest import RunningSandbox
+
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_drill_is_in_the_catalogue_with_json_params_and_a_known_section() -> None:
@@ -61,7 +63,7 @@ def test_a_scheduled_check_taken_away_leaves_its_game_day_undetected(
     suite costs a minute here; tests/test_drill_verdicts.py runs it whole): with the feature
     file edited, only the login journey is left, and it does not name the incident."""
     features = tmp_path / "features"
-    shutil.copytree(PROJECT_ROOT / "features", features)
+    shutil.copytree(PROJECT_ROOT / "runbook" / "features", features)
     incident = features / "incident_response.feature"
     text = incident.read_text()
     start = text.index("  @synthetic @warning @runbook:high-memory-cpu-usage")

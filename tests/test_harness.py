@@ -1,7 +1,8 @@
 """The pytest wiring, run as a user runs it: exit codes, tiers, gates, summary, evidence.
 
-Each test lays out a small project (our conftest.py, steps/ and pyproject.toml, plus the
-features it needs) and runs pytest on it in a subprocess against a real HTTP server.
+Each test lays out a small project as a team would with the installed package (the shipped
+pytest configuration and binding module, the features it needs, any step it plants) and runs
+pytest on it in a subprocess against a real HTTP server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,12 +92,9 @@ def health() -> Iterator[Health]:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A copy of the harness with no features yet, and no runbook variables inherited."""
-    shutil.copy(ROOT / "conftest.py", pytester.path / "conftest.py")
-    shutil.copy(ROOT / "pyproject.toml", pytester.path / "pyproject.toml")
-    for package in ("steps", "harness"):
-        shutil.copytree(ROOT / package, pytester.path / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    """The shipped configuration and binding module (the harness and steps are the
+    package's), with no features yet, and no runbook variables inherited."""
+    write_project(pytester.path)
     (pytester.path / "features").mkdir()
     for variable in ("API_URL", "WEB_URL", "DATABASE_URL", "REDIS_URL", "S3_BUCKET",
                      "RESEND_API_KEY", "ADMIN_TOKEN", "API_SECRET", "RUNBOOK_ENVIRONMENT",
@@ -208,7 +208,7 @@ def test_a_skipped_critical_check_off_the_sandbox_is_not_green(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("RUNBOOK_ENVIRONMENT", environment)
-    with (project.path / "steps" / "target.py").open("a") as module:
+    with (project.path / "steps" / "test_runbook.py").open("a") as module:
         module.write(PASSING_STEP)
     feature(project, HEALTH_SCENARIO.format(tier="critical", name="API is healthy"),
             PASSING_SCENARIO)

@@ -13,6 +13,10 @@ The layers, bottom up (a package may import only from its own layer or below):
 * ``drills``: game days and DR drills (use both);
 * ``runner``, ``watch``, ``cli``: the top; ``reporting`` (summaries, alerts, metrics, the
   living runbook) formats what the others produce and may be read by any but the sandbox.
+
+Beside the library, shipped in the same package, the pytest side: ``harness`` (the plugin)
+and ``steps`` (the step definitions, which use the harness). They may import any of the
+library; the library never imports them, nor pytest, pytest-bdd or allure.
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from runbook.runner import PROJECT_ROOT
+from runbook import shipped
 
-PACKAGE = PROJECT_ROOT / "runbook"
+PACKAGE = shipped.PACKAGE
+#: The pytest side of the package: only these import pytest (and the library never them).
+PYTEST_SIDE = frozenset({"harness", "steps"})
+#: What only the pytest side imports.
+PYTEST_MODULES = frozenset({"pytest", "_pytest", "pytest_bdd", "allure", "allure_commons",
+                            "allure_pytest_bdd", "pluggy", "xdist"})
 #: What each part must never import.
 FORBIDDEN: dict[str, frozenset[str]] = {
     "sandbox": frozenset({"platforms", "probes", "actions", "drills", "reporting", "runner",
@@ -31,13 +40,14 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "probes": frozenset({"actions", "drills", "runner", "watch", "cli"}),
     "actions": frozenset({"drills", "runner", "watch", "cli"}),
     "drills": frozenset({"reporting", "watch", "cli"}),
+    "harness": frozenset({"steps"}),
 }
 
 
 def modules() -> dict[str, Path]:
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         found[".".join(parts)] = path
@@ -50,8 +60,10 @@ def _resolve(name: str, known: dict[str, Path]) -> str | None:
     return name or None
 
 
-def imports(known: dict[str, Path]) -> list[tuple[str, str, int, bool, bool]]:
-    """(importer, imported, line, inside a function, commented) for every runbook import."""
+def imports(known: dict[str, Path], *, everything: bool = False
+            ) -> list[tuple[str, str, int, bool, bool]]:
+    """(importer, imported, line, inside a function, commented) for every runbook import;
+    with ``everything``, every other import too (the top-level name imported)."""
     found = []
     for module, path in known.items():
         text = path.read_text(encoding="utf-8")
@@ -78,6 +90,8 @@ def imports(known: dict[str, Path]) -> list[tuple[str, str, int, bool, bool]]:
             commented = "#" in here or before.strip().startswith("#")
             for name in names:
                 target = _resolve(name, known) if name.startswith("runbook") else None
+                if everything and not name.startswith("runbook"):
+                    target = name.partition(".")[0]
                 if target and target != module:
                     found.append((module, target, node.lineno, id(node) in in_function,
                                   commented))
@@ -155,8 +169,27 @@ def test_function_local_imports_of_runbook_say_why() -> None:
     assert silent == []
 
 
+def test_the_library_never_imports_pytest_nor_the_pytest_side() -> None:
+    """Only ``runbook.harness`` and ``runbook.steps`` import pytest (or pytest-bdd, allure);
+    the rest of the package runs without it, and never reaches into them."""
+    found = sorted({f"{importer}:{line} imports {imported}"
+                    for importer, imported, line, _, _ in imports(modules(), everything=True)
+                    if part(importer) not in PYTEST_SIDE
+                    and (imported in PYTEST_MODULES or part(imported) in PYTEST_SIDE)})
+    assert found == []
+
+
 def test_the_checks_see_a_cycle_and_an_upward_import() -> None:
     """The checks can fail: a planted cycle and a planted upward import are found."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert part("runbook.sandbox.backups") == "sandbox"
     assert "drills" in FORBIDDEN[part("runbook.sandbox.backups")]
+    assert part("runbook.steps.drill") in PYTEST_SIDE and part("runbook.cli") not in PYTEST_SIDE
+
+
+def test_the_check_sees_a_library_module_importing_pytest(tmp_path: Path) -> None:
+    planted = tmp_path / "api.py"
+    planted.write_text("import time\n\n\ndef f():\n    from _pytest import fixtures\n")
+    found = {imported for _, imported, _, _, _ in imports({"runbook.probes.api": planted},
+                                                           everything=True)}
+    assert {"time", "_pytest"} <= found and "_pytest" in PYTEST_MODULES

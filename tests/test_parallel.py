@@ -126,7 +126,7 @@ def test_drills_the_gates_allow_still_never_run_in_parallel(tmp_path: Path) -> N
         " target the others would be measuring; drop --workers"]
     # pytest -n itself, on staging with drills allowed (runbook check has no --allow-drills).
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "steps/test_runbook.py", "-m", "drill", "-n", "2",
+        [sys.executable, "-m", "pytest", "runbook/steps/test_runbook.py", "-m", "drill", "-n", "2",
          "--target", "env", "--allow-drills", "staging",
          "--runbook-reports", str(tmp_path / "reports"), "--color", "no"],
         cwd=ROOT, env={**CLEAN, **gated_target(tmp_path, "staging")},

@@ -275,7 +275,7 @@ def test_a_target_the_drill_cannot_take_is_refused_in_one_line_before_anything_r
 def test_the_drill_is_catalogued_and_its_scenario_names_it() -> None:
     assert PlatformApiCrash in DISASTERS and DRILLS["platform-api-crash"] is PlatformApiCrash
     assert REGISTRY["platform-instance-replaced"].platforms == ("railway", "kubernetes")
-    feature = (Path(__file__).parent.parent / "features" / "disaster_recovery.feature")
+    feature = (Path(__file__).parent.parent / "runbook" / "features" / "disaster_recovery.feature")
     steps = [line.strip().removeprefix("When ") for line in feature.read_text().splitlines()
              if "through the platform" in line and line.strip().startswith("When ")]
     assert len(steps) == 1 and drill_names(steps) == ("platform-api-crash",)

@@ -11,9 +11,10 @@ serve loop, a paced generator...).
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
-from runbook.runner import PROJECT_ROOT
-
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = PROJECT_ROOT / "runbook"
 EXEMPT = "# not a poll:"
 

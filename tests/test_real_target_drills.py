@@ -29,11 +29,12 @@ import yaml
 from psycopg import sql
 
 from runbook.config import TARGET_VARIABLES
-from runbook.runner import PROJECT_ROOT
 from runbook.sandbox import find_postgres
 from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
 
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 REDIS_DB = 13
 SCRATCH_SECRET = "scratch-canary-pw-5be1"

@@ -245,13 +245,14 @@ def test_the_dockerfile_builds_the_image_the_cronjobs_run() -> None:
     assert len(images) == 1
     assert f"docker build -t {images.pop()} ." in text
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
-    assert "pip install --no-deps -e ." in text, \
-        "the runbook runs its scenarios from its source tree"
-    # The dependencies are installed from pyproject.toml alone, before the source is copied:
-    # a change to the source does not reinstall them.
+    assert "pip install --no-deps ." in text and "-e ." not in text, \
+        "the package ships its scenarios: installed as a wheel is, not from the source tree"
+    # The dependencies are installed from pyproject.toml and the pinned constraints alone,
+    # before the source is copied: a change to the source does not reinstall them.
     slim = text[text.index("AS runbook-slim"):]
-    assert slim.index("COPY pyproject.toml ./") < slim.index("pip install -r") \
-        < slim.index("COPY . .") < slim.index("pip install --no-deps -e .")
+    assert slim.index("COPY pyproject.toml constraints.txt ./") \
+        < slim.index("pip install -c constraints.txt -r") \
+        < slim.index("COPY . .") < slim.index("pip install --no-deps .")
     assert entrypoint()[-1] == "runbook"
     assert re.search(r"^USER 10001", text, re.MULTILINE), "the image runs as non-root"
 

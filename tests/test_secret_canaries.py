@@ -33,13 +33,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from runbook.cli import PROJECT_ROOT, SCENARIOS, allure_cli
+from runbook.cli import SCENARIOS, allure_cli
 from runbook.config import META_VARIABLES, TARGET_VARIABLES, Target
 from runbook.redact import Redactor
 from runbook.reporting.publish import Delivery
 from runbook.sandbox.services.tokens import issue_user_token
 from tests.conftest import RunningSandbox
 
+#: The repository's root (the source checkout these tests run in).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The planted values: wrong for the sandbox, and spelled so that every encoding differs
 #: from the raw value (``"`` and ``\\`` for JSON, ``/ + @ : =`` for URLs).
 DB_PASSWORD = 'Cnry-db:p@ss/w"0rd+1'

@@ -13,7 +13,7 @@ TAG = re.compile(r"@runbook:([a-z0-9-]+)")
 
 def test_every_runbook_tag_names_a_heading_of_the_runbook() -> None:
     slugs = {h.slug for h in parse_headings((ROOT / RUNBOOK_FILE).read_text())}
-    used = {(path.name, tag) for path in (ROOT / "features").glob("*.feature")
+    used = {(path.name, tag) for path in (ROOT / "runbook" / "features").glob("*.feature")
             for tag in TAG.findall(path.read_text())}
     assert used, "no @runbook: tag found in features/"
     unknown = sorted(f"{name}: @runbook:{tag}" for name, tag in used if tag not in slugs)
@@ -22,7 +22,7 @@ def test_every_runbook_tag_names_a_heading_of_the_runbook() -> None:
 
 def test_every_scenario_carries_a_runbook_section() -> None:
     missing = []
-    for path in (ROOT / "features").glob("*.feature"):
+    for path in (ROOT / "runbook" / "features").glob("*.feature"):
         feature_tagged = False
         tags: list[str] = []
         for line in path.read_text().splitlines():

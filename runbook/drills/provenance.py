@@ -8,7 +8,7 @@ A record carries:
   commit (``git rev-parse HEAD``) and whether tracked files differ from it (``git status
   --porcelain --untracked-files=no``: untracked files do not count, as for ``git describe
   --dirty``); each git call is bounded by ``GIT_TIMEOUT_S``;
-* the sha256 of the runbook file (``runbook.sections.RUNBOOK_FILE`` under the project root);
+* the sha256 of the runbook file (``runbook.shipped.RUNBOOK``: ``docs/RUNBOOK.md`` as shipped);
 * the target's name, environment and endpoint fingerprint (``fingerprint``);
 * the versions of python and of the libraries a drill goes through (``TOOLS``).
 
@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from runbook import shipped
 from runbook.config import Target
 from runbook.sections import RUNBOOK_FILE
 
-#: The project root: the source tree the ``runbook`` package is part of.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Where the ``runbook`` package sits: a source checkout's root (its commit is recorded), or
+#: ``site-packages`` (none is).
+PROJECT_ROOT = shipped.SOURCE
 #: The suite's distribution name (pyproject.toml).
 DISTRIBUTION = "legacyvideo-runbook"
 #: What a record names the tools by, and their distribution names.
@@ -224,5 +226,5 @@ def tools() -> dict[str, str | None]:
 
 def collect(target: Target | None = None, *, root: Path = PROJECT_ROOT) -> Provenance:
     """Everything above, now; the target's identity when ``target`` is given."""
-    return Provenance(suite(root), file_sha256(root / RUNBOOK_FILE), tools(),
+    return Provenance(suite(root), file_sha256(shipped.RUNBOOK), tools(),
                       identify(target) if target is not None else None)

@@ -19,8 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
+from runbook import shipped
 from runbook.redact import Redactor
-from runbook.sections import RUNBOOK_FILE, next_steps, parse_headings
+from runbook.sections import next_steps, parse_headings
 
 TIERS = ("critical", "warning", "info")
 #: Seconds a webhook POST may take, connection included.
@@ -52,7 +53,7 @@ def tier_of(scenario: Mapping[str, Any]) -> str:
 
 @lru_cache(maxsize=1)
 def _section_titles() -> dict[str, str]:
-    runbook = Path(__file__).resolve().parents[2] / RUNBOOK_FILE
+    runbook = shipped.RUNBOOK
     try:
         headings = parse_headings(runbook.read_text(encoding="utf-8"))
     except OSError:

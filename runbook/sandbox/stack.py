@@ -23,7 +23,7 @@ from typing import Any
 
 from runbook.errors import SandboxError
 from runbook.redact import Redactor
-from runbook.sandbox import components, control
+from runbook.sandbox import components, control, extra
 from runbook.sandbox.appdb import mint_admin_token
 from runbook.sandbox.binaries import find_binaries, find_postgres
 from runbook.sandbox.control import ControlEndpoint
@@ -317,7 +317,8 @@ class Sandbox:
         call started is then stopped again.
         """
         deadline = time.monotonic() + timeout
-        find_binaries()  # fail before anything starts when PostgreSQL or Redis is missing
+        extra.require()  # fail before anything starts when the [sandbox] extra is missing
+        find_binaries()  # likewise when PostgreSQL or Redis is missing
         started_here = False
         if self.supervisor_pid() is None:
             self._sweep()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.checks import require_ok
 from runbook.config import Target
+from runbook.harness.evidence import Evidence
 from runbook.probes import email
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts

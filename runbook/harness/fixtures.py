@@ -16,8 +16,6 @@ from pathlib import Path
 import allure
 import pytest
 
-from harness import scenarios
-from harness.state import run_state, scenario_state
 from runbook import reachability
 from runbook.actions.users import CanaryPool
 from runbook.config import Target
@@ -26,6 +24,8 @@ from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.record import DrillRecord, PhaseListener, ProgressFile, write_record
 from runbook.errors import ConfigError, RunbookError
+from runbook.harness import scenarios
+from runbook.harness.state import run_state, scenario_state
 from runbook.platforms import NoPlatform, PlatformAdapter, RecordingPlatform, platform_for
 from runbook.timeouts import Timeouts
 

@@ -19,8 +19,8 @@ from typing import Protocol, TypeVar
 import allure
 import pytest
 
-from harness import allure_labels, scenarios
-from harness.state import RunState, ScenarioState, run_state, scenario_state
+from runbook.harness import allure_labels, scenarios
+from runbook.harness.state import RunState, ScenarioState, run_state, scenario_state
 from runbook.results import ProbeResult
 
 

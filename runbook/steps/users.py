@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from pytest_bdd import given, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import users
 from runbook.actions.users import (
     AccessChecks,
@@ -17,6 +16,7 @@ from runbook.actions.users import (
 )
 from runbook.checks import require_record
 from runbook.config import Target
+from runbook.harness.evidence import Evidence
 from runbook.timeouts import Timeouts
 
 

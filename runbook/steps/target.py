@@ -7,7 +7,7 @@ from pytest_bdd import given, parsers
 
 from runbook.config import Target
 from runbook.probes import resources, status
-from steps.support import require_variables
+from runbook.steps.support import require_variables
 
 
 @given(parsers.re(r"the target has (?:the )?(?P<part>.+)"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import allure_redaction, scenarios
-from harness.state import RunState, start_run
+from runbook.harness import allure_redaction, scenarios
+from runbook.harness.state import RunState, start_run
 from runbook.redact import Redactor
 
 
@@ -35,16 +35,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          " runbook section (a game day's detection round)")
 
 
+#: The runbook's tags as pytest marks (``--strict-markers`` keeps the feature files to them):
+#: registered here, so every run of the scenarios has them, from the package or a checkout.
+MARKERS = (
+    "synthetic: read-only or self-cleaning canary; allowed against every target",
+    "operation: changes state reversibly; never on production unless explicitly allowed",
+    "drill: destructive; never on production, staging only with --allow-drills staging",
+    "read-only: a drill that only reads the target (a restore test into a scratch database);"
+    " production with --allow-operations production",
+    "runbook(section): the runbook section a scenario restates (from @runbook:<section>)",
+    "runbook-defect: the runbook is wrong about the real system; the scenario asserts reality",
+    "manual: a step only a person can do; its result is recorded with who, when, evidence",
+    "critical: alert tier, page immediately",
+    "warning: alert tier, notify during business hours",
+    "info: alert tier, daily digest",
+    "daily: maintenance cadence",
+    "weekly: maintenance cadence",
+    "monthly: maintenance cadence",
+    "quarterly: maintenance cadence",
+    "rto: measures recovery time against the runbook's RTO",
+    "rpo: measures data loss against the runbook's RPO",
+)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
     state = start_run(config, RunState(
         redactor=Redactor(), reports=config.getoption("--runbook-reports") or Path("reports")))
     # After allure-pytest-bdd registered its file logger: replace it with a redacting one.
     allure_redaction.install(state.redactor, config.add_cleanup)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_bdd_apply_tag(tag: str, function: Callable[..., object]) -> object:
-    """``@runbook:<section>`` becomes ``pytest.mark.runbook("<section>")``."""
+    """``@runbook:<section>`` becomes ``pytest.mark.runbook("<section>")`` (first: pytest-bdd's
+    own would make it an unknown mark, and this plugin may be registered before it, ``-p``)."""
     if tag.startswith("runbook:"):
         pytest.mark.runbook(tag.split(":", 1)[1])(function)
         return True

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from runbook import shipped
 from runbook.drills.record import DrillRecord
 from runbook.redact import Redactor
 from runbook.reporting.summary import ScenarioOutcome
 from runbook.results import utcnow
-from runbook.sections import RUNBOOK_FILE, Heading, parse_headings
+from runbook.sections import Heading, parse_headings
 from runbook.targets import RunSpec
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -54,7 +53,7 @@ class RunState:
     def headings(self) -> dict[str, Heading]:
         """The runbook's headings by slug (for the report's labels), read once."""
         if self._headings is None:
-            runbook_file = PROJECT_ROOT / RUNBOOK_FILE
+            runbook_file = shipped.RUNBOOK
             found = parse_headings(runbook_file.read_text()) if runbook_file.exists() else []
             self._headings = {h.slug: h for h in found}
         return self._headings

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import parallel, scenarios
-from harness.state import RunState, run_state
 from runbook.config import setting_secrets
 from runbook.errors import ConfigError, RunbookError
+from runbook.harness import parallel, scenarios
+from runbook.harness.state import RunState, run_state
 from runbook.redact import redact_log_records
 from runbook.reporting.summary import EXIT_USAGE
 from runbook.safety import KINDS, check_gate

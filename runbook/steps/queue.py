@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from pytest_bdd import given, parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.actions import queues as queue_actions
 from runbook.actions.queues import (
@@ -25,6 +24,7 @@ from runbook.checks import (
     require_record,
 )
 from runbook.config import Target
+from runbook.harness.evidence import Evidence
 from runbook.platforms import PlatformAdapter
 from runbook.probes import queues, redis
 from runbook.results import ProbeResult

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import journeys
 from runbook.actions.users import CanaryPool
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
+from runbook.harness.evidence import Evidence
 from runbook.probes import api, resources, status, web
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts

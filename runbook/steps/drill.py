@@ -10,7 +10,6 @@ from pathlib import Path
 
 from pytest_bdd import given, parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import users
 from runbook.checks import require_ok, require_phase, require_verdict
 from runbook.config import Target
@@ -21,11 +20,12 @@ from runbook.drills.guard import Guard
 from runbook.drills.incidents.disaster import seeded_check
 from runbook.drills.record import DrillRecord, PhaseListener
 from runbook.errors import CheckFailed
+from runbook.harness.evidence import Evidence
 from runbook.probes import backups, e2e
 from runbook.results import ProbeResult
 from runbook.sections import next_steps
+from runbook.steps.support import skip_if_unavailable
 from runbook.timeouts import Timeouts
-from steps.support import skip_if_unavailable
 
 
 @given("a canary user for the end-to-end check", target_fixture="steady")

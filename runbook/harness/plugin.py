@@ -1,5 +1,5 @@
 """The executable runbook's pytest plugin: register it with
-``pytest_plugins = ["harness.plugin"]``.
+``pytest_plugins = ["runbook.harness.plugin"]``.
 
 Its parts, each a pytest plugin module:
 
@@ -16,10 +16,10 @@ Its parts, each a pytest plugin module:
 """
 
 pytest_plugins = [
-    "harness.options",
-    "harness.gates",
-    "harness.fixtures",
-    "harness.evidence",
-    "harness.outcomes",
-    "harness.summary",
+    "runbook.harness.options",
+    "runbook.harness.gates",
+    "runbook.harness.fixtures",
+    "runbook.harness.evidence",
+    "runbook.harness.outcomes",
+    "runbook.harness.summary",
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.checks import require_at_most, require_figures
 from runbook.config import Target
+from runbook.harness.evidence import Evidence
 from runbook.probes import metrics, resources, traffic
 from runbook.results import ProbeResult
+from runbook.steps.support import skip_if_unavailable
 from runbook.timeouts import Timeouts
-from steps.support import skip_if_unavailable
 
 
 @when(parsers.parse("the on-call engineer measures the API over {requests:d} requests"),

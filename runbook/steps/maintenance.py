@@ -13,19 +13,16 @@ from pathlib import Path
 import pytest
 from pytest_bdd import parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
 from runbook.drills import quarterly
+from runbook.harness.evidence import Evidence
 from runbook.platforms import PlatformAdapter
 from runbook.probes import audit, maintenance, queues, resources
 from runbook.results import ProbeResult
-from runbook.sections import RUNBOOK_FILE
+from runbook.shipped import RUNBOOK
+from runbook.steps.support import skip_if_unavailable
 from runbook.timeouts import Timeouts
-from steps.support import skip_if_unavailable
-
-#: The runbook these features restate, in the project.
-RUNBOOK = Path(__file__).resolve().parent.parent / RUNBOOK_FILE
 
 
 @pytest.fixture

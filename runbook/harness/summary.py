@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import allure_labels, parallel
-from harness.outcomes import UNDEFINED
-from harness.state import run_state
+from runbook.harness import allure_labels, parallel
+from runbook.harness.outcomes import UNDEFINED
+from runbook.harness.state import run_state
 from runbook.reporting.summary import (
     EXIT_USAGE,
     append_history,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pytest_bdd import parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import restart
 from runbook.actions.restart import RestartRecord
 from runbook.checks import require_record
 from runbook.config import Target
+from runbook.harness.evidence import Evidence
 from runbook.platforms import PlatformAdapter
 from runbook.probes import logs
 from runbook.probes.logs import LogSummary

@@ -10,9 +10,9 @@ from collections.abc import Generator
 import pytest
 from pytest_bdd.exceptions import StepDefinitionNotFoundError
 
-from harness import parallel, scenarios
-from harness.state import run_state, scenario_state
 from runbook.errors import CheckFailed
+from runbook.harness import parallel, scenarios
+from runbook.harness.state import run_state, scenario_state
 from runbook.manual import EXPIRED
 from runbook.reporting.summary import ScenarioOutcome
 from runbook.results import utcnow

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from pytest_bdd import parsers, then, when
 
-from harness.evidence import Evidence
 from runbook.actions import backup, database
 from runbook.actions.backup import BackupRecord
 from runbook.checks import require_observed, require_ok, require_record
 from runbook.config import Target
 from runbook.errors import CheckFailed
+from runbook.harness.evidence import Evidence
 from runbook.probes import postgres
 from runbook.results import ProbeResult
 from runbook.sections import next_steps
