@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 from typer._click import Command as ClickCommand  # Typer vendors click: its groups' types
 from typer._click import Context as ClickContext
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from runbook import runner, shipped
@@ -960,9 +961,28 @@ def _known_secrets() -> list[str]:
     return _secrets_of(dict(os.environ)) + sandbox
 
 
+def _with_usage_errors_as_json(args: Sequence[str]) -> int:
+    """Run the command line ``args`` (which asked for ``--json``): a usage error (an unknown
+    option, a bad value) prints its usual lines on stderr and, on stdout, the one ``error``
+    object every ``--json`` failure gives (docs/json-output.md), so a scheduler parsing
+    stdout is never left with nothing. Returns the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=list(args), prog_name="runbook", standalone_mode=False)
+    except ClickException as exc:
+        exc.show()
+        print(json.dumps(error(exc.exit_code, exc.format_message())), flush=True)
+        return exc.exit_code
+    except typer.Abort:
+        raise KeyboardInterrupt from None
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:
     """Entry point of the ``runbook`` console script."""
     try:
+        if "--json" in sys.argv[1:]:
+            sys.exit(_with_usage_errors_as_json(sys.argv[1:]))
         app()
     except RunbookError as exc:
         err.print(f"runbook: {exc}", markup=False)

@@ -261,3 +261,18 @@ def test_the_json_schema_is_documented() -> None:
     for kind in ("scenario", "summary", "error", "round", "manual"):
         assert f'"type": "{kind}"' in text or f"`{kind}`" in text, kind
     assert "docs/json-output.md" in (PROJECT_ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("args", [("check", "--json", "--bogus"),
+                                  ("drill", "--json", "--workers", "many"),
+                                  ("manual", "list", "--json", "--cadence")])
+def test_a_usage_error_with_json_gives_one_error_object_and_exit_2(
+        tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A scheduler parsing stdout gets the error object, a person the usual lines on
+    stderr, whatever the usage error."""
+    result = runbook(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = json_lines(result.stdout)
+    assert line["type"] == "error" and line["exit_code"] == 2, line
+    assert line["message"] and "\n" not in line["message"]
+    assert "Usage: runbook" in result.stderr and line["message"] in result.stderr
