@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from runbook.actions import users
 from runbook.clients import http_client
 from runbook.config import Target
-from runbook.probes import Verdict, canaries, describe_error, e2e, run_probe, storage
+from runbook.probes import Verdict, blocked, canaries, describe_error, e2e, run_probe, storage
 from runbook.probes import postgres as postgres_probe
 from runbook.probes import queues as queue_probe
 from runbook.results import ProbeResult
@@ -112,6 +112,11 @@ def login(target: Target, timeouts: Timeouts, pool: users.CanaryPool | None = No
     an address nobody has: 401 when the API works, 5xx when it fails) says whether users
     see 500s (the advice of API Returns 500 Error) or the database refused the runbook."""
     expected = "health ok, a login (write) and the user read back with its token (read)"
+    # The canary user is made in the database and logs in through the API: neither answering
+    # is known before a canary is tried (and waited for).
+    stopped = blocked("api", "end to end", target, expected=expected, needs=("api", "database"))
+    if stopped is not None:
+        return stopped
     try:
         with _canary(target, timeouts, pool) as canary:
             return narrow_500(e2e.round_trip(target, timeouts, canary.email, canary.password))
@@ -205,7 +210,7 @@ def upload(target: Target, timeouts: Timeouts, pool: users.CanaryPool | None = N
                     observed["cleanup_error"] = describe_error(exc)
 
     return run_probe("s3", "upload through the API", target, timeouts, body,
-                     expected=expected, needs=("api", "s3"))
+                     expected=expected, needs=("api", "s3", "database"))
 
 
 # -- release ---------------------------------------------------------------------------------
@@ -326,7 +331,7 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
 
     budget = replace(timeouts, deadline=within_s + 2 * CLEANUP_S + timeouts.deadline)
     return run_probe("worker", "release round trip", target, budget, body, expected=expected,
-                     needs=("api", "redis"))
+                     needs=("api", "redis", "database"))
 
 
 # -- e-mail ----------------------------------------------------------------------------------
@@ -449,4 +454,4 @@ def email(target: Target, timeouts: Timeouts, *, within_s: float = EMAIL_WITHIN_
     budget = replace(timeouts, deadline=max(timeouts.deadline, within_s + 2 * (
         timeouts.connect + timeouts.read)))
     return run_probe("email", "delivery", target, budget, body, expected=expected,
-                     needs=("api", "redis"))
+                     needs=("redis", "email provider"))

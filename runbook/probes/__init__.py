@@ -47,16 +47,9 @@ def run_probe(
     timeouts on it."""
     started_at = utcnow()
     started = time.monotonic()
-    gate = reachability.current()
-    blocked = gate.unreachable(component, check, target, needs) if gate is not None else None
-    if blocked is not None:
-        return ProbeResult(
-            component=component, check=check, target=target.describe(),
-            timing=Timing(started_at, utcnow(), time.monotonic() - started),
-            problem=blocked.blocked(), expected=expected,
-            observed={"unreachable": blocked.component, "asked_at": blocked.asked_at,
-                      "found_by": blocked.found_by},
-            advice=ADVICE_WHEN_UNREACHABLE.get(blocked.component, component))
+    stopped = blocked(component, check, target, expected=expected, needs=needs)
+    if stopped is not None:
+        return stopped
     try:
         verdict = call_with_deadline(body, timeouts.deadline)
     except DeadlineExceeded:
@@ -85,6 +78,27 @@ ADVICE_WHEN_UNREACHABLE = {"api": "api", "web": "web", "database": "database",
                            "redis": "redis", "s3": "s3", "email provider": "email"}
 
 
+def blocked(component: str, check: str, target: Target, *, expected: str,
+            needs: tuple[str, ...] | None = None) -> ProbeResult | None:
+    """The failed result of a probe that needs a component the run found unreachable
+    (``reachability``: asked once per run, the first time a probe needs it), else ``None``
+    (reachable, not yet known to be dead, or no run's gate active). ``run_probe`` asks it
+    first; a check that does work before its probe (making a canary user) asks it itself."""
+    gate = reachability.current()
+    started_at = utcnow()
+    started = time.monotonic()
+    dead = gate.unreachable(component, check, target, needs) if gate is not None else None
+    if dead is None:
+        return None
+    return ProbeResult(
+        component=component, check=check, target=target.describe(),
+        timing=Timing(started_at, utcnow(), time.monotonic() - started),
+        problem=dead.blocked(), expected=expected,
+        observed={"unreachable": dead.component, "asked_at": dead.asked_at,
+                  "found_by": dead.found_by},
+        advice=ADVICE_WHEN_UNREACHABLE.get(dead.component, component))
+
+
 def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResult:
     """One result standing for several: ok when all are, problems joined, evidence kept."""
     problems = [f"{r.check}: {r.problem}" for r in results if not r.ok]
@@ -102,4 +116,4 @@ def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResu
 
 
 #: ``describe_error`` lives with the clients whose failures it describes; probes hand it on.
-__all__ = ["Verdict", "combine", "describe_error", "run_probe"]
+__all__ = ["Verdict", "blocked", "combine", "describe_error", "run_probe"]

@@ -50,7 +50,7 @@ import httpx
 
 from runbook.clients import USER_AGENT_PREFIX, http_client
 from runbook.config import Target
-from runbook.probes import Verdict, describe_error, run_probe
+from runbook.probes import Verdict, blocked, describe_error, run_probe
 from runbook.probes.metrics import (
     LATENCY_METRIC,
     QUANTILES,
@@ -587,8 +587,14 @@ def traffic(target: Target, timeouts: Timeouts, window_s: float, *,
             observed["unmeasurable_figures"] = {f"{label}_ms": line for label, _ in QUANTILES}
         return Verdict(True, expected, observed=observed)
 
-    return run_probe("traffic", f"users' traffic over {_minutes(window_s)}", target, timeouts,
-                     body, expected=expected)
+    check = f"users' traffic over {_minutes(window_s)}"
+    stopped = None if prometheus else blocked("traffic", check, target, expected=expected,
+                                              needs=("api",))
+    if stopped is not None:  # the counters are the API's own: not measured, as without them
+        return replace(stopped, problem=f"unmeasurable: {stopped.problem}",
+                       observed={**stopped.observed, "unmeasurable": True, "unavailable": True},
+                       advice="traffic-unmeasurable")
+    return run_probe("traffic", check, target, timeouts, body, expected=expected)
 
 
 def for_figure(result: ProbeResult, figure: str) -> ProbeResult:
