@@ -28,6 +28,17 @@ from runbook.config import Target
 from runbook.results import utcnow
 from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
 
+#: A queue's worker is not asked (a job round trip is a check of its own, under the
+#: runbook's limit): the first canary job on the queue answers for it (``record``), and a
+#: canary no worker took (still waiting) makes the queue's worker unreachable for the run.
+WORKER = "worker"
+
+
+def worker(queue: str) -> str:
+    """The component name of ``queue``'s worker, as probes name it in ``needs``."""
+    return f"{WORKER}:{queue}"
+
+
 #: The components a run asks once, with what the asking is.
 ASKED_WITH: dict[str, str] = {
     "api": "one HTTP request to API_URL, any status",
@@ -36,6 +47,7 @@ ASKED_WITH: dict[str, str] = {
     "redis": "connect and PING",
     "s3": "one HTTP request to the S3 endpoint, any status",
     "email provider": "one HTTP request to RESEND_API_URL, any status",
+    WORKER: "its canary job on the queue",
 }
 
 #: What a probe of each component (``run_probe``'s first argument) cannot do without. A probe
@@ -69,7 +81,7 @@ class Answer:
 
     def blocked(self) -> str:
         """The one line a probe that needed this component fails with."""
-        how = ASKED_WITH.get(self.component, "asked")
+        how = ASKED_WITH.get(self.component.partition(":")[0], "asked")
         return (f"{self.component} unreachable: {self.detail} ({how}, asked once for this"
                 f" run at {self.asked_at} by {self.found_by}); not waited for again")
 
@@ -92,6 +104,8 @@ def _address(component: str, target: Target) -> str | None:
                 else None) if target.s3_bucket else None
     if component == "email provider":
         return target.resend_api_url if target.resend_api_key else None
+    if component.startswith(f"{WORKER}:"):
+        return target.redis_url.get_secret_value() if target.redis_url else None
     return None
 
 
@@ -140,12 +154,29 @@ class Reachability:
             if not address:
                 continue
             answer = self._answer(needed, address, f"{component} {check}")
-            if not answer.ok:
+            if answer is not None and not answer.ok:
                 return answer
         return None
 
-    def _answer(self, component: str, address: str, asker: str) -> Answer:
+    def record(self, component: str, target: Target, *, ok: bool, detail: str,
+               by: str, elapsed_s: float) -> None:
+        """A check's own answer for ``component`` (a queue's worker), kept when the
+        component has none yet; a later answer does not replace it."""
+        address = _address(component, target)
+        if not address:
+            return
+        found_by = (f"the check {by!r}"
+                    + (f" of the scenario {self.scenario!r}" if self.scenario else ""))
+        with self._lock:
+            self._answers.setdefault((component, address), Answer(
+                component, ok, detail, utcnow().strftime("%H:%M:%S"), round(elapsed_s, 3),
+                found_by))
+
+    def _answer(self, component: str, address: str, asker: str) -> Answer | None:
         key = (component, address)
+        if component.startswith(f"{WORKER}:"):  # answered by its canary, never asked
+            with self._lock:
+                return self._answers.get(key)
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

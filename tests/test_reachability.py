@@ -17,7 +17,7 @@ import pytest
 from runbook import reachability
 from runbook.config import Target
 from runbook.probes import redis as redis_probe
-from runbook.probes.queues import counts
+from runbook.probes.queues import canary_round_trip, counts
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 from tests.network import BlackHole
@@ -86,7 +86,8 @@ def test_a_probe_declares_more_than_its_component_needs() -> None:
     """A journey through the API to the queue needs the API too: a dead API blocks it even
     though Redis answers."""
     target = _target("redis://127.0.0.1:6379/13", api_url="http://127.0.0.1:9")
-    gate = reachability.Reachability(TIMEOUTS)
+    # a refusal is immediate: a roomy budget keeps a busy machine from reading it as silence
+    gate = reachability.Reachability(Timeouts(connect=3.0, read=3.0, deadline=6.0))
     found = gate.unreachable("worker", "release round trip", target, needs=("api", "redis"))
     assert found is not None and found.component == "api"
     assert "cannot connect" in found.detail
@@ -121,3 +122,25 @@ def test_with_redis_stopped_the_run_fails_what_needs_it_with_one_verdict(
     again = runbook("check", "--target", "sandbox", "--json", "-k", "redis_answers",
                     cwd=tmp_path / "again", env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_canary_no_worker_took_makes_its_queues_worker_unreachable_for_the_run() -> None:
+    """The machine's Redis, a queue nobody works: the canary waits its limit once, and the
+    checks that need that queue's worker fail at once after it; another queue's worker is
+    not judged by it."""
+    queue = "runbook-test-unworked"
+    target = _target("redis://127.0.0.1:6379/13")
+    gate = reachability.Reachability(TIMEOUTS)
+    with reachability.active(gate):
+        canary = canary_round_trip(target, TIMEOUTS, queue, within_s=0.5)
+        assert not canary.ok and canary.observed.get("state") == "waiting", canary.observed
+        assert canary.observed.get("removed") is True
+        stopped = gate.unreachable("worker", "release round trip", target,
+                                   needs=(reachability.worker(queue),))
+        other = gate.unreachable("worker", "release round trip", target,
+                                 needs=(reachability.worker("another-queue"),))
+    assert stopped is not None and other is None
+    assert stopped.component == f"worker:{queue}"
+    assert "still waiting after" in stopped.detail and "no worker took it" in stopped.detail
+    assert f"'queues {queue} canary'" in stopped.blocked()
+    assert "its canary job on the queue" in stopped.blocked()

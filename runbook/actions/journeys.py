@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from bullmq import Queue
 from redis.asyncio import Redis
 
+from runbook import reachability
 from runbook.actions import users
 from runbook.clients import http_client
 from runbook.config import Target
@@ -112,9 +113,10 @@ def login(target: Target, timeouts: Timeouts, pool: users.CanaryPool | None = No
     an address nobody has: 401 when the API works, 5xx when it fails) says whether users
     see 500s (the advice of API Returns 500 Error) or the database refused the runbook."""
     expected = "health ok, a login (write) and the user read back with its token (read)"
-    # The canary user is made in the database and logs in through the API: neither answering
-    # is known before a canary is tried (and waited for).
-    stopped = blocked("api", "end to end", target, expected=expected, needs=("api", "database"))
+    # Only a dead API stops the login before it is tried: with the database gone, what a
+    # user's login gets then (HTTP 500 from a live API) is the check's finding, the signal of
+    # API Returns 500 Error, and is worth its wait.
+    stopped = blocked("api", "end to end", target, expected=expected, needs=("api",))
     if stopped is not None:
         return stopped
     try:
@@ -331,7 +333,7 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
 
     budget = replace(timeouts, deadline=within_s + 2 * CLEANUP_S + timeouts.deadline)
     return run_probe("worker", "release round trip", target, budget, body, expected=expected,
-                     needs=("api", "redis", "database"))
+                     needs=("api", "redis", "database", reachability.worker("release-process")))
 
 
 # -- e-mail ----------------------------------------------------------------------------------
@@ -454,4 +456,4 @@ def email(target: Target, timeouts: Timeouts, *, within_s: float = EMAIL_WITHIN_
     budget = replace(timeouts, deadline=max(timeouts.deadline, within_s + 2 * (
         timeouts.connect + timeouts.read)))
     return run_probe("email", "delivery", target, budget, body, expected=expected,
-                     needs=("redis", "email provider"))
+                     needs=("redis", "email provider", reachability.worker("email")))

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from runbook import reachability
 from runbook.clients import REDIS_CLIENT_NAME
 from runbook.clients import async_redis_client as async_client
 from runbook.config import Target
@@ -400,5 +401,28 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: 
         return Verdict(True, expected, observed=observed)
 
     budget = replace(timeouts, deadline=canary_deadline(timeouts, within_s))
-    return run_probe("queues", f"{queue} canary", target, budget,
-                     lambda: run_async(url, timeouts, queue, work), expected=expected)
+    result = run_probe("queues", f"{queue} canary", target, budget,
+                       lambda: run_async(url, timeouts, queue, work), expected=expected)
+    _answer_for_the_worker(target, queue, result)
+    return result
+
+
+#: The states of a canary job no worker took.
+_UNTAKEN = frozenset({"waiting", "wait", "prioritized"})
+
+
+def _answer_for_the_worker(target: Target, queue: str, result: ProbeResult) -> None:
+    """The canary answers, for the run, whether ``queue`` has a worker taking jobs: one that
+    took it (completed, failed, even slow) answered; one left waiting did not, and the
+    checks that need that worker fail at once after it (``reachability``)."""
+    gate = reachability.current()
+    state = result.observed.get("state")
+    if gate is None or not isinstance(state, str) or state == "paused":
+        return  # no run's gate, or the canary never got as far as a worker
+    taken = state not in _UNTAKEN
+    waited = result.observed.get("waited_ms", 0) / 1000
+    gate.record(reachability.worker(queue), target, ok=taken, by=f"queues {queue} canary",
+                elapsed_s=waited,
+                detail=("took the canary job" if taken else
+                        f"a canary job on {queue} was still waiting after {waited:.1f} s: no"
+                        " worker took it"))
