@@ -95,7 +95,7 @@ def _address(component: str, target: Target) -> str | None:
         return target.web_url
     if component == "database":
         return target.database_url.get_secret_value() if target.database_url else None
-    if component == "redis":
+    if component == "redis" or component.startswith(f"{WORKER}:"):  # a worker: its queue's
         return target.redis_url.get_secret_value() if target.redis_url else None
     if component == "s3":
         if target.s3_endpoint_url:
@@ -104,22 +104,20 @@ def _address(component: str, target: Target) -> str | None:
                 else None) if target.s3_bucket else None
     if component == "email provider":
         return target.resend_api_url if target.resend_api_key else None
-    if component.startswith(f"{WORKER}:"):
-        return target.redis_url.get_secret_value() if target.redis_url else None
     return None
 
 
 def _ask(component: str, address: str, timeouts: Timeouts) -> None:
     """Connect and one round trip; raises when the component does not answer."""
-    if component in ("database",):
+    if component == "database":
         with postgres(address, timeouts) as conn:
             conn.execute("SELECT 1").fetchone()
     elif component == "redis":
-        conn = redis_client(address, timeouts)
+        redis = redis_client(address, timeouts)
         try:
-            conn.execute_command("PING")
+            redis.execute_command("PING")
         finally:
-            conn.close()
+            redis.close()
     else:
         # The address itself, not a check's path: the checks' own counters (a /health
         # request count, a provider's quota) see no request they did not make.
@@ -130,10 +128,9 @@ def _ask(component: str, address: str, timeouts: Timeouts) -> None:
 class Reachability:
     """The run's verdicts, one per component and address, each asked once (thread-safe)."""
 
-    def __init__(self, timeouts: Timeouts,
-                 ask: Callable[[str, str, Timeouts], None] = _ask) -> None:
+    def __init__(self, timeouts: Timeouts) -> None:
         self._timeouts = timeouts
-        self._ask = ask
+        self._ask: Callable[[str, str, Timeouts], None] = _ask
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -165,12 +162,14 @@ class Reachability:
         address = _address(component, target)
         if not address:
             return
-        found_by = (f"the check {by!r}"
-                    + (f" of the scenario {self.scenario!r}" if self.scenario else ""))
+        answer = Answer(component, ok, detail, utcnow().strftime("%H:%M:%S"),
+                        round(elapsed_s, 3), self._found_by(by))
         with self._lock:
-            self._answers.setdefault((component, address), Answer(
-                component, ok, detail, utcnow().strftime("%H:%M:%S"), round(elapsed_s, 3),
-                found_by))
+            self._answers.setdefault((component, address), answer)
+
+    def _found_by(self, check: str) -> str:
+        return f"the check {check!r}" + (f" of the scenario {self.scenario!r}"
+                                         if self.scenario else "")
 
     def _answer(self, component: str, address: str, asker: str) -> Answer | None:
         key = (component, address)
@@ -184,21 +183,19 @@ class Reachability:
                 return self._answers[key]
             asked_at = utcnow()
             started = time.monotonic()
-            budget = self._timeouts.connect + self._timeouts.read
+            budget = min(self._timeouts.connect + self._timeouts.read, self._timeouts.deadline)
             try:
-                call_with_deadline(lambda: self._ask(component, address, self._timeouts),
-                                   min(budget, self._timeouts.deadline))
-                ok, detail = True, "answered"
+                call_with_deadline(lambda: self._ask(component, address, self._timeouts), budget)
+                problem = ""
             except DeadlineExceeded:
-                ok, detail = False, f"no answer within {min(budget, self._timeouts.deadline):g} s"
+                problem = f"no answer within {budget:g} s"
             except Exception as exc:
-                ok, detail = False, describe_error(exc)
+                problem = describe_error(exc)
             elapsed = time.monotonic() - started
-            found_by = (f"the check {asker!r}"
-                        + (f" of the scenario {self.scenario!r}" if self.scenario else ""))
-            answer = Answer(component, ok, detail if not ok else f"answered in"
-                            f" {elapsed * 1000:.0f} ms", asked_at.strftime("%H:%M:%S"),
-                            round(elapsed, 3), found_by)
+            answer = Answer(component, not problem,
+                            problem or f"answered in {elapsed * 1000:.0f} ms",
+                            asked_at.strftime("%H:%M:%S"), round(elapsed, 3),
+                            self._found_by(asker))
             with self._lock:
                 self._answers[key] = answer
             return answer
