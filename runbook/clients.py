@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+import threading
 from typing import Any
 
 import httpx
@@ -125,32 +126,43 @@ def s3_client(target: Target, timeouts: Timeouts) -> S3Client:
                    target.s3_endpoint_url or None, timeouts.connect, timeouts.read)
 
 
+@functools.cache
+def _session() -> Any:
+    """The process's one boto3 session: its loader reads each service model once (100-200 ms
+    of CPU per session, seconds on a loaded machine), however many clients are built.
+    Credentials and region are the client's, never the session's."""
+    import boto3  # boto3 and botocore load only where S3 is used
+
+    return boto3.session.Session()
+
+
+_BUILDING = threading.Lock()  # a session builds one client at a time
+
+
 @functools.lru_cache(maxsize=8)
 def _client(key_id: str | None, secret: str | None, region: str | None, endpoint: str | None,
             connect_s: float, read_s: float) -> S3Client:
-    """One client per credentials, endpoint and timeouts, for the process: building a boto3
-    session loads its service models (100-200 ms each time); its clients are thread-safe."""
-    import boto3  # boto3 and botocore load only where S3 is used
+    """One client per credentials, endpoint and timeouts, for the process, all from one
+    session (its models loaded once); the clients are thread-safe."""
     from botocore.config import Config
     from botocore.handlers import add_expect_header
 
-    session = boto3.session.Session(
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name=region,
-    )
-    s3 = session.client(
-        "s3",
-        endpoint_url=endpoint,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            connect_timeout=connect_s,
-            read_timeout=read_s,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            user_agent_extra="legacyvideo-runbook",
-        ),
-    )
+    with _BUILDING:
+        s3 = _session().client(
+            "s3",
+            region_name=region,
+            endpoint_url=endpoint,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                connect_timeout=connect_s,
+                read_timeout=read_s,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                user_agent_extra="legacyvideo-runbook",
+            ),
+        )
     # ``Expect: 100-continue`` waits a fixed second for the interim answer before sending a
     # body: pointless for canary-sized bodies, and it would outlast short read timeouts.
     s3.meta.events.unregister("before-call.s3", add_expect_header)

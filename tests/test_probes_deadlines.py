@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from runbook.clients import s3_client
 from runbook.config import Target
 from runbook.probes import email, metrics, queues, storage, traffic
 from runbook.results import ProbeResult
@@ -58,6 +59,14 @@ def black_hole() -> Iterator[Listener]:
         for conn in held:
             conn.close()
         server.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _s3_models_loaded() -> None:
+    """boto3's S3 model read once for the process, as any earlier S3 call would have: the
+    deadlines here are about the network; a cold read of the model takes seconds of CPU on
+    a loaded machine, inside the first S3 probe's deadline."""
+    s3_client(_target(9), TIMEOUTS)
 
 
 @pytest.fixture(scope="module")
