@@ -42,6 +42,9 @@ SYNTHETIC = "synthetic and not (daily or weekly or monthly or quarterly)"
 #: ``PYTEST_ADDOPTS`` and ``PYTEST_PLUGINS`` are the user's and go through.
 _PYTEST_VARIABLES = ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER",
                      "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+#: The run loads the plugins ``Selection.plugins`` names, not every installed one (also in
+#: pytest-xdist's workers, which inherit the environment).
+AUTOLOAD_OFF = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 #: How pytest reports a run it stopped (``pytest.exit``: a safety gate's refusal, a
 #: configuration error): ``!!! _pytest.outcomes.Exit: <reason> !!!``.
 _EXIT_REASON = re.compile(r"^!+ _pytest\.outcomes\.Exit: (?P<reason>.+?) !+$")
@@ -128,15 +131,28 @@ class Selection:
             "-rN",
             # Every scenario's overall deadline, above the per-probe ones (pytest-timeout).
             "--timeout", self.deadline_s,
+            *self.plugins(),
             *self.extra,
         ]
         if self.full_reports:
             command += ["--alluredir", str(self.reports / "allure-results"),
                         "--junitxml", str(self.reports / "junit.xml"),
                         "-o", "junit_family=xunit2"]
-        else:
-            command += ["-p", "no:allure_pytest_bdd"]
         return command
+
+    def plugins(self) -> list[str]:
+        """The plugins the run loads, by name (``-p``), and no others: pytest's search of
+        every installed distribution for plugins is skipped (``AUTOLOAD_OFF``, a third of
+        the run's start-up). A team's own plugins come in through ``PYTEST_PLUGINS`` or
+        ``PYTEST_ADDOPTS='-p NAME'``, as pytest documents."""
+        names = ["pytest_bdd.plugin", "pytest_timeout"]
+        if self.full_reports:
+            names.append("allure_pytest_bdd.plugin")
+        if "--reruns" in self.extra:
+            names.append("pytest_rerunfailures")
+        if "-n" in self.extra:
+            names.append("xdist.plugin")
+        return [option for name in names for option in ("-p", name)]
 
 
 def environment(run_id: str, home: Path, extra: Mapping[str, str] | None = None
@@ -164,7 +180,7 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     summary ended as it did."""
     selection.reports.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        selection.command(), env=dict(env), stdout=subprocess.PIPE,
+        selection.command(), env={**env, **AUTOLOAD_OFF}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
     )
     assert process.stdout is not None
