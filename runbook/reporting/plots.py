@@ -10,10 +10,11 @@ The inputs are frozen values built from what the runbook writes: the drill recor
 figure is drawn (``runbook --help`` stays fast), on a ``Figure`` of its own (no pyplot
 state), with text kept as text and fixed ids, so that the same inputs give the same bytes.
 
-Each series is an SVG group with a known id (``rto``, ``rpo``, ``time_to_detect``, the
-objectives as ``rto_objective``/``rpo_objective``, a latency figure as ``latency-<n>``), one
-marker per recorded point, and each point's value written beside it (the latest
-``LABELLED`` points): what a test or a reader checks against the records.
+Each series is an SVG group with a known id under the figure's own prefix (``drill_id``,
+``latency_id``; several figures share one page): ``<prefix>-rto``, ``-rpo``,
+``-time_to_detect``, the objectives ``-rto-objective``/``-rpo-objective``, a latency figure
+``-latency-<n>``; one marker per recorded point, and each point's value written beside it
+(the latest ``LABELLED`` points): what a test or a reader checks against the records.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runbook.sections import slugify
+
 #: Points whose value is written beside them (the latest ones; older ones are markers only).
 LABELLED = 12
 
@@ -36,8 +39,7 @@ DRILL_FIGURES: tuple[tuple[str, str], ...] = (
     ("time_to_detect", "Time to detect"),
 )
 
-_RC = {
-    "svg.hashsalt": "runbook",  # fixed ids: the same inputs give the same SVG
+_RC: dict[Any, Any] = {
     "svg.fonttype": "none",  # text stays text (searchable, small)
     "text.parse_math": False,  # a "$" in a name is a dollar, not mathtext
     "font.size": 9,
@@ -182,6 +184,16 @@ def latency_histories(entries: Iterable[Mapping[str, Any]], *, tag: str = "synth
 # -- drawing ---------------------------------------------------------------------------------
 
 
+def drill_id(history: DrillHistory) -> str:
+    """The prefix of the ids in a drill's figure: ``drill-<slug>``."""
+    return f"drill-{slugify(history.drill)}"
+
+
+def latency_id(history: LatencyHistory) -> str:
+    """The prefix of the ids in a scenario's latency figure."""
+    return f"latency-{slugify(history.feature)}-{slugify(history.scenario)}"
+
+
 def seconds(value: float) -> str:
     """A figure as the plots write it: ``0.412 s``, ``12.3 s``, ``900 s``."""
     return f"{value:.3g} s" if value < 100 else f"{value:.0f} s"
@@ -216,17 +228,20 @@ def drill_svg(history: DrillHistory) -> str:
     it (or the record's verdict was not ``pass``)."""
     import matplotlib
 
-    with matplotlib.rc_context(_RC):
+    prefix = drill_id(history)
+    # Ids fixed by the figure's own salt: the same inputs give the same SVG, and two figures
+    # on one page share no id.
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": prefix}):
         figure, panels = _figure(1.0 + 1.6 * len(DRILL_FIGURES), len(DRILL_FIGURES))
         figure.suptitle(f"{history.drill}: RTO, RPO and time to detect over"
                         f" {len(history.points)} record(s)")
         for axes, (key, title) in zip(panels, DRILL_FIGURES, strict=True):
-            _drill_panel(axes, history, key, title)
+            _drill_panel(axes, history, key, title, f"{prefix}-{key}")
         _time_axis(panels[-1])
         return _svg(figure)
 
 
-def _drill_panel(axes: Any, history: DrillHistory, key: str, title: str) -> None:
+def _drill_panel(axes: Any, history: DrillHistory, key: str, title: str, gid: str) -> None:
     axes.set_ylabel(f"{title} (s)")
     axes.set_title(title, loc="left", fontsize=9)
     axes.grid(True, color="#d0d7de", linewidth=0.5)
@@ -236,28 +251,28 @@ def _drill_panel(axes: Any, history: DrillHistory, key: str, title: str) -> None
     if objective is not None:
         line = axes.axhline(objective, color=_OBJECTIVE, linestyle="--", linewidth=1,
                             label=f"objective {seconds(objective)}")
-        line.set_gid(f"{key}_objective")
+        line.set_gid(f"{gid}-objective")
         axes.text(0.995, objective, f"objective {seconds(objective)}", color=_OBJECTIVE,
                   ha="right", va="bottom", transform=axes.get_yaxis_transform(),
-                  gid=f"{key}_objective-label")
+                  gid=f"{gid}-objective-label")
     if not measured:
         axes.text(0.5, 0.5, "not measured by this drill", ha="center", va="center",
-                  transform=axes.transAxes, color=_OBJECTIVE, gid=f"{key}_none")
+                  transform=axes.transAxes, color=_OBJECTIVE, gid=f"{gid}-none")
         axes.set_yticks([])
         return
     times = [at for at, _, _ in measured]
     values = [value for _, value, _ in measured]
     (line,) = axes.plot(times, values, color=_OK, marker="o", markersize=4, linewidth=1.2)
-    line.set_gid(key)
+    line.set_gid(gid)
     missed = [(at, value) for at, value, verdict in measured
               if verdict != "pass" or (objective is not None and value > objective)]
     if missed:
         dots = axes.scatter([at for at, _ in missed], [v for _, v in missed], color=_MISSED,
                             s=22, zorder=3, label="missed or failed")
-        dots.set_gid(f"{key}_missed")
-    for at, value, _ in measured[-LABELLED:]:
+        dots.set_gid(f"{gid}-missed")
+    for index, (at, value, _) in enumerate(measured[-LABELLED:]):
         axes.annotate(seconds(value), (at, value), textcoords="offset points", xytext=(0, 5),
-                      ha="center", fontsize=7, gid=f"{key}_value")
+                      ha="center", fontsize=7, gid=f"{gid}-value-{index}")
     top = max([*values, objective or 0.0])
     axes.set_ylim(0, top * 1.25 if top > 0 else 1)
 
@@ -266,7 +281,8 @@ def latency_svg(history: LatencyHistory) -> str:
     """The scenario's latencies (ms), one line per measured figure, over the runs."""
     import matplotlib
 
-    with matplotlib.rc_context(_RC):
+    prefix = latency_id(history)
+    with matplotlib.rc_context({**_RC, "svg.hashsalt": prefix}):
         figure, (axes,) = _figure(2.8, 1)
         runs = max((len(s.points) for s in history.series), default=0)
         axes.set_title(f"{history.scenario}: latency over {runs} run(s)", loc="left",
@@ -280,11 +296,11 @@ def latency_svg(history: LatencyHistory) -> str:
             (line,) = axes.plot(times, values, marker="o", markersize=3, linewidth=1.1,
                                 label=series.name,
                                 color=_LATENCY if len(history.series) == 1 else None)
-            line.set_gid(f"latency-{index}")
-            for point in series.points[-LABELLED:]:
+            line.set_gid(f"{prefix}-latency-{index}")
+            for number, point in enumerate(series.points[-LABELLED:]):
                 axes.annotate(f"{point.ms:g} ms", (point.at, point.ms), fontsize=7,
                               textcoords="offset points", xytext=(0, 4), ha="center",
-                              gid=f"latency-{index}_value")
+                              gid=f"{prefix}-latency-{index}-value-{number}")
             top = max([top, *values])
         if history.series:
             axes.legend(loc="upper left", fontsize=7, frameon=False)
