@@ -13,6 +13,12 @@ such as ``(?s)``, which JavaScript rejects, are refused with the reason.
 History is a JSON-lines file outside the regenerated report directory (``historyPath``):
 each ``allure generate`` appends the run, which gives the report its trend and each
 scenario its history tab.
+
+The results tree follows the runbook: the awesome plugin groups by the labels named in its
+``groupBy`` option (without one, by the suite labels, else each result's title path, which
+for pytest-bdd is the one ``features`` folder); the results carry the runbook part as
+``epic`` and the subsection as ``story`` (harness/allure_labels.py), so the tree's top level
+is the runbook's parts, each holding its subsections.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from runbook.errors import ConfigError, RunbookError
 
 #: Runs kept in the history file (Allure drops the oldest beyond it).
 HISTORY_LIMIT = 100
+
+#: The results tree's levels: the runbook part (``epic``), then its subsection (``story``).
+TREE_LABELS = ("epic", "story")
 
 _INLINE_FLAG = re.compile(r"(?<!\\)\(\?[A-Za-z]")
 _KEYS = ("name", "matchedStatuses", "flaky")
@@ -69,9 +78,13 @@ def generate(cli: str, results: Path, output: Path, *, history: Path, name: str,
 
 def config(results: Path, *, history: Path, history_limit: int = HISTORY_LIMIT
            ) -> dict[str, object]:
-    """The configuration: ``historyPath`` and ``historyLimit``, and ``categories`` from the
-    results' ``categories.json`` when there is one (else Allure's defaults)."""
-    document: dict[str, object] = {"historyPath": str(history), "historyLimit": history_limit}
+    """The configuration: ``historyPath`` and ``historyLimit``, the awesome report's tree
+    by runbook section (``TREE_LABELS``), and ``categories`` from the results'
+    ``categories.json`` when there is one (else Allure's defaults)."""
+    document: dict[str, object] = {
+        "historyPath": str(history), "historyLimit": history_limit,
+        "plugins": {"awesome": {"options": {"groupBy": list(TREE_LABELS)}}},
+    }
     categories = results / "categories.json"
     if categories.exists():
         document["categories"] = categories_of(categories)

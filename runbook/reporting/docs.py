@@ -26,6 +26,7 @@ from typing import Any
 from runbook import manual
 from runbook.features import ScenarioInfo
 from runbook.redact import MASK, Redactor
+from runbook.reporting import plots
 from runbook.reporting.coverage import (
     COVERED,
     MANUAL,
@@ -613,8 +614,6 @@ def figures_over_time(reports: Path, figures: dict[str, str],
     records (``reports/drills``) against the objectives, per synthetic scenario its latencies
     over the runs (``reports/history.jsonl``). Each figure's SVG goes into ``figures`` under
     its file name; the Markdown shows it as an image of ``FIGURES_DIR``."""
-    from runbook.reporting import plots
-
     lines = ["## Figures over time", "",
              "Per drill, its RTO, RPO and time to detect across its records, the runbook's"
              " objective as a dashed line, a red point where a figure missed it or the record"

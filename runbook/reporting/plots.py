@@ -19,6 +19,7 @@ Each series is an SVG group with a known id under the figure's own prefix (``dri
 
 from __future__ import annotations
 
+import html
 import io
 import json
 from collections.abc import Iterable, Mapping
@@ -307,3 +308,14 @@ def latency_svg(history: LatencyHistory) -> str:
         axes.set_ylim(0, top * 1.3 if top > 0 else 1)
         _time_axis(axes)
         return _svg(figure)
+
+
+def html_page(title: str, svgs: Iterable[str], caption: str = "") -> str:
+    """The figures as one self-contained HTML page (what the report attaches): the title
+    and caption escaped, each SVG inline, no script and no external asset."""
+    figures = "".join(f"<figure style=\"margin:0 0 1rem\">{svg}</figure>" for svg in svgs)
+    words = f"<p>{html.escape(caption)}</p>" if caption else ""
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title></head>\n<body style=\"font-family:"
+            f" system-ui, sans-serif\">\n<h1 style=\"font-size:1.1rem\">{html.escape(title)}"
+            f"</h1>\n{words}{figures}\n</body>\n</html>\n")
