@@ -6,6 +6,8 @@ points, values and objectives the plot was given are checked in it; then the liv
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from runbook.reporting import docs, plots
 from runbook.reporting.coverage import measure
 from runbook.reporting.summary import ScenarioOutcome, append_history
 from runbook.sections import RUNBOOK_FILE
+from tests.test_cli import CLEAN
 
 ROOT = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
@@ -162,6 +165,26 @@ def test_the_living_runbook_shows_the_figures_inline(tmp_path: Path) -> None:
     assert "<img" not in body and body.count("<svg") == 2, "figures inline, no file needed"
     assert 'id="drill-service-down-rto-objective"' in body and ">objective 900 s<" in body
     assert ">30 ms<" in body and ">1200 s<" in body
+
+
+def test_runbook_docs_writes_the_figures_and_help_does_not_load_the_plotting(
+        tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    record_drills(reports / "drills", RUNS[:2])
+    write_history(reports / "history.jsonl")
+    env = {**CLEAN, "RUNBOOK_RECORDS": str(tmp_path / "records")}
+    done = subprocess.run([sys.executable, "-m", "runbook.cli", "docs", "--reports",
+                           str(reports)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    html = (reports / docs.HTML_FILE).read_text()
+    assert html.count("<svg") == 2 and ">1200 s<" in html and ">18.25 ms<" in html
+    assert (reports / docs.FIGURES_DIR / "drill-service-down.svg").exists()
+    loaded = subprocess.run([sys.executable, "-c", "import sys, runbook.cli;"
+                             " print(sorted(m for m in sys.modules if 'matplotlib' in m))"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]", "matplotlib is imported only to draw"
 
 
 def test_with_nothing_recorded_the_section_says_how_to_get_figures(tmp_path: Path) -> None:
