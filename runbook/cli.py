@@ -868,7 +868,8 @@ def report(
     )] = allure3.HISTORY_LIMIT,
 ) -> None:
     """Render reports/allure-results as HTML in reports/allure-report with the Allure 3 CLI,
-    with the run's incident categories and the history of earlier runs (the trend)."""
+    with the run's incident categories and the history of earlier runs (the trend), the
+    results grouped by runbook section, each synthetic check's latencies over the runs."""
     results = reports.resolve() / "allure-results"
     if not any(results.glob("*-result.json")):
         raise _fail(f"no Allure results in {results}; run runbook check or runbook drill first",
@@ -883,7 +884,8 @@ def report(
     history = reports.resolve() / "allure-history.jsonl"
     try:
         allure3.generate(cli, results, output, history=history, name="LegacyVideo runbook",
-                         history_limit=history_limit, timeout=timeout)
+                         history_limit=history_limit, timeout=timeout,
+                         runs=reports.resolve() / "history.jsonl")
     except RunbookError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     index = output / "index.html"

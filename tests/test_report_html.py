@@ -16,8 +16,11 @@ import socket
 import subprocess
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,15 @@ from typing import Any
 import pytest
 
 from runbook.cli import allure_cli
+from runbook.drills.record import DrillRun, Objective, write_record
+from runbook.redact import Redactor
+from runbook.reporting import allure3, plots
+from runbook.sections import RUNBOOK_FILE, parse_headings
 from tests.conftest import RunningSandbox
 from tests.test_cli import outcomes, runbook
+
+ROOT = Path(__file__).resolve().parent.parent
+SVG = "{http://www.w3.org/2000/svg}"
 
 #: Fast scenarios, one per component the faults below break, and one that stays green.
 FAST = "api_reports_status or web_front_end or database_answers or redis_answers_pong"
@@ -68,12 +78,21 @@ READ_PAGE = """
     }
     await settled();
   }
+  // The results tree as a reader sees it: each group's title and how deep it sits, by its
+  // indentation (0: the top level, the least indented).
+  const groups = [...document.querySelectorAll('[data-testid="tree-section"]')]
+    .filter((section) => !section.id.startsWith("cat:"))
+    .map((section) => section.querySelector('[data-testid="tree-section-title"]'))
+    .filter((title) => title)
+    .map((title) => [Math.round(title.getBoundingClientRect().left), title.innerText.trim()]);
+  const indents = [...new Set(groups.map(([left]) => left))].sort((a, b) => a - b);
+  const tree = groups.map(([left, title]) => [indents.indexOf(left), title]);
   const categories = {};
   for (const node of document.querySelectorAll('[id^="cat:"]')) {
     const title = node.querySelector('[data-testid="tree-section-title"]');
     categories[title ? title.innerText.trim() : node.id] = node.innerText;
   }
-  return {text: document.body.innerText, categories};
+  return {text: document.body.innerText, categories, tree};
 })(%s)
 """
 
@@ -226,24 +245,70 @@ def report_ids(html_dir: Path) -> dict[str, str]:
             for p in (html_dir / "data" / "test-results").glob("*.json")}
 
 
+def labels(reports: Path) -> list[dict[str, str]]:
+    """Each result's labels by name (``epic``, ``story`` ...), from the raw results."""
+    return [{label["name"]: label["value"] for label in json.loads(p.read_text())["labels"]}
+            for p in (reports / "allure-results").glob("*-result.json")]
+
+
+def assert_tree_by_runbook_section(reports: Path, tree: list[list[Any]]) -> None:
+    """The results tree's top level is the runbook's parts (the level-2 headings) the
+    results carry, and the groups under each are its subsections (level 3)."""
+    headings = parse_headings((ROOT / RUNBOOK_FILE).read_text())
+    parts = {h.title for h in headings if h.level == 2}
+    subsections = {h.title: h.part for h in headings if h.level == 3}
+    carried = labels(reports)
+    top = [title for depth, title in tree if depth == 0]
+    assert top and sorted(top) == sorted({label["epic"] for label in carried}), tree
+    assert set(top) <= parts and "features" not in top, f"not the runbook's parts: {top}"
+    below = [title for depth, title in tree if depth == 1]
+    assert sorted(below) == sorted({label["story"] for label in carried if "story" in label})
+    assert all(subsections.get(title) in top for title in below), tree
+
+
+def assert_latencies_attached(reports: Path, html_dir: Path, ids: dict[str, str]) -> None:
+    """Each synthetic scenario's result in the report carries its latencies over the two
+    runs, the values drawn those of the run history."""
+    measured: dict[str, list[float]] = {}
+    for line in (reports / "history.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if "synthetic" in entry["tags"]:
+            measured.setdefault(entry["name"], []).extend(
+                v for k, v in sorted(entry["figures"].items()) if k.endswith(" ms"))
+    assert measured and all(len(values) >= 2 for values in measured.values()), measured
+    for name, values in measured.items():
+        result = json.loads((html_dir / "data" / "test-results" / f"{ids[name]}.json"
+                             ).read_text())
+        (source,) = [a["link"]["id"] + a["link"]["ext"] for a in result["attachments"]
+                     if a["link"]["name"] == allure3.LATENCY_ATTACHMENT]
+        document = (html_dir / "data" / "attachments" / source).read_text()
+        svg = ET.fromstring(document[document.index("<svg"):document.index("</svg>") + 6])
+        drawn = sorted(t.text or "" for t in svg.iter(f"{SVG}text")
+                       if (t.text or "").endswith(" ms") and t.text != "ms")
+        assert drawn == sorted(f"{v:g} ms" for v in values), (name, drawn, values)
+
+
 def test_the_report_shows_the_scenarios_environment_and_history_in_a_browser(
     sandbox: RunningSandbox, tmp_path: Path, browser: Chromium
 ) -> None:
     reports = tmp_path / "reports"
-    checked = runbook("check", "--target", "sandbox", "--reports", str(reports), "-k", FAST,
-                      cwd=tmp_path, env={"RUNBOOK_HOME": str(sandbox.home)})
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for _ in range(2):  # two runs, each reported: the first report is the second's history
+        checked = runbook("check", "--target", "sandbox", "--reports", str(reports), "-k",
+                          FAST, cwd=tmp_path, env={"RUNBOOK_HOME": str(sandbox.home)})
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        html_dir = report(reports, tmp_path)
     names = sorted(outcomes(reports))
     assert len(names) == 4, names
-    report(reports, tmp_path)
-    html_dir = report(reports, tmp_path)  # the second: the first is its history
     ids = report_ids(html_dir)
     with served(html_dir) as url:
-        overview = browser.read(url, expand=True)["text"]
+        shown = browser.read(url, expand=True)
+        overview = shown["text"]
         charts = browser.read(f"{url}#charts")["text"]
         pages = {name: browser.read(f"{url}#{ids[name]}")["text"] for name in names}
+    assert_latencies_attached(reports, html_dir, ids)
     missing = [name for name in names if name not in overview]
     assert not missing, f"scenarios missing from the results tree: {missing}\n{overview}"
+    assert_tree_by_runbook_section(reports, shown["tree"])
     environment = (reports / "allure-results" / "environment.properties").read_text()
     for key, value in (line.split("=", 1) for line in environment.splitlines() if line):
         assert f"{key}\n{value}" in overview, f"environment {key}={value} not shown: {overview}"
@@ -276,3 +341,54 @@ def test_failures_sit_under_their_runbook_incident_in_a_browser(
     for name, incident in INCIDENT_OF.items():
         under = [title for title, text in categories.items() if name in text]
         assert under == [incident], f"{name!r} shows under {under}, not {incident!r}"
+
+
+@pytest.mark.timeout(600)
+def test_a_drill_shows_under_its_runbook_section_with_its_record_and_figures(
+    healthy_sandbox: RunningSandbox, tmp_path: Path, browser: Chromium
+) -> None:
+    """A real drill against the sandbox, after an earlier record of it (written by the record
+    writer): the report shows it under its runbook section, its record as HTML, and its RTO,
+    RPO and time to detect across both records against the objective."""
+    reports = tmp_path / "reports"
+    earlier = DrillRun("api-crash", "Disaster Recovery > Recovery Objectives", "sandbox",
+                       "sandbox", Objective(rto_s=300, rpo_s=0))
+    earlier.fault_at = earlier.started_at - timedelta(days=1)
+    earlier.detected_at = earlier.fault_at + timedelta(seconds=4.5)
+    earlier.recovered_at = earlier.fault_at + timedelta(seconds=123)
+    earlier.rpo_s = 0.0
+    earlier.completed = True
+    write_record(replace(earlier.finish(), started_at=earlier.fault_at), reports / "drills",
+                 Redactor())
+    drilled = runbook("drill", "api-crash", "--reports", str(reports), cwd=tmp_path,
+                      env={"RUNBOOK_HOME": str(healthy_sandbox.home)}, timeout=420)
+    assert drilled.returncode == 0, drilled.stdout + drilled.stderr
+    first, real = sorted((reports / "drills").glob("*.json"))  # named by their start
+    record = json.loads(real.read_text())
+    assert json.loads(first.read_text())["rto_s"] == 123
+    html_dir = report(reports, tmp_path)
+    ((name, report_id),) = report_ids(html_dir).items()
+    with served(html_dir) as url:
+        shown = browser.read(url, expand=True)
+        page = browser.read(f"{url}#{report_id}")["text"]
+    assert_tree_by_runbook_section(reports, shown["tree"])
+    assert [title for depth, title in shown["tree"] if depth == 0] == ["Disaster Recovery"]
+    assert name in page
+    # The attachments of the scenario's page (under the step that ran the drill).
+    result = (html_dir / "data" / "test-results" / f"{report_id}.json").read_text()
+    for attachment in ("drill record: api-crash", "drill record (JSON): api-crash",
+                       "RTO, RPO and time to detect over time: api-crash"):
+        assert f'"{attachment}"' in result, f"{attachment!r} not attached: {result}"
+    attached = {p.read_text(errors="replace") for p in
+                (html_dir / "data" / "attachments").glob("*.html")}
+    (document,) = [a for a in attached if a.startswith("<!DOCTYPE html>") and "<svg" in a]
+    svg = ET.fromstring(document[document.index("<svg"):document.index("</svg>") + 6])
+    rto = svg.find(f".//{SVG}g[@id='drill-api-crash-rto']")
+    assert rto is not None and len(rto.findall(f".//{SVG}use")) == 2, document
+    values = [t.text for g in svg.iter(f"{SVG}g") if g.attrib.get("id", "").startswith(
+        "drill-api-crash-rto-value-") for t in g.iter(f"{SVG}text")]
+    assert values == ["123 s", plots.seconds(record["rto_s"])], values
+    objective = plots.seconds(record["objective"]["rto_s"])
+    assert f">objective {objective}<" in document, document
+    (readable,) = [a for a in attached if "<h1>Drill: api-crash</h1>" in a]
+    assert f"<strong>Verdict: {record['verdict'].upper()}</strong>" in readable, readable

@@ -27,6 +27,8 @@ from runbook.errors import ConfigError, RunbookError
 from runbook.harness import scenarios
 from runbook.harness.state import run_state, scenario_state
 from runbook.platforms import NoPlatform, PlatformAdapter, RecordingPlatform, platform_for
+from runbook.reporting import plots
+from runbook.reporting.docs import render_html
 from runbook.timeouts import Timeouts
 
 
@@ -215,9 +217,19 @@ def record_drill(request: pytest.FixtureRequest, target: Target
                 scenario.figures[name] = round(float(value), 3)
         json_path, md_path = write_record(record, state.reports / "drills", state.redactor,
                                           target=target)
-        allure.attach.file(str(md_path), name=f"drill record: {record.drill}",
-                           attachment_type=allure.attachment_type.TEXT)
+        allure.attach(render_html(md_path.read_text(encoding="utf-8"),
+                                  title=f"Drill record: {record.drill}"),
+                      name=f"drill record: {record.drill}",
+                      attachment_type=allure.attachment_type.HTML)
         allure.attach.file(str(json_path), name=f"drill record (JSON): {record.drill}",
                            attachment_type=allure.attachment_type.JSON)
+        drawn = [plots.drill_svg(h) for h in plots.read_drill_histories(json_path.parent)
+                 if h.drill == record.drill]
+        allure.attach(plots.html_page(
+            f"{record.drill}: RTO, RPO and time to detect over time", drawn,
+            "Every record of this drill in the drill records, this one last; the runbook's"
+            " objective dashed, a red point where a figure missed it or the record failed."),
+            name=f"RTO, RPO and time to detect over time: {record.drill}",
+            attachment_type=allure.attachment_type.HTML)
 
     return write

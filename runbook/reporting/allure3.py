@@ -13,6 +13,16 @@ such as ``(?s)``, which JavaScript rejects, are refused with the reason.
 History is a JSON-lines file outside the regenerated report directory (``historyPath``):
 each ``allure generate`` appends the run, which gives the report its trend and each
 scenario its history tab.
+
+The results tree follows the runbook: the awesome plugin groups by the labels named in its
+``groupBy`` option (without one, by the suite labels, else each result's title path, which
+for pytest-bdd is the one ``features`` folder); the results carry the runbook part as
+``epic`` and the subsection as ``story`` (harness/allure_labels.py), so the tree's top level
+is the runbook's parts, each holding its subsections.
+
+Each synthetic scenario's result is given its latencies across the runs (``history.jsonl``,
+``runbook.reporting.plots``) as an HTML attachment, in a copy of the results made for the
+report: the run's own results stay as the run wrote them.
 """
 
 from __future__ import annotations
@@ -23,21 +33,29 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 from runbook.errors import ConfigError, RunbookError
+from runbook.reporting import plots
+from runbook.reporting.summary import read_history
 
 #: Runs kept in the history file (Allure drops the oldest beyond it).
 HISTORY_LIMIT = 100
+
+#: The results tree's levels: the runbook part (``epic``), then its subsection (``story``).
+TREE_LABELS = ("epic", "story")
 
 _INLINE_FLAG = re.compile(r"(?<!\\)\(\?[A-Za-z]")
 _KEYS = ("name", "matchedStatuses", "flaky")
 
 
 def generate(cli: str, results: Path, output: Path, *, history: Path, name: str,
-             history_limit: int = HISTORY_LIMIT, timeout: float = 300.0) -> None:
+             history_limit: int = HISTORY_LIMIT, timeout: float = 300.0,
+             runs: Path | None = None) -> None:
     """Render ``results`` as HTML into ``output`` (replaced whole), appending this run to
-    ``history``.
+    ``history``; with ``runs`` (``history.jsonl``), each synthetic scenario's latencies
+    across the runs attached to its result (``with_latencies``).
 
     The report is generated into a fresh directory beside ``output`` and then moved in:
     Allure 3 moves its plugin's files to the top of the output directory only when that
@@ -48,6 +66,8 @@ def generate(cli: str, results: Path, output: Path, *, history: Path, name: str,
         rc = write_config(Path(scratch) / "allurerc.json", results, history=history,
                           history_limit=history_limit)
         fresh = Path(scratch) / "report"
+        if runs is not None:
+            results = with_latencies(results, Path(scratch) / "results", runs)
         try:
             done = subprocess.run(
                 [cli, "generate", str(results), "--config", str(rc), "--output", str(fresh),
@@ -67,11 +87,48 @@ def generate(cli: str, results: Path, output: Path, *, history: Path, name: str,
         fresh.rename(output)
 
 
+#: The name of a synthetic scenario's latency attachment.
+LATENCY_ATTACHMENT = "latency over the runs"
+
+
+def with_latencies(results: Path, into: Path, runs: Path) -> Path:
+    """A copy of ``results`` at ``into`` where the result of each synthetic scenario with
+    latencies in ``runs`` (``history.jsonl``: matched by feature and name) carries them,
+    drawn over the runs, as an HTML attachment; ``results`` itself when there is none."""
+    histories = {(h.feature, h.scenario): h
+                 for h in plots.latency_histories(read_history(runs))}
+    if not histories:
+        return results
+    shutil.copytree(results, into)
+    for path in sorted(into.glob("*-result.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            labels = {label["name"]: label["value"] for label in document.get("labels", ())}
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # Allure reports a result it cannot read; not this step's to judge
+        found = histories.get((str(labels.get("feature", "")), str(document.get("name"))))
+        if found is None:
+            continue
+        source = f"{uuid.uuid4()}-attachment.html"
+        (into / source).write_text(plots.html_page(
+            f"{found.scenario}: latency over the runs", [plots.latency_svg(found)],
+            "What the scenario measured (ms) in each run of the history, oldest first."),
+            encoding="utf-8")
+        document["attachments"] = [*document.get("attachments", ()), {
+            "name": LATENCY_ATTACHMENT, "source": source, "type": "text/html"}]
+        path.write_text(json.dumps(document), encoding="utf-8")
+    return into
+
+
 def config(results: Path, *, history: Path, history_limit: int = HISTORY_LIMIT
            ) -> dict[str, object]:
-    """The configuration: ``historyPath`` and ``historyLimit``, and ``categories`` from the
-    results' ``categories.json`` when there is one (else Allure's defaults)."""
-    document: dict[str, object] = {"historyPath": str(history), "historyLimit": history_limit}
+    """The configuration: ``historyPath`` and ``historyLimit``, the awesome report's tree
+    by runbook section (``TREE_LABELS``), and ``categories`` from the results'
+    ``categories.json`` when there is one (else Allure's defaults)."""
+    document: dict[str, object] = {
+        "historyPath": str(history), "historyLimit": history_limit,
+        "plugins": {"awesome": {"options": {"groupBy": list(TREE_LABELS)}}},
+    }
     categories = results / "categories.json"
     if categories.exists():
         document["categories"] = categories_of(categories)

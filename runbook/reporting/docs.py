@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 from runbook import manual
 from runbook.features import ScenarioInfo
 from runbook.redact import MASK, Redactor
+from runbook.reporting import plots
 from runbook.reporting.coverage import (
     COVERED,
     MANUAL,
@@ -248,6 +249,7 @@ class Page:
         self.now = now
         self.lines: list[str] = []
         self.shown: set[tuple[str, str]] = set()  # runs placed under a section
+        self.figures: dict[str, str] = {}  # figure file name -> its SVG (figures_over_time)
 
     def text(self, value: object) -> str:
         """A value as Markdown text: redacted, on one line, escaped (``markdown_text``)."""
@@ -261,6 +263,7 @@ class Page:
             if section.status != NAVIGATION:
                 self._section(section)
         self._detection_matrix()
+        self.lines += figures_over_time(self.inputs.reports, self.figures, self.text)
         self._gaps()
         self._orphans()
         return "\n".join(self.lines).rstrip() + "\n"
@@ -585,8 +588,9 @@ def write(inputs: Inputs, output: Path, redact: Redactor, now: datetime | None =
     # Every value was redacted on its own; the whole page again, in case, and the masks that
     # pass makes escaped like the others (a bare "***" is Markdown emphasis).
     markdown = redact(page.render()).replace(MASK, markdown_text(MASK))
-    document = redact(render_html(markdown))
+    document = redact(inline_figures(render_html(markdown), page.figures))
     output.mkdir(parents=True, exist_ok=True)
+    write_figures(output, {name: redact(svg) for name, svg in page.figures.items()})
     md_path, html_path = output / MARKDOWN_FILE, output / HTML_FILE
     _replace(md_path, markdown)
     _replace(html_path, document)
@@ -595,6 +599,70 @@ def write(inputs: Inputs, output: Path, redact: Redactor, now: datetime | None =
                     and any(matches(s, r) for r in inputs.runs))
     return Written(md_path, html_path, executable, executable - ran,
                    len(inputs.coverage.gaps()))
+
+
+# -- figures over time (runbook.reporting.plots) ------------------------------------------
+
+#: Where the page's figures go, next to it: the Markdown shows them as images from there;
+#: the HTML carries them inline (self-contained).
+FIGURES_DIR = "living-runbook-figures"
+
+
+def figures_over_time(reports: Path, figures: dict[str, str],
+                      text: Callable[[object], str]) -> list[str]:
+    """The "Figures over time" section: per drill its RTO, RPO and time to detect over its
+    records (``reports/drills``) against the objectives, per synthetic scenario its latencies
+    over the runs (``reports/history.jsonl``). Each figure's SVG goes into ``figures`` under
+    its file name; the Markdown shows it as an image of ``FIGURES_DIR``."""
+    lines = ["## Figures over time", "",
+             "Per drill, its RTO, RPO and time to detect across its records, the runbook's"
+             " objective as a dashed line, a red point where a figure missed it or the record"
+             " failed; per synthetic scenario, what it measured (ms) across the runs.", ""]
+    drills = plots.read_drill_histories(reports / "drills")
+    latencies = plots.latency_histories(read_history(reports / "history.jsonl"))
+    if not drills and not latencies:
+        return [*lines, f"Nothing recorded yet: {HOW_TO_RUN}.", ""]
+    for drill in drills:
+        name = f"drill-{slugify(drill.drill)}.svg"
+        figures[name] = plots.drill_svg(drill)
+        lines += [f"### Drill {text(drill.drill)}", "",
+                  f"{len(drill.points)} record(s) of {text(drill.section or 'no section')}.",
+                  "", f"![RTO, RPO and time to detect of {text(drill.drill)}]"
+                  f"({FIGURES_DIR}/{name})", ""]
+    if latencies:
+        lines += ["### Synthetic checks: latency", ""]
+    for index, latency in enumerate(latencies, 1):
+        name = f"latency-{index:03d}-{slugify(latency.scenario)[:60]}.svg"
+        figures[name] = plots.latency_svg(latency)
+        lines += [f"![Latency of {text(latency.scenario)} ({text(latency.feature)})]"
+                  f"({FIGURES_DIR}/{name})", ""]
+    return lines
+
+
+def inline_figures(document: str, figures: Mapping[str, str]) -> str:
+    """The HTML with each figure's image replaced by its SVG, inline: no external file."""
+    def inline(found: re.Match[str]) -> str:
+        svg = figures.get(found["name"])
+        if svg is None:
+            return found[0]
+        return (f'<figure style="margin:.5rem 0 1.5rem" aria-label="{found["alt"]}">'
+                f"{svg}</figure>")
+
+    return re.sub(rf'<img src="{FIGURES_DIR}/(?P<name>[^"/]+)" alt="(?P<alt>[^"]*)" />',
+                  inline, document)
+
+
+def write_figures(output: Path, figures: Mapping[str, str]) -> None:
+    """The figures as SVG files under ``output/FIGURES_DIR`` (the Markdown's images)."""
+    if not figures:
+        return
+    directory = output / FIGURES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.svg"):
+        if stale.name not in figures:
+            stale.unlink()
+    for name, svg in figures.items():
+        _replace(directory / name, svg)
 
 
 def _distinct(scenarios: Iterable[ScenarioInfo]) -> int:
