@@ -940,8 +940,14 @@ def docs(
     beside each section, command and table row, its defects as redlines."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook import defects
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import annotated
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import coverage as measured
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import docs as living
 
     markdown, feature_dir = _runbook_inputs(runbook_markdown, features)
