@@ -36,6 +36,8 @@ class Finding:
     id: str
     #: The runbook section (its heading's slug, as the ``@runbook:`` tags use) it sits in.
     section: str
+    #: The words of the runbook it is about, as a scenario's description quotes them.
+    quote: str
     #: Whole lines of the runbook as written, each block replaced by ``replacements``.
     runbook_text: tuple[str, ...]
     true: str
@@ -49,6 +51,8 @@ class Finding:
     instead: str = ""
 
     def __post_init__(self) -> None:
+        if not all(self.quote in text for text in self.runbook_text):
+            raise ValueError(f"{self.id}: every runbook text holds its quote")
         if len(self.runbook_text) != len(self.replacements):
             raise ValueError(f"{self.id}: one replacement per runbook text")
         if self.evidence == "demonstrated" and not self.scenarios:
@@ -65,6 +69,7 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         id="llen-failed-set",
         section="queue-management",
+        quote="LLEN bull:email:failed",
         runbook_text=("> LLEN bull:email:failed",
                       "   redis-cli -u $REDIS_URL LLEN bull:email:failed"),
         true=("BullMQ keeps failed jobs in a sorted set: LLEN on it answers WRONGTYPE (and 0"
@@ -80,6 +85,7 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         id="del-failed-set",
         section="queue-management",
+        quote="DEL bull:email:failed",
         runbook_text=("redis-cli -u $REDIS_URL\n> DEL bull:email:failed\n"
                       "> DEL bull:release-process:failed",),
         true=("DEL drops only the failed set, BullMQ's index: every failed job's hash stays"
@@ -97,6 +103,7 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         id="restart-retries-failed",
         section="queue-management",
+        quote=RETRY_CLAIM,
         runbook_text=(f"# {RETRY_CLAIM}\nrailway restart --service worker",),
         true=("A restarted BullMQ worker takes back stalled active jobs only; failed jobs"
               " stay failed until something retries them (Job.retry, Queue.retryJobs)."),
@@ -112,6 +119,7 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         id="db-pull-health-check",
         section="service-health-checks",
+        quote="npx prisma db pull",
         runbook_text=(
             "railway run --service api npx prisma db pull\n# Expected: Schema pulled"
             " successfully",
@@ -137,6 +145,7 @@ FINDINGS: tuple[Finding, ...] = (
     Finding(
         id="resolve-rolled-back",
         section="database-operations",
+        quote="Rollback Migration (DANGEROUS)",
         runbook_text=("**Rollback Migration (DANGEROUS):**",),
         true=("`prisma migrate resolve --rolled-back <name>` undoes nothing: it only marks a"
               " FAILED migration as rolled back in the _prisma_migrations table, so that the"

@@ -16,8 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from runbook import defects
 from runbook.drills.record import DrillRun, Objective, write_record
 from runbook.drills.signoff import sign
@@ -66,6 +64,18 @@ def test_every_runbook_defect_scenario_has_its_finding_and_none_pretends() -> No
     assert defects.finding("resolve-rolled-back").evidence == "documented"
     assert "prisma.io/docs" in defects.finding("resolve-rolled-back").citation
     assert defects.finding("db-pull-health-check").evidence == "documented"
+
+
+def test_each_demonstrating_scenario_quotes_the_runbook_text_of_its_finding() -> None:
+    """The scenario's description says what the runbook says, in its words, from the one
+    catalogue: a finding edited away from its scenario is seen here."""
+    features = ROOT / "runbook" / "features"
+    for finding in defects.FINDINGS:
+        for name in finding.scenarios:
+            scenario = next(s for s in load_features(features) if s.name == name)
+            text = scenario.path.read_text(encoding="utf-8")
+            block = text.split(f"Scenario: {name}", 1)[1].split("Scenario", 1)[0]
+            assert f'"{finding.quote}"' in " ".join(block.split()), (name, finding.quote)
 
 
 # -- the patch --------------------------------------------------------------------------------

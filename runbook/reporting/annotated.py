@@ -363,7 +363,8 @@ def annotate(runbook: str, annotator: Annotator, redact: Redactor) -> Annotated:
                 note = Note("row", f"row {row_cells[0].strip() if row_cells else ''}",
                             tuple(text.split("\n")))
                 notes.append(note)
-                after_line.setdefault(top_end, []).append(note)
+                if text != "-":  # the Markdown lists only rows with evidence
+                    after_line.setdefault(top_end, []).append(note)
                 cell.content = ('<td class="evidence">' + "<br>".join(
                     html.escape(redact(line)) for line in note.items) + "</td>\n")
             out.append(cell)
@@ -437,6 +438,7 @@ _STYLE = docs._STYLE + """
                text-decoration: none; white-space: pre-wrap; }
 td.evidence, th.evidence { background: #f6f8fa; font-size: .86rem; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; }
+pre code { padding: 0; background: none; }
 """
 
 
