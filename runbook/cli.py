@@ -50,8 +50,8 @@ sandbox_app = typer.Typer(help="The embedded LegacyVideo on loopback.", no_args_
                           rich_markup_mode=None)
 app.add_typer(sandbox_app, name="sandbox")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def version() -> str:

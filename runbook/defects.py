@@ -190,15 +190,19 @@ class Edit:
     new: tuple[str, ...]
 
 
-def locate(lines: Sequence[str], findings: Sequence[Finding] = FINDINGS) -> list[Edit]:
+def locate(lines: Sequence[str], findings: Sequence[Finding] = FINDINGS, *,
+           strict: bool = True) -> list[Edit]:
     """Every block of every finding in the runbook's ``lines``, in the runbook's order.
-    Raises ``ConfigError`` when a finding's text is not in the runbook (edited since)."""
+    Raises ``ConfigError`` when a finding's text is not in the runbook (edited since), unless
+    not ``strict``: then that block is left out (``missing`` names it)."""
     edits: list[Edit] = []
     for found in findings:
         for text, replacement in zip(found.runbook_text, found.replacements, strict=True):
             old = tuple(text.split("\n"))
             start = next((i for i in range(len(lines) - len(old) + 1)
                           if tuple(lines[i:i + len(old)]) == old), None)
+            if start is None and not strict:
+                continue
             if start is None:
                 raise ConfigError(f"runbook defect {found.id}: its text {old[0]!r} is not in"
                                   " the runbook any more; update runbook/defects.py")
@@ -210,6 +214,13 @@ def locate(lines: Sequence[str], findings: Sequence[Finding] = FINDINGS) -> list
             raise ConfigError(f"runbook defects {before.finding.id} and {after.finding.id}"
                               " overlap; give them distinct lines")
     return edits
+
+
+def missing(lines: Sequence[str]) -> list[Finding]:
+    """The findings some of whose text is not in the runbook's ``lines``."""
+    found = {(e.finding.id, e.old) for e in locate(lines, strict=False)}
+    return [f for f in FINDINGS if any((f.id, tuple(text.split("\n"))) not in found
+                                       for text in f.runbook_text)]
 
 
 def _cites(found: Finding) -> str:

@@ -31,6 +31,7 @@ from tests.test_report_html import Chromium, chromium
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = (ROOT / RUNBOOK_FILE).read_text(encoding="utf-8")
 LLEN = "The runbook's LLEN on the failed jobs answers WRONGTYPE"
+PLANTED = "planted-Hunter2-pw"
 #: The lines the runbook gets wrong that the patch must change (the issue's four).
 WRONG_LINES = ("> LLEN bull:email:failed", "> DEL bull:email:failed",
                "# Restart worker (will retry failed jobs automatically)",
@@ -153,6 +154,24 @@ def test_a_section_no_scenario_restates_is_marked_as_such(tmp_path: Path) -> Non
     assert "Review growth each quarter." in tail
 
 
+def test_a_runbook_without_a_findings_text_gets_its_page_and_no_patch(tmp_path: Path) -> None:
+    copy = tmp_path / "RUNBOOK.md"
+    copy.write_text(RUNBOOK.replace("> LLEN bull:email:failed\n", ""))
+    args = ("docs", "--reports", str(tmp_path / "reports"), "--runbook", str(copy))
+    env = {"RUNBOOK_HOME": str(tmp_path / "home")}
+    result = runbook(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "reports" / annotated.MARKDOWN_FILE).read_text()
+    assert "Findings whose text this runbook does not hold" in page
+    assert "llen-failed-set" in page.split("# Operations Runbook")[0]
+    assert "(del-failed-set), NOT demonstrated" in page  # the other findings still shown
+    result = runbook(*args, "--propose-fixes", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "runbook defect llen-failed-set: its text '> LLEN bull:email:failed' is not in the" \
+           " runbook" in result.stderr
+    assert not (tmp_path / "reports" / annotated.PATCH_FILE).exists()
+
+
 READ = """
 (() => {
   const text = (node) => node ? node.innerText : "";
@@ -218,6 +237,11 @@ def test_the_page_in_chromium_shows_the_runbook_its_wrong_llen_beside_the_real_c
     count = llen["bullmq_failed"]
     assert count == 2  # "Given 2 failed canary jobs on the email queue", as BullMQ counts
 
+    # A record kept unredacted (a hand edit, an older version): the page masks it itself.
+    kept["records"].append({"title": "planted", "evidence": {"observed": {
+        "dsn": f"postgresql://ops:{PLANTED}@db.internal/lv", "seen": sandbox.env["ADMIN_TOKEN"]}}})
+    evidence.path_of(reports, "Common Operations", LLEN).write_text(json.dumps(kept))
+
     now = datetime.now(UTC)
     api = Objective(rto_s=300, rpo_s=0)
     signed = drill(reports, "API crash", "staging", now - timedelta(days=3), 41, api)
@@ -230,7 +254,10 @@ def test_the_page_in_chromium_shows_the_runbook_its_wrong_llen_beside_the_real_c
     assert result.returncode == 0, result.stderr
     html_path = reports / annotated.HTML_FILE
     html = html_path.read_text()
-    assert sandbox.env["ADMIN_TOKEN"] not in html
+    markdown = (reports / annotated.MARKDOWN_FILE).read_text()
+    for text in (html, markdown):
+        assert sandbox.env["ADMIN_TOKEN"] not in text and PLANTED not in text
+    assert "planted: dsn = postgresql://ops:***@db.internal/lv" in html
 
     browser = Chromium(chromium(), tmp_path / "chromium-profile")
     try:

@@ -75,6 +75,8 @@ class Annotated:
     html_body: str
     markdown: str
     notes: list[Note] = field(default_factory=list)
+    #: Findings whose text this runbook does not hold (edited since, or another runbook).
+    missing: list[str] = field(default_factory=list)
 
 
 def signatures(reports: Path) -> dict[str, str]:
@@ -294,7 +296,7 @@ def annotate(runbook: str, annotator: Annotator, redact: Redactor) -> Annotated:
     runbook = redact.known(runbook)
     tokens = md.parse(runbook)
     lines = runbook.split("\n")
-    edits = defects.locate(lines)
+    edits = defects.locate(lines, strict=False)  # any runbook: a finding may not apply
     sections = {s.slug: s for s in annotator.inputs.coverage.sections}
     out: list[Token] = []
     after_line: dict[int, list[Note]] = {}  # Markdown: notes after this line (0-based end)
@@ -370,7 +372,8 @@ def annotate(runbook: str, annotator: Annotator, redact: Redactor) -> Annotated:
             out.append(cell)
             out.append(token)
     body = md.renderer.render(out, md.options, {})
-    return Annotated(body, _markdown(lines, after_line, redact), notes)
+    return Annotated(body, _markdown(lines, after_line, redact), notes,
+                     [f.id for f in defects.missing(lines)])
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -459,7 +462,8 @@ def header(inputs: docs.Inputs, annotated: Annotated, now: datetime) -> list[str
         f" demonstrated on the real component by their scenario's latest run, {documented}"
         " documented from the tool's documentation, the rest not demonstrated yet);"
         " `runbook docs --propose-fixes` writes their fixes as a patch.",
-    ]
+    ] + ([f"Findings whose text this runbook does not hold (not shown, and the patch refuses"
+          f" them): {', '.join(annotated.missing)}."] if annotated.missing else [])
 
 
 def render_page(annotated: Annotated, head: Sequence[str], redact: Redactor) -> str:
