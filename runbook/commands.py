@@ -55,6 +55,10 @@ COMMANDS: tuple[CommandUse, ...] = (
     CommandUse(r"(railway|vercel) logs.*(--tail|--follow)", "replaced",
                "the logs of the last hour (--since 1h): --tail and --follow never end",
                ("The <service>'s logs of the last hour can be read",)),
+    CommandUse(r"^railway logs --service (api|worker)$", "replaced",
+               "the platform adapter's logs of the last hour, error lines counted (railway"
+               " logs alone shows the latest lines, whenever they are from)",
+               ("The <service>'s logs of the last hour can be read",)),
     CommandUse(r"(railway logs .*--since 1h|vercel logs$)", "executed",
                "the platform adapter's logs of the last hour, error lines counted",
                ("The <service>'s logs of the last hour can be read",)),
