@@ -36,6 +36,7 @@ from markdown_it.token import Token
 
 from runbook import commands, defects
 from runbook.drills import ledger
+from runbook.features import ScenarioInfo
 from runbook.redact import MASK, Redactor
 from runbook.reporting import docs
 from runbook.reporting.coverage import NAVIGATION, Section, is_manual
@@ -100,7 +101,7 @@ class Annotator:
         self.inputs = inputs
         self.kept = {(e.feature, e.name): e for e in kept}
         self.signed = signed
-        self.by_name: dict[str, list[Any]] = {}
+        self.by_name: dict[str, list[ScenarioInfo]] = {}
         for scenario in inputs.coverage.scenarios:
             self.by_name.setdefault(scenario.name, []).append(scenario)
 
