@@ -34,6 +34,7 @@ from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, json_lines
 from runbook.runner import EXIT_INTERRUPTED, SCENARIOS
+from runbook.sections import RUNBOOK_FILE
 from runbook.targets import RunSpec
 
 __all__ = ["SCENARIOS", "app", "main"]
@@ -49,8 +50,8 @@ sandbox_app = typer.Typer(help="The embedded LegacyVideo on loopback.", no_args_
                           rich_markup_mode=None)
 app.add_typer(sandbox_app, name="sandbox")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def version() -> str:
@@ -931,26 +932,63 @@ def docs(
         "--runbook", help="the runbook in Markdown (default: the shipped copy of docs/RUNBOOK.md)"
     )] = None,
     features: FeaturesOption = None,
+    propose_fixes: Annotated[bool, typer.Option(
+        "--propose-fixes", help="also write runbook-fixes.patch: the runbook's defects as a"
+        " unified diff that git apply accepts, each hunk citing its evidence")] = False,
 ) -> None:
     """Write the runbook as executed, living-runbook.md and .html: each section with its
-    scenarios' last status, when they ran and what they measured, manual records, gaps."""
+    scenarios' last status, when they ran and what they measured, manual records, gaps; and
+    the runbook annotated, annotated-runbook.html and .md: its own text with the evidence
+    beside each section, command and table row, its defects as redlines."""
+    # imported when this command runs: `runbook --help` and the other commands stay fast
+    from runbook import defects
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
+    from runbook.reporting import annotated
+
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import coverage as measured
 
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import docs as living
 
+    markdown, feature_dir = _runbook_inputs(runbook_markdown, features)
+    where = (output or reports).resolve()
+    redact = Redactor(_known_secrets())
     try:
-        inputs = living.gather(measured.measure(*_runbook_inputs(runbook_markdown, features)),
-                               reports.resolve())
+        inputs = living.gather(measured.measure(markdown, feature_dir), reports.resolve())
+        text = markdown.read_text(encoding="utf-8")
+        written = living.write(inputs, where, redact)
+        pages = annotated.write(inputs, text, where, redact)
+        patch = defects.propose_patch(text, _patch_name(runbook_markdown)) if propose_fixes \
+            else None
+    except OSError as exc:
+        raise _fail(f"cannot read the runbook {markdown}: {exc.strerror}", EXIT_USAGE) from None
     except RunbookError as exc:
         raise _fail(str(exc), exc.exit_code) from None
-    written = living.write(inputs, (output or reports).resolve(), Redactor(_known_secrets()))
     out.print(f"living runbook: {written.markdown} and {written.html} ({written.scenarios}"
               f" executable scenarios, {written.never_run} never run; {written.gaps} gaps)",
               markup=False)
+    out.print(f"annotated runbook: {pages.html} and {pages.markdown} ({pages.defects} defects"
+              f" marked, {pages.unexecuted} commands not executed)", markup=False)
+    if patch is not None:
+        patch_path = where / annotated.PATCH_FILE
+        patch_path.write_text(redact.known(patch), encoding="utf-8")
+        out.print(f"proposed fixes: {patch_path} (git apply {patch_path})", markup=False)
     if not inputs.runs:
         out.print(f"no run recorded yet in {reports}: {living.HOW_TO_RUN}", markup=False)
+
+
+def _patch_name(runbook_markdown: Path | None) -> str:
+    """The runbook's path as the patch names it: docs/RUNBOOK.md for the shipped copy (apply
+    it at the project's root), else the path given, relative to here when it is below."""
+    if runbook_markdown is None:
+        return RUNBOOK_FILE
+    given = runbook_markdown.resolve()
+    try:
+        return given.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return given.as_posix().lstrip("/")
 
 
 def _known_secrets() -> list[str]:

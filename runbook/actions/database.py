@@ -41,6 +41,7 @@ import psycopg
 from psycopg import sql
 
 from runbook.config import Environment, Target
+from runbook.defects import finding
 from runbook.errors import ConfigError
 from runbook.pg import (
     DEFAULT_SCHEMA,
@@ -57,15 +58,10 @@ from runbook.timeouts import Timeouts
 MIGRATIONS_DIR_VARIABLE = "RUNBOOK_MIGRATIONS_DIR"
 #: Prisma's bookkeeping table.
 MIGRATIONS_TABLE = "_prisma_migrations"
-#: What the runbook gets wrong in "Rollback Migration (DANGEROUS)", for results and reports.
-RUNBOOK_ROLLBACK_DEFECT = (
-    "the runbook's 'Rollback Migration' implies `prisma migrate resolve --rolled-back <name>`"
-    " rolls a migration back; it does not: it only records a FAILED migration as rolled back"
-    " (sets rolled_back_at in _prisma_migrations), runs no SQL and undoes nothing. Prisma"
-    " refuses it for an applied migration (P3012) and an unknown one (P3011). To revert an"
-    " applied migration, take a verified backup, then write a new migration that reverses"
-    " it (prisma migrate diff --script) and deploy that (pnpm db:migrate:deploy)"
-)
+#: What the runbook gets wrong in "Rollback Migration (DANGEROUS)", for results and reports
+#: (the documented finding of ``runbook.defects``).
+RUNBOOK_ROLLBACK_DEFECT = ("the runbook's 'Rollback Migration' is wrong: "
+                           + finding("resolve-rolled-back").true)
 #: What Prisma's command does to the one state it accepts.
 RESOLVE_ROLLED_BACK_DOES = (
     "marks the failed migration's rows rolled back (rolled_back_at = now()); no SQL of the"

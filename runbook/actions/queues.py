@@ -48,6 +48,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 
 from runbook.config import Target
+from runbook.defects import RETRY_CLAIM
 from runbook.errors import OperationFailed, SafetyGateError
 from runbook.probes import describe_error
 from runbook.probes import queues as probes
@@ -78,7 +79,7 @@ REJECTED_JOBS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "release-process": ("process-release",
                         {"runbook": "canary: no releaseId, rejected on purpose"}),
 }
-RUNBOOK_RETRY_CLAIM = "Restart worker (will retry failed jobs automatically)"
+RUNBOOK_RETRY_CLAIM = RETRY_CLAIM
 #: Keys BullMQ keeps per queue (not per job): never taken for job hashes.
 QUEUE_KEYS: frozenset[str] = frozenset({
     "meta", "id", "events", "marker", "stalled", "stalled-check", "limiter", "pc", "de",

@@ -11,7 +11,9 @@ Feature: Common Operations
     row written to the database, and then proved through the API.
   - Run Migration deploys the schema, which is the release pipeline's job: the suite checks
     its result, read-only (every migration applied, none failed or edited).
-  - Rollback Migration is an incident decision: its preconditions are checked, read-only.
+  - Rollback Migration is an incident decision, and Prisma cannot run here: what its
+    "prisma migrate resolve --rolled-back" really does (it undoes nothing) is a documented
+    finding in runbook/defects.py, citing Prisma's documentation; no scenario asserts it.
   - "--tail" and "--follow" stream logs forever: the logs of the last hour are read instead.
 
   @operation @runbook:restart-services
@@ -46,18 +48,6 @@ Feature: Common Operations
     Given the target has the Database
     When the on-call engineer checks the migration status
     Then every expected migration is applied and none failed or was modified
-
-  @synthetic @runbook-defect @runbook:database-operations
-  Scenario: Rolling back a migration only applies to a failed one
-    Runbook defect: "npx prisma migrate resolve --rolled-back <migration-name>" does not
-    roll anything back. It only marks a FAILED migration as rolled back so deploys can go
-    on; Prisma refuses it for an applied migration. The runbook should say: to undo an
-    applied migration, write a new migration that reverses it, after a verified backup.
-
-    Given the target has the Database
-    When the on-call engineer checks the migration status
-    And the on-call engineer checks the rollback preconditions for the newest migration
-    Then Prisma would refuse to mark an applied migration rolled back
 
   @operation @runbook:database-operations
   Scenario: A backup exported and imported into a scratch database is identical

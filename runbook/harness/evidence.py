@@ -8,7 +8,9 @@ with ``evidence()``) hands it to the ``evidence`` fixture and returns what it gi
         return evidence(api.health(target, timeouts))
 
 It is attached to the Allure report once per scenario (redacted JSON), its timing kept as a
-figure in the summary, and the server versions it saw kept for the report's environment.
+figure in the summary, the server versions it saw kept for the report's environment, and the
+scenario's records written under the reports' ``evidence/`` (``runbook.reporting.evidence``)
+for the annotated runbook to show what each command returned.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pytest
 
 from runbook.harness import allure_labels, scenarios
 from runbook.harness.state import RunState, ScenarioState, run_state, scenario_state
-from runbook.results import ProbeResult
+from runbook.reporting import evidence as kept
+from runbook.results import ProbeResult, utcnow
 
 
 class Evident(Protocol):
@@ -54,9 +57,15 @@ class Evidence:
                 if record.observed.get(observed):
                     self._run.versions[name] = str(record.observed[observed])
             title = title or f"{record.component}: {record.check}"
-        body = json.dumps(self._run.redactor.data(record.evidence()), indent=2, default=str)
-        allure.attach(body, name=title or type(record).__name__,
+        data = self._run.redactor.data(record.evidence())
+        name = title or type(record).__name__
+        allure.attach(json.dumps(data, indent=2, default=str), name=name,
                       attachment_type=allure.attachment_type.JSON)
+        self._scenario.evidence.append({"title": name, "evidence": data})
+        if self._run.runs_scenarios and self._scenario.name:
+            kept.write(self._run.reports, self._scenario.feature, self._scenario.name,
+                       target=self._run.target_name, environment=self._run.environment,
+                       recorded_at=utcnow().isoformat(), records=self._scenario.evidence)
         return record
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,8 @@ class ScenarioState:
     #: Figures kept in the summary and history (ms per probe, RTO and RPO per drill).
     figures: dict[str, float] = field(default_factory=dict)
     drill_records: list[DrillRecord] = field(default_factory=list)
+    #: The attached records (title and redacted evidence), written to the reports' evidence.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
 
 
 _RUN = pytest.StashKey[RunState]()

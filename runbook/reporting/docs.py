@@ -117,6 +117,9 @@ class DrillFigures:
     detected_by: tuple[str, ...] = ()
     #: Every section the failures of the detection rounds named.
     named: tuple[str, ...] = ()
+    #: The Recovery Time Objectives row it was judged against ("API crash"), if any.
+    scenario: str = ""
+    environment: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ def _drill(document: Mapping[str, Any], name: str, slugs: set[str]) -> DrillFigu
         detected_by=tuple(dict.fromkeys(str(f.get("scenario")) for f in
                                         detection.get("detected_by", ()))),
         named=tuple(dict.fromkeys(str(n) for f in failures for n in f.get("named", ()))),
+        scenario=str((document.get("evidence") or {}).get("scenario") or ""),
+        environment=str(document.get("environment", "")),
     )
 
 

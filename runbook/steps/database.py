@@ -8,13 +8,11 @@ from pytest_bdd import parsers, then, when
 
 from runbook.actions import backup, database
 from runbook.actions.backup import BackupRecord
-from runbook.checks import require_observed, require_ok, require_record
+from runbook.checks import require_ok, require_record
 from runbook.config import Target
-from runbook.errors import CheckFailed
 from runbook.harness.evidence import Evidence
 from runbook.probes import postgres
 from runbook.results import ProbeResult
-from runbook.sections import next_steps
 from runbook.timeouts import Timeouts
 
 
@@ -47,26 +45,6 @@ def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
 @then("every expected migration is applied and none failed or was modified")
 def _(migrations: ProbeResult) -> None:
     require_ok(migrations)
-
-
-@when("the on-call engineer checks the rollback preconditions for the newest migration",
-      target_fixture="rollback")
-def _(target: Target, timeouts: Timeouts, migrations: ProbeResult,
-      evidence: Evidence) -> ProbeResult:
-    applied = migrations.observed.get("applied") or ()
-    if not applied:
-        # No migration could be read (the database is unreachable, or none is applied): the
-        # status check's own failure says why, in the runbook's words.
-        require_ok(migrations)
-        raise CheckFailed("database", target.describe(),
-                          "no applied migration to check the rollback of",
-                          "at least one applied migration", next_steps("database-migrations"))
-    return evidence(database.rollback_preconditions(target, timeouts, applied[-1]))
-
-
-@then("Prisma would refuse to mark an applied migration rolled back")
-def _(rollback: ProbeResult) -> None:
-    require_observed(rollback, state="applied", resolve_rolled_back_accepts=False)
 
 
 @when("the on-call engineer exports a backup and imports it into a scratch database",
