@@ -19,15 +19,18 @@ Feature: Troubleshooting
 
   @synthetic @warning @runbook:invalid-or-expired-token-errors @runbook:worker-not-processing-jobs
   Scenario: A requested release is processed by the worker
-    "Release requests" are among the runbook's business metrics, and the path crosses both
-    services: the API enqueues the release and the worker, calling back with a token signed
-    with its own API_SECRET, processes it. A job failed with "Invalid or expired token" is
-    the services disagreeing on API_SECRET. Everything made is removed afterwards.
+    "Release requests" are among the business metrics of the runbook's Key Metrics to
+    Monitor, and the path crosses both services: the API enqueues the release and the
+    worker, calling back with a token signed with its own API_SECRET, processes it. A job
+    failed with "Invalid or expired token" is the services disagreeing on API_SECRET.
+    Everything made is removed afterwards.
 
     Given the target has the API, its database and the worker
     When the on-call engineer requests a canary release through the API, allowing 8 seconds
     Then the worker processes the release
 
+  # not quoted: 500 milliseconds (the API's own slow-query logging threshold), 1 second (how long
+  # the database is watched)
   @synthetic @warning @runbook:slow-query-performance
   Scenario: No query runs over 500 milliseconds and none waits on a lock
     The runbook finds slow queries in the API's log lines ("query took"), after the fact;
