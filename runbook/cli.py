@@ -920,6 +920,8 @@ def coverage(
     the features quote from the runbook that it no longer says (drift: exit 1)."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import coverage as measured
+
+    # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import drift, scaffolding
 
     markdown, directory = _runbook_inputs(runbook_markdown, features)

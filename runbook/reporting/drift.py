@@ -72,6 +72,7 @@ _MANUAL_STEP = re.compile(r'the runbook step "(.+)" that only a person can take'
 _NOT_QUOTED = re.compile(r"^\s*#\s*not quoted:\s*(.*)$", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"]+)"')
 _WORD = re.compile(r"[a-z0-9]+")
+_BULL = re.compile(r"\bbull:([\w-]+):")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def figures(text: str, *, zeros: bool = False) -> list[Figure]:
 
 
 def _words(text: str) -> str:
-    return " ".join(text.lower().split())
+    """Lower case, spaces collapsed, Markdown's code and emphasis marks left out."""
+    return " ".join(re.sub(r"`|\*\*", "", text).lower().split())
 
 
 # -- the runbook's text ----------------------------------------------------------------------
@@ -478,7 +480,9 @@ def _nearest(quote: Quote, runbook: RunbookText, others: Sequence[Quote]) -> Dri
     """The runbook's line most like the quote's context, and what it says there now."""
     wanted = set(_WORD.findall(quote.context.lower()))
     best: tuple[int, int] | None = None  # score, line
-    for number in _lines_of(runbook, quote.sections):
+    numbers = (_lines_of(runbook, quote.sections) if quote.kind != QUEUE else
+               [n for n, line in enumerate(runbook.lines, start=1) if _BULL.search(line)])
+    for number in numbers:
         line = runbook.line(number)
         if quote.kind in (DURATION, PERCENT) and not any(
                 f.kind == quote.kind for f in figures(line, zeros=True)):
@@ -502,6 +506,8 @@ def _nearest(quote: Quote, runbook: RunbookText, others: Sequence[Quote]) -> Dri
         if any(f.text != "0" for f in shown):
             shown = [f for f in shown if f.text != "0"]  # a bare 0 only when nothing else
         says = ", ".join(dict.fromkeys(f.text for f in shown))
+    elif quote.kind == QUEUE:
+        says = ", ".join(dict.fromkeys(_BULL.findall(line)))
     else:
         says = line.strip().lstrip("-*#> ").removeprefix("[ ] ").strip()
     return Drift(quote, runbook.path, number, says, _section_at(runbook, number))
