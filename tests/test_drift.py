@@ -75,7 +75,9 @@ def test_a_changed_rto_names_the_scenario_and_both_lines(tmp_path: Path) -> None
     assert "quotes: " in result.stdout and ", 2 no longer what the runbook says" in (
         result.stdout)
 
-    document = json.loads(cli(str(runbook), "--json", cwd=tmp_path).stdout)
+    as_json = cli(str(runbook), "--json", cwd=tmp_path)
+    assert as_json.returncode == 1
+    document = json.loads(as_json.stdout)
     assert document["exit_code"] == 1
     first = document["quotes"]["drift"][0]
     assert first == {
