@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pytest_bdd.parser import FeatureParser
 
+from runbook.errors import ConfigError
 from runbook.features import parse_feature
 from runbook.reporting import drift
 from runbook.sections import RUNBOOK_FILE
@@ -276,3 +277,11 @@ def test_a_missing_features_directory_is_one_line_and_exit_2(tmp_path: Path) -> 
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("runbook: ") and "no such features directory" in line
+
+
+def test_a_malformed_feature_file_is_a_config_error_naming_it(small: tuple[Path, Path]) -> None:
+    runbook, features = small
+    (features / "broken.feature").write_text(
+        "Feature: Broken\n  Scenario: fine\n    Given something\n  this is not Gherkin\n")
+    with pytest.raises(ConfigError, match=r"broken\.feature:4: not valid Gherkin"):
+        drift.measure(runbook, features)

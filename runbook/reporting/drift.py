@@ -40,6 +40,7 @@ from gherkin.parser import Parser
 from gherkin.token_scanner import TokenScanner
 
 from runbook.errors import ConfigError
+from runbook.features import parse_feature
 from runbook.reporting.summary import EXIT_FAILED, EXIT_OK
 from runbook.sections import slugify
 
@@ -288,6 +289,9 @@ class _Scenario:
 
 
 def _parse(path: Path) -> list[_Scenario]:
+    """The scenarios of a feature file with their lines; a file that is not valid Gherkin or
+    not UTF-8 is a ``ConfigError`` naming the file (and the line)."""
+    parse_feature(path)  # its errors, one line each, as coverage gives them
     text = path.read_text(encoding="utf-8")
     document = Parser().parse(TokenScanner(text))
     feature = document.get("feature")
@@ -304,9 +308,7 @@ def _parse(path: Path) -> list[_Scenario]:
             match = _NOT_QUOTED.match(comment)
             if match and previous < number < scenario.line:
                 exempt += _exempted(match.group(1))
-        scenarios.append(_Scenario(scenario.name, path, scenario.line, scenario.tags,
-                                   scenario.description, scenario.steps, scenario.rows,
-                                   tuple(exempt)))
+        scenarios.append(replace(scenario, exempt=tuple(exempt)))
         previous = scenario.line
     return scenarios
 
