@@ -897,7 +897,7 @@ def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path,
 
 
 @app.command(epilog="Quotes: a scenario quotes the durations and percentages in its name,"
-                     " steps and Examples rows (not those in an 'allowing ...' clause), the"
+                     " steps and Examples rows (not the one right after 'allowing'), the"
                      " double-quoted words opening its description or after 'Runbook defect:',"
                      " the step a @manual scenario names, and 'the <name> queue'. Each must"
                      " still be in the sections it restates (its @runbook: tags) or names by"

@@ -71,10 +71,17 @@ def test_a_changed_rto_names_the_scenario_and_both_lines(tmp_path: Path) -> None
     step = line_of(feature, '"platform-api-crash" disaster recovery drill')
     assert f"({feature}:{step}) quotes '300 seconds'; the runbook now says '10 minutes'" in (
         result.stdout)
-    # the other rows and the untouched figures are not flagged
-    assert "Database failure: recovered" not in result.stdout
-    assert "quotes: " in result.stdout and ", 2 no longer what the runbook says" in (
-        result.stdout)
+    # so do the game days held to the API crash row, and nothing else is flagged
+    flagged = {(d.quote.scenario, d.quote.said, d.runbook_line, d.runbook_says)
+               for d in drift.measure(runbook, FEATURES).drifts}
+    assert flagged == {
+        ("API crash: recovered within 5 minutes losing at most no data", "5 minutes", rto,
+         "10 minutes"),
+        ("API crash through the platform: one API instance replaced, back within 5 minutes",
+         "300 seconds", rto, "10 minutes"),
+        ("Game day: the API is killed and kept down", "300 seconds", rto, "10 minutes"),
+        ("Game day: the API lost an environment variable", "300 seconds", rto, "10 minutes")}
+    assert result.stdout.splitlines()[-1].endswith(", 4 no longer what the runbook says")
 
     as_json = cli(str(runbook), "--json", cwd=tmp_path)
     assert as_json.returncode == 1
@@ -285,3 +292,24 @@ def test_a_malformed_feature_file_is_a_config_error_naming_it(small: tuple[Path,
         "Feature: Broken\n  Scenario: fine\n    Given something\n  this is not Gherkin\n")
     with pytest.raises(ConfigError, match=r"broken\.feature:4: not valid Gherkin"):
         drift.measure(runbook, features)
+
+
+def test_a_changed_database_rto_flags_every_scenario_held_to_that_row(tmp_path: Path) -> None:
+    runbook = edited(tmp_path, "| Database failure | 30 minutes |",
+                     "| Database failure | 45 minutes |")
+    report = drift.measure(runbook, FEATURES)
+    rto = line_of(runbook, "| Database failure |")
+    assert {(d.runbook_line, d.runbook_says) for d in report.drifts} == {(rto, "45 minutes")}
+    assert {d.quote.scenario for d in report.drifts} == {
+        "Database failure: recovered within 30 minutes losing at most 1 hour",
+        "Database corruption: restored from the latest backup, recent transactions replayed"
+        " from the audit log",
+        "S3 data loss: versioned objects restored, unversioned ones reported unrecoverable",
+        "Database restore test: the newest backup restores into a scratch database within 30"
+        " minutes, at most 1 hour old",
+        "Accidental deletion: deleted records restored into a new database, exported and"
+        " imported back",
+        "S3 data loss on canary objects: restored from their versions in the target's own"
+        " bucket",
+        "Game day: PostgreSQL is stopped", "Game day: every database connection is taken",
+        "Game day: the API lost its database"}

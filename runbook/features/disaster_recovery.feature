@@ -75,7 +75,8 @@ Feature: Disaster Recovery
     The primary database is declared lost and only read: its newest backup (from
     RUNBOOK_BACKUP_LOCATION, a directory or an S3 prefix, else a fresh pg_dump) is restored
     into a scratch database, validated (LegacyVideo's tables, the migrations table, per-table
-    counts and checksums against the backup's own figures) and dropped.
+    counts and checksums against the backup's own figures) and dropped. Its limits are the
+    Database failure row of the Recovery Time Objectives.
 
     When the on-call engineer runs the "restore-test" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
     Then service was back within the RTO

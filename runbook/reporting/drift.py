@@ -11,9 +11,11 @@ docs/architecture.md "Quotes from the runbook"):
   (``the runbook step "..." that only a person can take``);
 - **queue names**: ``the <name> queue`` in its name and steps.
 
-Not quotes: a figure in an ``allowing ...`` clause of a step (up to its comma: the time the
-suite allows a check, the runbook gives none), and the figures and quoted words listed on a
-``# not quoted: ...`` comment line above the scenario, each with its reason.
+Not quotes: the figure right after ``allowing`` in a step (``allowing 30 seconds to detect
+it``: the time the suite allows a check or a detection, which the runbook never gives; a
+second figure in the clause, ``and 300 seconds to restore service``, is a quote), and the
+figures and quoted words listed on a ``# not quoted: ...`` comment line above the scenario,
+each with its reason.
 
 A quote is looked up in the sections the scenario restates (its own and its rule's
 ``@runbook:`` tags; its feature's only when it has none; a part's range holds its
@@ -30,6 +32,7 @@ a quote drifted never is.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,7 +53,7 @@ WORDS = "words"
 QUEUE = "queue"
 
 RULE = ("a scenario quotes the durations and percentages in its name, steps and Examples rows"
-        " (not in an 'allowing ...' clause), the quoted words opening its description or"
+        " (not the one right after 'allowing'), the quoted words opening its description or"
         " after 'Runbook defect:', its manual step, and 'the <name> queue'; each must still"
         " be in the sections it restates or names (a '# not quoted: ...' comment above it"
         " exempts a value)")
@@ -65,7 +68,7 @@ _FIGURE = re.compile(
     re.IGNORECASE)
 _ZERO = re.compile(r"(?<![\w.-])0(?![\w.%])")
 _HEADING = re.compile(r"^(#{2,3})\s+(.+?)\s*#*\s*$")
-_ALLOWING = re.compile(r"\ballowing\b[^,]*", re.IGNORECASE)
+_ALLOWING = re.compile(r"\ballowing\s+\d+(?:\.\d+)?\s*[a-z]+", re.IGNORECASE)
 _QUEUE = re.compile(r"\bthe ([a-z][a-z0-9-]*) queue\b")
 _OPENING_QUOTE = re.compile(r'^\s*"([^"]+)"')
 _DEFECT_QUOTE = re.compile(r'Runbook defect:\s*"([^"]+)"')
@@ -198,7 +201,7 @@ class Quote:
     feature_line: int
     figure: Figure
     sections: tuple[str, ...]  # slugs looked in
-    context: str  # the feature's words around it (its row, its step)
+    context: str  # the feature's words around it (its step, row, tags, description)
     found_at: int | None = None  # the runbook's line, when it is there
     row_line: int | None = None  # the Examples row it comes from, for an outline's value
     scenario_line: int = 0  # the scenario's own line (an outline's, for all its rows)
@@ -384,8 +387,8 @@ def _named(description: str, runbook: RunbookText) -> list[str]:
 
 
 def _quoted_in(text: str, *, steps: bool) -> list[Figure]:
-    """What ``text`` (a step, with ``steps``, or a name) quotes: figures outside an
-    ``allowing ...`` clause, queue names, a manual step's words."""
+    """What ``text`` (a step, with ``steps``, or a name) quotes: its figures but the one
+    right after ``allowing``, queue names, a manual step's words."""
     found = figures(_ALLOWING.sub("", text))
     found += [Figure(QUEUE, queue, queue) for queue in _QUEUE.findall(text)]
     manual = _MANUAL_STEP.search(text) if steps else None
@@ -417,7 +420,9 @@ def quotes_of(scenario: _Scenario, runbook: RunbookText) -> list[Quote]:
                 mine = bool(row) and not any(figure.matches(f) for f in general)
                 found.append(Quote(
                     _fill(scenario.name, row) if mine else scenario.name, scenario.path, line,
-                    figure, sections, " ".join([text, *row.values(), *scenario.tags]),
+                    figure, sections,
+                    " ".join([text, *row.values(), *scenario.tags, scenario.name,
+                              scenario.description]),
                     row_line=row_line if mine else None, scenario_line=scenario.line))
         for text in _description_quotes(scenario.description):
             figure = Figure(WORDS, text, _words(text))
@@ -478,9 +483,42 @@ def locate(quote: Quote, runbook: RunbookText) -> int | None:
     return None
 
 
+def _content(text: str) -> set[str]:
+    """The words of ``text`` that say what a line is about (no numbers, no short words)."""
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 2 and not w.isdigit()}
+
+
+def _label(line: str) -> str:
+    """What a runbook line is the value of: a table row's first cell, else the words before
+    its first figure (``Error rate`` of ``- Error rate > 5%``)."""
+    text = line.strip()
+    if text.startswith("|"):
+        return text.strip("|").split("|")[0].strip().lower()
+    first = _FIGURE.search(text) or _ZERO.search(text)
+    head = text[:first.start()] if first else text
+    return " ".join(_WORD.findall(head.lower()))
+
+
+def _score(quote: Quote, runbook: RunbookText, number: int) -> int:
+    """How much the runbook's line ``number`` looks like where ``quote`` comes from: its
+    label named in the quote's context counts most, then the words they share."""
+    line = runbook.line(number)
+    label = _label(line)
+    context = " ".join(_WORD.findall(quote.context.lower()))
+    named = 10 if label and len(label) > 2 and f" {label} " in f" {context} " else 0
+    return named + len(_content(quote.context) & _content(_group(runbook, number) + " " + line))
+
+
+def _closest(said: Sequence[Figure], value: float) -> list[Figure]:
+    """The figure of ``said`` nearest to ``value`` by ratio (all of them when none is)."""
+    sized = [f for f in said if isinstance(f.value, float) and f.value > 0]
+    if value <= 0 or not sized:
+        return list(said)
+    return [min(sized, key=lambda f: abs(math.log(float(f.value) / value)))]
+
+
 def _nearest(quote: Quote, runbook: RunbookText, others: Sequence[Quote]) -> Drift:
     """The runbook's line most like the quote's context, and what it says there now."""
-    wanted = set(_WORD.findall(quote.context.lower()))
     best: tuple[int, int] | None = None  # score, line
     numbers = (_lines_of(runbook, quote.sections) if quote.kind != QUEUE else
                [n for n, line in enumerate(runbook.lines, start=1) if _BULL.search(line)])
@@ -491,7 +529,7 @@ def _nearest(quote: Quote, runbook: RunbookText, others: Sequence[Quote]) -> Dri
             continue
         if line.lstrip().startswith("#") or not line.strip(" -*|[]>`"):
             continue  # a heading or an empty line: not what a quote is said on
-        score = len(wanted & set(_WORD.findall((_group(runbook, number) + " " + line).lower())))
+        score = _score(quote, runbook, number)
         if best is None or score > best[0]:
             best = (score, number)
     if best is None or best[0] == 0:
@@ -504,9 +542,8 @@ def _nearest(quote: Quote, runbook: RunbookText, others: Sequence[Quote]) -> Dri
         said = [f for f in figures(line, zeros=True) if f.kind == quote.kind]
         unexplained = [f for f in said
                        if not any(f.matches(o.figure) for o in others if o is not quote)]
-        shown = unexplained or said
-        if any(f.text != "0" for f in shown):
-            shown = [f for f in shown if f.text != "0"]  # a bare 0 only when nothing else
+        value = quote.figure.value
+        shown = _closest(unexplained or said, value if isinstance(value, float) else 0.0)
         says = ", ".join(dict.fromkeys(f.text for f in shown))
     elif quote.kind == QUEUE:
         says = ", ".join(dict.fromkeys(_BULL.findall(line)))
