@@ -16,6 +16,7 @@ from pytest_bdd.parser import FeatureParser
 from runbook.errors import ConfigError
 from runbook.features import parse_feature
 from runbook.reporting import drift
+from runbook.reporting.scaffolding import skeleton
 from runbook.sections import RUNBOOK_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -313,3 +314,21 @@ def test_a_changed_database_rto_flags_every_scenario_held_to_that_row(tmp_path: 
         " bucket",
         "Game day: PostgreSQL is stopped", "Game day: every database connection is taken",
         "Game day: the API lost its database"}
+
+
+def test_every_section_of_the_projects_runbook_scaffolds_into_valid_gherkin(tmp_path: Path
+                                                                           ) -> None:
+    """Tables, code blocks with comments, bold labels, quotes: each skeleton parses."""
+    runbook = drift.RunbookText.read(ROOT / RUNBOOK_FILE)
+    parts = {s.line: s.title for s in runbook.sections if s.level == 2}
+    for section in runbook.sections:
+        part = parts[max(n for n in parts if n <= section.line)]
+        text, count = skeleton(runbook, section, part)
+        path = tmp_path / f"{section.slug}.feature"
+        path.write_text(text)
+        scenarios = parse_feature(path)
+        assert len(scenarios) == count >= 1, section.title
+        assert all({"manual", f"runbook:{section.slug}"} <= s.tags for s in scenarios)
+        assert len(FeatureParser(str(tmp_path), path.name).parse().scenarios) == count
+    quick = (tmp_path / "recovery-time-objectives.feature").read_text()
+    assert "  > | API crash | 5 minutes | 0 (no data loss) |" in quick
