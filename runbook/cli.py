@@ -899,28 +899,55 @@ def _runbook_inputs(markdown: Path | None, features: Path | None) -> tuple[Path,
     return markdown or shipped.RUNBOOK, features or runner.features_directory()
 
 
-@app.command()
+@app.command(epilog="Quotes: a scenario quotes the durations and percentages in its name,"
+                     " steps and Examples rows (not the one right after 'allowing'), the"
+                     " double-quoted words opening its description or after 'Runbook defect:',"
+                     " the step a @manual scenario names, and 'the <name> queue'. Each must"
+                     " still be in the sections it restates (its @runbook: tags) or names by"
+                     " title; a '# not quoted: VALUE (why)' comment above a scenario exempts a"
+                     " value. Exit codes: 0 no drift; 1 a quote no longer matches the runbook;"
+                     " 2 bad input. See docs/architecture.md, 'Quotes from the runbook'.")
 def coverage(
     runbook_markdown: Annotated[Path | None, typer.Argument(
         metavar="[RUNBOOK_MARKDOWN]",
         help="the runbook in Markdown (default: the shipped copy of docs/RUNBOOK.md)")] = None,
     features: FeaturesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    scaffold: Annotated[Path | None, typer.Option(
+        "--scaffold", metavar="DIR",
+        help="write a @manual feature skeleton in the runbook's words to DIR for each"
+             " uncovered section (existing files are kept)")] = None,
 ) -> None:
     """Each heading of the runbook: covered, manual or uncovered by the @runbook: tags of
-    the features; then the covered share (leaves counted, parts rolled up)."""
+    the features; then the covered share (leaves counted, parts rolled up); then every value
+    the features quote from the runbook that it no longer says (drift: exit 1)."""
     # imported when this command runs: `runbook --help` and the other commands stay fast
     from runbook.reporting import coverage as measured
 
+    # imported when this command runs: `runbook --help` and the other commands stay fast
+    from runbook.reporting import drift, scaffolding
+
+    markdown, directory = _runbook_inputs(runbook_markdown, features)
     try:
-        result = measured.measure(*_runbook_inputs(runbook_markdown, features))
+        result = measured.measure(markdown, directory)
+        quoted = drift.measure(markdown, directory)
+        made = (scaffolding.write(result, drift.RunbookText.read(markdown), scaffold)
+                if scaffold else None)
     except RunbookError as exc:
         raise _fail(str(exc), exc.exit_code) from None
     if as_json:
-        out.print(json.dumps(result.to_json(), indent=2), markup=False)
-        return
-    for line in result.lines():
-        out.print(line, markup=False)
+        document = result.to_json() | {"quotes": quoted.to_json(),
+                                       "exit_code": quoted.exit_code}
+        if made is not None:
+            document["scaffold"] = [m.to_json() for m in made]
+        out.print(json.dumps(document, indent=2), markup=False, emoji=False)
+    else:
+        shown = (scaffolding.lines(made, scaffold) if made is not None and scaffold
+                 else scaffolding.hint(result))
+        for line in [*result.lines(), *quoted.lines(), *shown]:
+            out.print(line, markup=False, emoji=False)
+    if quoted.exit_code:
+        raise typer.Exit(quoted.exit_code)
 
 
 @app.command()

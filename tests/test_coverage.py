@@ -137,7 +137,11 @@ def test_the_command_lists_every_heading_the_rule_and_the_share(book: tuple[Path
                     "Incidents": "partial", "Outage": "covered",
                     "Breach Response": "uncovered", "Contacts": "covered"}
     assert "tag naming no heading: @runbook:nowhere" in result.stdout
-    assert lines[-1] == "covered 3/5 sections (60%), manual 1, uncovered 1"
+    assert lines[-3:] == [
+        "covered 3/5 sections (60%), manual 1, uncovered 1",
+        "quotes: 0 checked in 0 scenarios, 0 no longer what the runbook says",
+        "uncovered: 1 sections; runbook coverage --scaffold DIR writes a @manual feature"
+        " skeleton in the runbook's words for each"]
 
     as_json = cli(str(runbook), "--features", str(features), "--json", cwd=tmp_path)
     document = json.loads(as_json.stdout)

@@ -16,6 +16,8 @@ Feature: Common Operations
     finding in runbook/defects.py, citing Prisma's documentation; no scenario asserts it.
   - "--tail" and "--follow" stream logs forever: the logs of the last hour are read instead.
 
+  # not quoted: 60 seconds (how long a restarted service may take to answer: the runbook gives
+  # no limit)
   @operation @runbook:restart-services
   Scenario Outline: Restarting the <service> brings it back healthy
     When the on-call engineer restarts the <service> as the runbook says
@@ -111,6 +113,7 @@ Feature: Common Operations
     When the on-call engineer counts the failed jobs with the runbook's LLEN
     Then Redis answers WRONGTYPE while BullMQ counts the failed jobs
 
+  # not quoted: the canary queue (made for the scenario, never one of the runbook's)
   @operation @runbook-defect @runbook:queue-management
   Scenario: Deleting the failed set leaves the failed jobs' data behind
     Runbook defect: "DEL bull:email:failed" only drops the index; every failed job's hash

@@ -49,6 +49,7 @@ Feature: Disaster Recovery
   @drill @rpo @runbook:data-loss-scenarios
   Scenario: Database corruption: restored from the latest backup, recent transactions replayed from the audit log
     What the audit log does not record (uploads) cannot be replayed: the record names it.
+    Its limits are the Database failure row of the Recovery Time Objectives.
 
     When the on-call engineer runs the "database-corruption" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
     Then the drill's own check detected it
@@ -59,7 +60,8 @@ Feature: Disaster Recovery
 
   @drill @rpo @runbook:data-loss-scenarios
   Scenario: S3 data loss: versioned objects restored, unversioned ones reported unrecoverable
-    The runbook's table has no S3 row: the drill is judged against the database's.
+    The runbook's table has no S3 row: the drill is judged against the database's (the
+    Database failure row of the Recovery Time Objectives).
 
     When the on-call engineer runs the "s3-data-loss" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
     Then the drill's own check detected it
@@ -73,7 +75,8 @@ Feature: Disaster Recovery
     The primary database is declared lost and only read: its newest backup (from
     RUNBOOK_BACKUP_LOCATION, a directory or an S3 prefix, else a fresh pg_dump) is restored
     into a scratch database, validated (LegacyVideo's tables, the migrations table, per-table
-    counts and checksums against the backup's own figures) and dropped.
+    counts and checksums against the backup's own figures) and dropped. Its limits are the
+    Database failure row of the Recovery Time Objectives.
 
     When the on-call engineer runs the "restore-test" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
     Then service was back within the RTO
@@ -86,7 +89,8 @@ Feature: Disaster Recovery
   Scenario: Accidental deletion: deleted records restored into a new database, exported and imported back
     The runbook has no procedure of its own for a mistaken DELETE: restoring the whole
     database would undo every write since the backup. Only the drill's canary rows are ever
-    deleted; those written after the backup are lost, counted exactly.
+    deleted; those written after the backup are lost, counted exactly. Its limits are the
+    Database failure row of the Recovery Time Objectives.
 
     When the on-call engineer runs the "accidental-deletion" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
     Then the drill's own check detected it
@@ -99,7 +103,8 @@ Feature: Disaster Recovery
   @drill @rpo @runbook:data-loss-scenarios
   Scenario: S3 data loss on canary objects: restored from their versions in the target's own bucket
     A bucket without versioning fails the drill, naming the gap. Objects outside the canary
-    prefix are never touched.
+    prefix are never touched. Its limits are the Database failure row of the Recovery Time
+    Objectives.
 
     When the on-call engineer runs the "s3-canary-loss" disaster recovery drill, allowing 30 seconds to detect it, against an RTO of 1800 seconds and an RPO of 3600 seconds
     Then the drill's own check detected it

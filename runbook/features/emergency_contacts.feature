@@ -10,6 +10,9 @@ Feature: Emergency Contacts
     When the on-call engineer reads the runbook's emergency contacts
     Then every on-call and vendor contact is filled in, none a placeholder
 
+  # not quoted: "Confirm the on-call schedule, the vendors' support contacts and Railway, Vercel and
+  # PagerDuty notifications" (the section lists contacts, no step: these words say what a
+  # person confirms)
   @manual @quarterly @info
   Scenario: The on-call contacts and platform notifications are confirmed
     Given the runbook step "Confirm the on-call schedule, the vendors' support contacts and Railway, Vercel and PagerDuty notifications" that only a person can take

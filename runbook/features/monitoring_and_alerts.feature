@@ -33,6 +33,7 @@ Feature: Monitoring & Alerts
     When the on-call engineer reads the API's metrics endpoint
     Then the request count, error rate and response time percentiles are recorded
 
+  # not quoted: 5 minutes (the alert's window: the runbook gives none)
   @synthetic @runbook:recommended-alerts
   Scenario Outline: The users' error rate over 5 minutes stays under the <tier> threshold of <limit> percent
     The share of the users' requests the API answered with a 5xx status in the last 5
@@ -52,6 +53,7 @@ Feature: Monitoring & Alerts
       | tier    | limit |
       | warning | 1     |
 
+  # not quoted: 5 minutes (the alert's window: the runbook gives none)
   @synthetic @warning @runbook:recommended-alerts
   Scenario: The users' p99 response time over 5 minutes stays under 2 seconds
     The time within which the API answered 99% of the users' requests in the last 5

@@ -4,6 +4,7 @@ Feature: Service Health Checks
   component of LegacyVideo answers as expected. These checks are read-only and bounded in
   time, so they run every few minutes against production and staging.
 
+  # not quoted: 60 seconds (the clock difference allowed: the runbook gives none)
   @synthetic @critical @runbook:quick-health-check @runbook:recommended-alerts
   Scenario: The API reports status ok with a current timestamp
     The runbook's first command: the API's health endpoint answers status ok and the time

@@ -19,15 +19,18 @@ Feature: Troubleshooting
 
   @synthetic @warning @runbook:invalid-or-expired-token-errors @runbook:worker-not-processing-jobs
   Scenario: A requested release is processed by the worker
-    "Release requests" are among the runbook's business metrics, and the path crosses both
-    services: the API enqueues the release and the worker, calling back with a token signed
-    with its own API_SECRET, processes it. A job failed with "Invalid or expired token" is
-    the services disagreeing on API_SECRET. Everything made is removed afterwards.
+    "Release requests" are among the business metrics of the runbook's Key Metrics to
+    Monitor, and the path crosses both services: the API enqueues the release and the
+    worker, calling back with a token signed with its own API_SECRET, processes it. A job
+    failed with "Invalid or expired token" is the services disagreeing on API_SECRET.
+    Everything made is removed afterwards.
 
     Given the target has the API, its database and the worker
     When the on-call engineer requests a canary release through the API, allowing 8 seconds
     Then the worker processes the release
 
+  # not quoted: 500 milliseconds (the API's own slow-query logging threshold), 1 second (how long
+  # the database is watched)
   @synthetic @warning @runbook:slow-query-performance
   Scenario: No query runs over 500 milliseconds and none waits on a lock
     The runbook finds slow queries in the API's log lines ("query took"), after the fact;
@@ -42,6 +45,8 @@ Feature: Troubleshooting
 
   @drill @runbook:api-returns-500-error
   Scenario: Game day: the API lost an environment variable
+    Service is restored within the API crash row of the Recovery Time Objectives.
+
     Given a canary user for the end-to-end check
     When the on-call engineer runs the "api-500-missing-variable" game day, allowing 60 seconds to detect it and 300 seconds to restore service
     Then the scheduled checks detected it, naming the runbook's "Troubleshooting > API Returns 500 Error"
@@ -50,12 +55,16 @@ Feature: Troubleshooting
 
   @drill @runbook:api-returns-500-error
   Scenario: Game day: the API lost its database
+    Service is restored within the Database failure row of the Recovery Time Objectives.
+
     Given a canary user for the end-to-end check
     When the on-call engineer runs the "api-500-lost-database" game day, allowing 60 seconds to detect it and 1800 seconds to restore service
     Then the scheduled checks detected it, naming the runbook's "Troubleshooting > API Returns 500 Error"
     And following the runbook's steps restored service within that time
     And the target is healthy again after the drill
 
+  # not quoted: 120 seconds (no row of the Recovery Time Objectives is this
+  # incident's: the game day's own limit)
   @drill @runbook:worker-not-processing-jobs
   Scenario: Game day: the worker is stopped while jobs arrive
     Given a canary user for the end-to-end check
@@ -64,6 +73,8 @@ Feature: Troubleshooting
     And following the runbook's steps restored service within that time
     And the target is healthy again after the drill
 
+  # not quoted: 120 seconds (no row of the Recovery Time Objectives is this
+  # incident's: the game day's own limit)
   @drill @runbook:invalid-or-expired-token-errors
   Scenario: Game day: API_SECRET differs between the API and the worker
     Given a canary user for the end-to-end check
@@ -72,6 +83,8 @@ Feature: Troubleshooting
     And following the runbook's steps restored service within that time
     And the target is healthy again after the drill
 
+  # not quoted: 120 seconds (no row of the Recovery Time Objectives is this
+  # incident's: the game day's own limit)
   @drill @runbook:slow-query-performance
   Scenario: Game day: a query runs far over the threshold
     Given a canary user for the end-to-end check
