@@ -258,13 +258,14 @@ class DriftReport:
     drifts: tuple[Drift, ...] = field(default=())
 
     @property
-    def ok(self) -> bool:
+    def unchanged(self) -> bool:
+        """Every quote still says what the runbook says (a report, not a check's record)."""
         return not self.drifts
 
     @property
     def exit_code(self) -> int:
         """``EXIT_FAILED`` (1, a check failed) when a quote drifted, else 0."""
-        return EXIT_OK if self.ok else EXIT_FAILED
+        return EXIT_OK if self.unchanged else EXIT_FAILED
 
     def summary_line(self) -> str:
         scenarios = len({(q.feature_file, q.scenario_line) for q in self.quotes})
