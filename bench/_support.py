@@ -136,11 +136,13 @@ class CheckRun:
 
 
 def runbook_check(home: Path, args: Sequence[str], workdir: Path, *,
-                  features: Path | None = None) -> CheckRun:
-    """Run ``runbook check ARGS --reports <fresh dir>`` in ``workdir`` against the sandbox of
-    ``home`` and time it from start to exit. The reports directory is emptied first."""
-    reports = workdir / "reports"
-    shutil.rmtree(reports, ignore_errors=True)
+                  features: Path | None = None, kept: bool = False) -> CheckRun:
+    """Run ``runbook check ARGS --reports <dir>`` in ``workdir`` against the sandbox of
+    ``home`` and time it from start to exit. The reports directory is emptied first, unless
+    ``kept`` (then it is ``reports-kept``, holding the earlier runs' history, as a user's)."""
+    reports = workdir / ("reports-kept" if kept else "reports")
+    if not kept:
+        shutil.rmtree(reports, ignore_errors=True)
     command = [*runbook_command(), "check", *args, "--reports", str(reports)]
     started = time.monotonic()
     done = subprocess.run(command, cwd=workdir, env=check_env(home, features),

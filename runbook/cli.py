@@ -28,7 +28,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from runbook import runner, shipped
-from runbook.config import Target, setting_secrets
+from runbook.config import Target, choose_target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
@@ -500,6 +500,10 @@ def check(
         min=1, max=32,
         help="run the scenarios in N parallel processes (pytest-xdist); the summary and"
              " the exit code are the same as with 1")] = 1,
+    always_parallel: Annotated[bool, typer.Option(
+        "--always-parallel",
+        help="with --workers N: N processes even where the latest runs of the selected"
+             " scenarios say one process is faster")] = False,
     features: FeaturesOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -514,6 +518,9 @@ def check(
     extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
     if match:
         extra += ["-k", match]
+    if workers > 1 and not always_parallel:
+        workers = _workers_that_pay(workers, target, config, reports, _marks(tags, cadence),
+                                    match)
     if workers > 1:  # 1: the scenarios run in pytest's own process, as without xdist
         extra += ["-n", str(workers)]
     run_id = uuid.uuid4().hex
@@ -523,6 +530,24 @@ def check(
                          delivery=_delivery(pushgateway, webhook, reply), run_id=run_id,
                          reply=reply)
     raise reply.result(code, reports, run_id)
+
+
+def _workers_that_pay(workers: int, target: str | None, config: Path | None, reports: Path,
+                      marks: str, match: str | None) -> int:
+    """``--workers N``, or 1 where the selected scenarios' latest runs on the target say
+    N workers would start slower than they share the work (``runbook.parallelism``); said
+    in one line."""
+    from runbook import parallelism  # imported when it decides: --help stays fast
+
+    try:
+        name = choose_target(target, config_file=config).name
+    except RunbookError:
+        return workers  # the run says what is wrong with the target, in its own words
+    decision = parallelism.decide(workers, history=reports / "history.jsonl", target=name,
+                                  marks=marks, match=match)
+    if not decision.parallel:  # a note on stderr, not an error (nothing for --json to carry)
+        err.print(f"runbook: {decision.reason}", markup=False)
+    return decision.workers
 
 
 class DrillGroup(TyperGroup):

@@ -72,6 +72,13 @@ def test_two_workers_report_what_one_reports_and_only_the_controller_writes(
     assert "target=sandbox" in (results / "environment.properties").read_text()
     assert json.loads((results / "categories.json").read_text())
     assert len(list(results.glob("*-result.json"))) == len(second["scenarios"])
+    # With those runs' durations in w1's history, two workers would start slower than they
+    # share a few seconds of scenarios: one process, said on stderr, the same verdicts.
+    again = runbook("check", "--target", "sandbox", "-k", others, "--workers", "2",
+                    "--reports", "w1", cwd=tmp_path, env=env)
+    assert "--workers 2: one process instead, faster here" in again.stderr, again.stderr
+    assert "2 workers" not in again.stdout
+    assert verdicts(summary(tmp_path / "w1")) == verdicts(first)
 
 
 def test_a_failing_run_exits_the_same_with_two_workers(tmp_path: Path) -> None:

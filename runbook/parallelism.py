@@ -1,0 +1,136 @@
+"""Whether ``--workers N`` pays for a run: pytest-xdist starts N more interpreters, each
+importing and collecting everything, before the first scenario; the scenarios then share the
+cores. On a selection whose scenarios take a few seconds in all (the synthetic suite), that
+start-up costs more than the sharing saves, and N workers are slower than one process.
+
+The estimate reads what the selected scenarios took in their latest runs on this target
+(``reports/history.jsonl``; their serial time ``S``): N workers on ``C`` cores save at most
+``S * (1 - 1/min(N, C))`` and cost ``N * WORKER_START_S``. Parallel only when the saving is
+larger; with no history for the selection, as asked (nothing to go by). ``--workers`` with
+``--always-parallel`` skips the estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: What one pytest-xdist worker adds before the first scenario runs, seconds: an interpreter,
+#: the imports, a collection of every feature (bench/scaling.py: 2 workers start 4.4 s after
+#: one process on a 2-core machine).
+WORKER_START_S = 2.2
+
+_TOKEN = re.compile(r"\(|\)|[^\s()]+")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How many processes a run uses, and why (``reason``: one line, for the user)."""
+
+    workers: int
+    asked: int
+    reason: str
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1
+
+
+def matches(expression: str, present: Callable[[str], bool]) -> bool:
+    """Evaluate a pytest ``-m``/``-k`` style expression (``and``, ``or``, ``not``,
+    parentheses, names) with ``present(name)`` for each name."""
+    tokens = _TOKEN.findall(expression)
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> str:
+        nonlocal position
+        position += 1
+        return tokens[position - 1]
+
+    def either() -> bool:
+        value = both()
+        while peek() == "or":
+            take()
+            value = both() or value
+        return value
+
+    def both() -> bool:
+        value = negated()
+        while peek() == "and":
+            take()
+            value = negated() and value
+        return value
+
+    def negated() -> bool:
+        if peek() == "not":
+            take()
+            return not negated()
+        if peek() == "(":
+            take()
+            value = either()
+            if peek() == ")":
+                take()
+            return value
+        token = peek()
+        if token is None or token == ")":
+            return False
+        return present(take())
+
+    return either() if tokens else True
+
+
+def latest_durations(history: Path, target: str) -> dict[str, Mapping[str, Any]]:
+    """Each scenario's latest history line on ``target`` (node id to the line)."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    try:
+        lines: Iterable[str] = history.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return latest
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("target") == target and "nodeid" in entry:
+            latest[str(entry["nodeid"])] = entry
+    return latest
+
+
+def _selected(nodeid: str, entry: Mapping[str, Any], marks: str, match: str | None) -> bool:
+    """The scenario of this history line is what ``marks`` and ``match`` select: its tags
+    for the marks, its node id and name for the words of ``match`` (as pytest's ``-k``)."""
+    tags = set(entry.get("tags", ()))
+    words = f"{nodeid} {entry.get('name', '')}".lower()
+    return matches(marks, tags.__contains__) and (
+        match is None or matches(match, lambda word: word.lower() in words))
+
+
+def decide(workers: int, *, history: Path, target: str, marks: str, match: str | None,
+           cores: int | None = None) -> Decision:
+    """``workers`` when the selection's recorded serial time makes them pay, else 1."""
+    if workers <= 1:
+        return Decision(1, workers, "one process, as asked")
+    cores = cores or len(os.sched_getaffinity(0))
+    selected = [entry for nodeid, entry in latest_durations(history, target).items()
+                if _selected(nodeid, entry, marks, match)]
+    if not selected:
+        return Decision(workers, workers, f"{workers} workers, as asked (no earlier run of"
+                                          f" these scenarios on {target} to estimate from)")
+    serial_s = sum(float(entry.get("duration_s") or 0.0) for entry in selected)
+    saving_s = serial_s * (1 - 1 / min(workers, cores))
+    cost_s = workers * WORKER_START_S
+    figures = (f"the {len(selected)} scenarios took {serial_s:.1f} s in their latest runs on"
+               f" {target}; {workers} workers on {cores} cores would save at most"
+               f" {saving_s:.1f} s and cost about {cost_s:.1f} s to start")
+    if saving_s > cost_s:
+        return Decision(workers, workers, f"{workers} workers: {figures}")
+    return Decision(1, workers, f"--workers {workers}: one process instead, faster here:"
+                                f" {figures} (--always-parallel to insist)")
