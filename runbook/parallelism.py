@@ -4,10 +4,11 @@ cores. On a selection whose scenarios take a few seconds in all (the synthetic s
 start-up costs more than the sharing saves, and N workers are slower than one process.
 
 The estimate reads what the selected scenarios took in their latest runs on this target
-(``reports/history.jsonl``; their serial time ``S``): N workers on ``C`` cores save at most
-``S * (1 - 1/min(N, C))`` and cost ``N * WORKER_START_S``. Parallel only when the saving is
-larger; with no history for the selection, as asked (nothing to go by). ``--workers`` with
-``--always-parallel`` skips the estimate.
+(``reports/history.jsonl``; their serial time ``S``): N workers on ``C`` cores save about
+``SHARING * S * (1 - 1/min(N, C))`` and cost ``N * WORKER_START_S``. Parallel only when the
+saving is larger; with no history for the selection, as asked (nothing to go by).
+``--workers`` with ``--always-parallel`` skips the estimate. Both constants are measured by
+bench/scaling.py on a 2-core machine against the sandbox (docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from pathlib import Path
 from typing import Any
 
 #: What one pytest-xdist worker adds before the first scenario runs, seconds: an interpreter,
-#: the imports, a collection of every feature (bench/scaling.py: 2 workers start 4.4 s after
-#: one process on a 2-core machine).
-WORKER_START_S = 2.2
+#: the imports, a collection of every feature (bench/scaling.py: 2 workers' start-up 2.70 s,
+#: one process's 1.52 s).
+WORKER_START_S = 0.6
+#: The share of the ideal saving that sharing the scenarios actually gives: the probes wait
+#: on the target, whose services (the sandbox's, on the same cores) work harder meanwhile
+#: (bench/scaling.py: two workers' scenario time 0.81x one's, where 0.50x is ideal).
+SHARING = 0.38
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 
@@ -125,10 +130,10 @@ def decide(workers: int, *, history: Path, target: str, marks: str, match: str |
         return Decision(workers, workers, f"{workers} workers, as asked (no earlier run of"
                                           f" these scenarios on {target} to estimate from)")
     serial_s = sum(float(entry.get("duration_s") or 0.0) for entry in selected)
-    saving_s = serial_s * (1 - 1 / min(workers, cores))
+    saving_s = SHARING * serial_s * (1 - 1 / min(workers, cores))
     cost_s = workers * WORKER_START_S
     figures = (f"the {len(selected)} scenarios took {serial_s:.1f} s in their latest runs on"
-               f" {target}; {workers} workers on {cores} cores would save at most"
+               f" {target}; {workers} workers on {cores} cores would save about"
                f" {saving_s:.1f} s and cost about {cost_s:.1f} s to start")
     if saving_s > cost_s:
         return Decision(workers, workers, f"{workers} workers: {figures}")
