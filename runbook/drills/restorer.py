@@ -62,8 +62,9 @@ def revert_for_real(name: str, params: Mapping[str, Any]) -> str:
     """Revert the fault ``name`` on the run's target (``RunSpec`` from this process's
     environment, as ``Guard.arm`` passed it), by its registered revert; "ok" or
     "not ok: ..."."""
-    from runbook.drills import catalog, faults
-    from runbook.drills.context import context_for
+    # imported only with a fault to revert: a guard that only watches never loads the drills
+    from runbook.drills import catalog, faults  # every drill, and its faults' reverts
+    from runbook.drills.context import context_for  # the target's clients, likewise
 
     assert catalog.DRILLS  # importing it registers every fault
     run = RunSpec.from_environ()
