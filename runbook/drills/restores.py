@@ -407,7 +407,7 @@ def validate(into: PgEndpoint, backup: FoundBackup, timeouts: Timeouts, restored
                             f" {unfinished} never finished")
         return
     if backup.figures is not None:
-        restored.figures = read_figures(dsn, timeouts, cutoff=backup.figures.cutoff)
+        restored.figures = read_figures(dsn, timeouts, like=backup.figures)
         restored.comparison = compare(backup.figures, restored.figures)
         if not restored.comparison.ok:
             restored.problem = restored.comparison.problem()
