@@ -2,7 +2,7 @@
 (``checksum_query``, ``choose_methods``: see ``actions/backup.py``) and the DR drills'.
 
 Disaster Recovery > Complete Infrastructure Loss, step 5 "Validate data integrity": per-table
-row counts and ordered checksums of the application database, before a disaster and after
+row counts and checksums of the application database, before a disaster and after
 the recovery, compared table for table.
 
 What is compared: every user table of the database (``runbook.pg.list_tables``:
