@@ -24,6 +24,7 @@ from runbook.config import Target
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents.disaster import seeded_check
 from runbook.errors import SandboxError
+from runbook.figures import ORDERED_MD5, ROW_HASH_SUMS, Figures, TableFigure, compare, read_figures
 from runbook.platforms import platform_for
 from runbook.probes.backups import backup_freshness
 from runbook.sandbox import Sandbox
@@ -170,6 +171,98 @@ def test_a_restore_brings_back_exactly_the_backup_and_the_api_serves_it(
     shown = json.dumps(restored.evidence())
     assert not [s for s in secrets if s in shown]
     print(f"restored {backup.name} in {restored.elapsed_s:.2f} s")
+
+
+_OLD_ROW = "test-integrity-old-row"
+
+#: Each a way the restored data can differ from what the figures were recorded of: a changed
+#: value, a missing row, an extra row (created before the cut-off, so it counts), and a
+#: changed value in a table without "createdAt" (compared whole).
+TAMPERING = {
+    "changed value": ('UPDATE "User" SET "name" = "name" || \'!\''
+                      ' WHERE "email" = \'user@legacyvideo.test\'',
+                      "public.User: same"),
+    "missing row": (f'DELETE FROM "AuditLog" WHERE "id" = \'{_OLD_ROW}\'',
+                    "public.AuditLog:"),
+    "extra row": ('INSERT INTO "AuditLog" ("id", "action", "createdAt") VALUES'
+                  ' (\'test-integrity-extra\', \'runbook.test\', \'2001-01-01\')',
+                  "public.AuditLog:"),
+    "changed value, unfiltered table": (
+        'UPDATE "_prisma_migrations" SET "logs" = \'tampered\''
+        ' WHERE "id" = (SELECT min("id") FROM "_prisma_migrations")',
+        "public._prisma_migrations: same"),
+}
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_a_restore_whose_data_differs_from_the_figures_fails_naming_the_table(
+        scheduled: Sandbox, how: str) -> None:
+    statement, named = TAMPERING[how]
+    dsn = _target(scheduled).require("DATABASE_URL")
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute('INSERT INTO "AuditLog" ("id", "action", "createdAt") VALUES (%s, %s,'
+                     " '2000-01-01') ON CONFLICT DO NOTHING", (_OLD_ROW, "runbook.test"))
+    recorded = take_backup(scheduled, keep=None)
+    assert all(t.method == ROW_HASH_SUMS for t in recorded.figures.tables.values())
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        assert conn.execute(statement).rowcount == 1
+    tampered = take_backup(scheduled, keep=None)
+    # The tampered dump restored, judged against the figures of the untouched data.
+    mixed = dataclasses.replace(tampered, figures=recorded.figures)
+    try:
+        restored = restore_backup(scheduled, mixed)
+        assert not restored.ok
+        assert restored.problem.startswith("the restored tables differ from the backup's"
+                                           " figures: " + named), restored.problem
+        assert restored.integrity is not None
+        assert [t.table for t in restored.integrity.tables if not t.ok] == \
+            [named.split(":")[0]], restored.problem
+        again = restore_backup(scheduled, recorded)
+        assert again.ok, again.problem
+    finally:
+        restore_backup(scheduled, recorded)
+
+
+def test_an_older_backup_with_ordered_md5_figures_is_compared_by_that_method(
+        scheduled: Sandbox) -> None:
+    backup = take_backup(scheduled, keep=None)
+    dsn = _target(scheduled).require("DATABASE_URL")
+    # Figures as they were recorded before methods were: ordered md5s, no "method" key.
+    ordered = Figures(backup.figures.database, backup.figures.taken_at, backup.figures.cutoff,
+                      {n: dataclasses.replace(t, method=ORDERED_MD5)
+                       for n, t in backup.figures.tables.items()})
+    old = read_figures(dsn, Timeouts(), like=ordered)
+    assert compare(backup.figures, old).tables[0].problem().endswith(
+        "read the after side with read_figures(like=before)")  # never compared across
+    document = json.loads(backup.metadata_path.read_text())
+    document["figures"] = old.to_json()
+    for table in document["figures"]["tables"].values():
+        del table["method"]
+    backup.metadata_path.write_text(json.dumps(document))
+    loaded = BackupInfo.load(backup.metadata_path)
+    assert {t.method for t in loaded.figures.tables.values()} == {ORDERED_MD5}
+    assert loaded.figures.tables == old.tables
+    restored = restore_backup(scheduled, loaded)
+    assert restored.ok, restored.problem
+    assert restored.activities[-1].command[1].endswith(f"({ORDERED_MD5})")
+    # ... and still catches a difference by that method.
+    name = "public.Video"
+    wrong = dataclasses.replace(loaded, figures=dataclasses.replace(loaded.figures, tables={
+        **loaded.figures.tables,
+        name: TableFigure(loaded.figures.tables[name].rows, "0" * 32, True,
+                          method=ORDERED_MD5)}))
+    failed = restore_backup(scheduled, wrong)
+    assert not failed.ok and f"{name}: same" in failed.problem, failed.problem
+
+
+def test_figures_with_an_unknown_method_are_refused(tmp_path: Path) -> None:
+    document = {"database": "d", "taken_at": "2026-12-02T00:00:00+00:00",
+                "cutoff": "2026-12-02T00:00:00+00:00",
+                "tables": {"public.T": {"rows": 1, "checksum": "x", "method": "crc8"}}}
+    with pytest.raises(ValueError, match="unknown checksum method 'crc8'"):
+        Figures.from_json(document)
+    del document["tables"]["public.T"]["method"]  # type: ignore[attr-defined]
+    assert Figures.from_json(document).tables["public.T"].method == ORDERED_MD5
 
 
 def test_a_damaged_backup_is_refused_before_anything_is_touched(

@@ -512,7 +512,7 @@ def _healthy_as_backed_up(own: Sandbox, backup: Any) -> None:
     context = _context(own)
     assert seeded_check()(context).ok
     after = read_figures(context.target.require("DATABASE_URL"), Timeouts(),
-                         cutoff=backup.figures.cutoff)
+                         like=backup.figures)
     assert {t: f.rows for t, f in after.tables.items()} == \
         {t: f.rows for t, f in backup.figures.tables.items()}
 

@@ -22,7 +22,7 @@ each recorded with its timestamps, and the record's verdict is the only verdict.
    the runbook lacks, applied and checked, so the record proves the correction. It never
    turns a failed drill into a passed one;
 8. validate data integrity, 9. data loss (disaster recovery drills): per-table counts and
-   ordered checksums, object hashes; the canaries lost and the RPO (``canaries.assess``);
+   checksums, object hashes; the canaries lost and the RPO (``canaries.assess``);
 10. restore (``finally``: pass, fail, timeout, Ctrl-C, SIGTERM): the fault's revert unless
     recovery already happened, then the end-to-end check green again; 11. clean up.
     Interruptions arriving meanwhile wait until the restore and the record are done

@@ -379,7 +379,7 @@ def restore_file(backup: FoundBackup, into: PgEndpoint, bindir: Path, timeouts: 
 def validate(into: PgEndpoint, backup: FoundBackup, timeouts: Timeouts, restored: Restored,
              source_dsn: str | None) -> None:
     """LegacyVideo's tables present, the migrations table consistent (every migration
-    finished, none rolled back or failed), and every table's count and ordered checksum
+    finished, none rolled back or failed), and every table's count and checksum
     equal to the backup's own figures where it has them; else the counts of the source's
     rows created before the backup's time, shown beside (not judged)."""
     dsn = into.dsn()
@@ -407,7 +407,7 @@ def validate(into: PgEndpoint, backup: FoundBackup, timeouts: Timeouts, restored
                             f" {unfinished} never finished")
         return
     if backup.figures is not None:
-        restored.figures = read_figures(dsn, timeouts, cutoff=backup.figures.cutoff)
+        restored.figures = read_figures(dsn, timeouts, like=backup.figures)
         restored.comparison = compare(backup.figures, restored.figures)
         if not restored.comparison.ok:
             restored.problem = restored.comparison.problem()

@@ -10,7 +10,7 @@ Feature: Disaster Recovery
   commit time of the newest canary that survived (before the first one lost), with the
   exact number lost; the backup's snapshot time is shown beside it. When no canary survives,
   the RPO is unmeasured and the drill fails: a bound is not a measurement. Integrity is
-  checked table by table (row counts and ordered checksums) and object by object (sha256 and
+  checked table by table (row counts and checksums of every row) and object by object (sha256 and
   version ids).
 
   Each drill writes its sign-off record to reports/drills/ and attaches it here. The drills

@@ -4,8 +4,10 @@ LegacyVideo, the sandbox has here, so "Restore from latest Railway backup" can b
 Where: ``$RUNBOOK_HOME/sandbox/backups/`` (0700). Each backup is ``<UTC>.dump`` (``pg_dump
 -Fc`` of the ``legacyvideo`` database, 0600) plus ``<UTC>.json`` (0600): when its snapshot
 was taken, size, SHA-256 of the dump, why it was taken, and every table's row count and
-ordered checksum read in the dump's own snapshot (``pg_export_snapshot`` + ``pg_dump
---snapshot``), so a restore can be proved identical to what was dumped. Backups are data
+checksum read in the dump's own snapshot (``pg_export_snapshot`` + ``pg_dump --snapshot``),
+so a restore can be proved identical to what was dumped. The checksums are
+``runbook.figures``' (sums of row hashes computed by the server in one pass; an older
+backup's are ordered md5s, and its restore is compared by that method). Backups are data
 (user rows, e-mails, password hashes): never attached to a report, never printed.
 
 When: the supervisor takes one once the database is migrated and seeded at every ``up``
@@ -19,7 +21,9 @@ checked first (a damaged backup is refused before anything is touched), the role
 (re)created if a fresh cluster lacks it, the database is dropped (``WITH (FORCE)``: open
 sessions are ended) and created again from ``template0``, ``pg_restore --exit-on-error``
 fills it (ownership kept: the objects belong to ``legacyvideo`` again), and the restored
-tables are compared with the figures recorded at backup time. The API opens a connection
+tables are compared with the figures recorded at backup time, each by the method it was
+recorded with (``read_figures(like=...)``): every table, every row up to the backup's
+cut-off. The API opens a connection
 per request and the worker none to the database, so neither needs a restart: their next
 request simply finds the restored database.
 
@@ -510,7 +514,7 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
 
         def verify() -> str:
             nonlocal integrity
-            after = read_figures(app_admin.dsn(), timeouts, cutoff=backup.figures.cutoff,
+            after = read_figures(app_admin.dsn(), timeouts, like=backup.figures,
                                  statement_s=STATEMENT_TIMEOUT_S)
             integrity = compare(backup.figures, after)
             if not integrity.matches:
@@ -518,7 +522,9 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
                                    + integrity.problem())
             return f"{len(after.tables)} tables, {after.rows} rows match the backup"
 
-        steps.run("compare with the backup's figures", ("sql", "count(*), md5(rows)"),
+        methods = sorted({t.method for t in backup.figures.tables.values()})
+        steps.run("compare with the backup's figures",
+                  ("sql", f"count(*) and checksum of every table ({', '.join(methods)})"),
                   verify)
     except (SandboxError, OSError, subprocess.TimeoutExpired) as exc:
         problem = steps.redact(str(exc).splitlines()[0])

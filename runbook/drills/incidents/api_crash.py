@@ -91,7 +91,7 @@ class ApiCrash(DisasterIncident):
         before = self.before
         assert before is not None
         after = read_figures(self.context.target.require("DATABASE_URL"),
-                             self.context.timeouts, cutoff=before.cutoff, row_level=True)
+                             self.context.timeouts, like=before, row_level=True)
         report = compare(before, after)
         detail = ("every table identical up to the fault's cutoff" if report.ok
                   else report.problem())

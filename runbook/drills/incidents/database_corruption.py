@@ -187,7 +187,7 @@ class DatabaseCorruption(DisasterIncident):
 
         def body() -> Verdict:
             after = read_figures(target.require("DATABASE_URL"), timeouts,
-                                 cutoff=before.cutoff)
+                                 like=before)
             report = compare(before, after)
             return Verdict(report.matches, expected, report.problem(),
                            {"differing": [t.table for t in report.tables if not t.ok]},
@@ -239,7 +239,7 @@ class DatabaseCorruption(DisasterIncident):
         before = self.before
         assert before is not None
         after = read_figures(self.context.target.require("DATABASE_URL"),
-                             self.context.timeouts, cutoff=before.cutoff, row_level=True)
+                             self.context.timeouts, like=before, row_level=True)
         unaudited = self.run.facts.get("unaudited_canary", {}).get("key")
         expected = [row_key(unaudited)] if unaudited else []
         # Canaries of earlier drills the backup held come back: their deletion was not

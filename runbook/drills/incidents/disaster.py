@@ -168,7 +168,7 @@ class DisasterIncident(Incident):
     def integrity_against_backup(self) -> tuple[bool, str, Evidence]:
         assert self.backup is not None
         after = read_figures(self.context.target.require("DATABASE_URL"), self.context.timeouts,
-                             cutoff=self.backup.figures.cutoff)
+                             like=self.backup.figures)
         report = compare(self.backup.figures, after)
         detail = (f"{len(after.tables)} tables, {after.rows} rows up to the backup's snapshot"
                   " match its figures" if report.ok else report.problem())

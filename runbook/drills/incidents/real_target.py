@@ -6,7 +6,7 @@ reason where the target lacks what they need, and leave the target as found.
 Left as found: before anything is done the drill reads the target's footprint, and after its
 clean-up reads it again, whatever the outcome (the engine's "left as found" phase):
 
-* the database: every table's row count and ordered checksum (``dr_integrity``), rows
+* the database: every table's row count and checksum (``dr_integrity``), rows
   created after the drill began left out (the users' own writes on a live staging), plus the
   canary rows left in it (none may be);
 * the bucket (drills that use it): every version and delete marker outside the canary
