@@ -4,8 +4,10 @@ cores. On a selection whose scenarios take a few seconds in all (the synthetic s
 start-up costs more than the sharing saves, and N workers are slower than one process.
 
 The estimate reads what the selected scenarios took in their latest runs on this target
-(``reports/history.jsonl``; their serial time ``S``): N workers on ``C`` cores save about
-``SHARING * S * (1 - 1/min(N, C))`` and cost ``N * WORKER_START_S``. Parallel only when the
+(``reports/history.jsonl``; their serial time ``S``): N workers on ``C`` idle cores (the
+cores less the load average of the last minute, at least one) save about
+``SHARING * S * (1 - 1/min(N, C))`` and cost ``N * WORKER_START_S``: on a busy machine
+there is no core to share the work with, and workers only add their start-up. Parallel only when the
 saving is larger; with no history for the selection, as asked (nothing to go by).
 ``--workers`` with ``--always-parallel`` skips the estimate. Both constants are measured by
 bench/scaling.py on a 2-core machine against the sandbox (docs/measurements.md).
@@ -119,21 +121,25 @@ def _selected(nodeid: str, entry: Mapping[str, Any], marks: str, match: str | No
 
 
 def decide(workers: int, *, history: Path, target: str, marks: str, match: str | None,
-           cores: int | None = None) -> Decision:
-    """``workers`` when the selection's recorded serial time makes them pay, else 1."""
+           cores: int | None = None, load: float | None = None) -> Decision:
+    """``workers`` when the selection's recorded serial time makes them pay on the idle
+    cores (``cores`` less ``load``; by default this machine's and its 1-minute load
+    average), else 1."""
     if workers <= 1:
         return Decision(1, workers, "one process, as asked")
     cores = cores or len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0] if load is None else load
+    idle = max(1.0, cores - load)
     selected = [entry for nodeid, entry in latest_durations(history, target).items()
                 if _selected(nodeid, entry, marks, match)]
     if not selected:
         return Decision(workers, workers, f"{workers} workers, as asked (no earlier run of"
                                           f" these scenarios on {target} to estimate from)")
     serial_s = sum(float(entry.get("duration_s") or 0.0) for entry in selected)
-    saving_s = SHARING * serial_s * (1 - 1 / min(workers, cores))
+    saving_s = SHARING * serial_s * (1 - 1 / min(workers, idle))
     cost_s = workers * WORKER_START_S
     figures = (f"the {len(selected)} scenarios took {serial_s:.1f} s in their latest runs on"
-               f" {target}; {workers} workers on {cores} cores would save about"
+               f" {target}; {workers} workers on {idle:.1f} idle cores of {cores} would save about"
                f" {saving_s:.1f} s and cost about {cost_s:.1f} s to start")
     if saving_s > cost_s:
         return Decision(workers, workers, f"{workers} workers: {figures}")

@@ -40,7 +40,7 @@ def _history(path: Path, durations: dict[str, float], *, target: str = "sandbox"
 def test_a_short_selection_runs_in_one_process_and_says_why(tmp_path: Path) -> None:
     history = _history(tmp_path / "history.jsonl", {f"s{i}": 0.1 for i in range(40)})
     decision = decide(2, history=history, target="sandbox", marks=SYNTHETIC, match=None,
-                      cores=2)
+                      cores=2, load=0.0)
     assert decision.workers == 1 and not decision.parallel
     assert "the 40 scenarios took 4.0 s" in decision.reason
     assert f"cost about {2 * WORKER_START_S:.1f} s" in decision.reason
@@ -50,24 +50,27 @@ def test_a_short_selection_runs_in_one_process_and_says_why(tmp_path: Path) -> N
 def test_a_long_selection_runs_on_the_workers_asked_for(tmp_path: Path) -> None:
     history = _history(tmp_path / "history.jsonl", {f"s{i}": 2.0 for i in range(40)})
     decision = decide(2, history=history, target="sandbox", marks=SYNTHETIC, match=None,
-                      cores=2)
+                      cores=2, load=0.0)
     assert decision.workers == 2
     assert f"would save about {SHARING * 40:.1f} s" in decision.reason
-    # on one core, workers share nothing: never worth starting
+    # on one core, or two busy ones, workers share nothing: never worth starting
     assert decide(2, history=history, target="sandbox", marks=SYNTHETIC, match=None,
-                  cores=1).workers == 1
+                  cores=1, load=0.0).workers == 1
+    busy = decide(2, history=history, target="sandbox", marks=SYNTHETIC, match=None,
+                  cores=2, load=1.5)
+    assert busy.workers == 1 and "on 1.0 idle cores of 2" in busy.reason
 
 
 def test_only_this_targets_selected_scenarios_count(tmp_path: Path) -> None:
     history = _history(tmp_path / "history.jsonl", {f"s{i}": 2.0 for i in range(40)},
                        target="staging")
     unknown = decide(2, history=history, target="sandbox", marks=SYNTHETIC, match=None,
-                     cores=2)
+                     cores=2, load=0.0)
     assert unknown.workers == 2 and "no earlier run" in unknown.reason
     assert decide(2, history=history, target="staging", marks="operation", match=None,
-                  cores=2).workers == 2  # nothing selected: as asked
+                  cores=2, load=0.0).workers == 2  # nothing selected: as asked
     few = decide(2, history=history, target="staging", marks=SYNTHETIC, match="s1",
-                 cores=2)  # -k s1: s1 and s10-s19, 22 s
+                 cores=2, load=0.0)  # -k s1: s1 and s10-s19, 22 s
     assert "the 11 scenarios took 22.0 s" in few.reason
     assert decide(2, history=tmp_path / "absent.jsonl", target="sandbox", marks=SYNTHETIC,
                   match=None).workers == 2
