@@ -24,6 +24,7 @@ exits 1 when the resident's round misses either, 2 when the benchmark cannot mea
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -37,8 +38,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import itertools
 
 from _support import (
     CHECK_TIMEOUT_S,
