@@ -232,3 +232,26 @@ def test_a_watch_killed_with_sigkill_leaves_no_resident(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_resident_imports_ahead_no_module_pytest_rewrites_and_starts_no_thread() -> None:
+    done = subprocess.run(
+        [sys.executable, "-P", "-c",
+         "import json, sys, threading\n"
+         "from runbook.harness import resident\n"
+         "names = resident.dependencies()\n"
+         "imported = resident.preload(names)\n"
+         "print(json.dumps({'names': names, 'imported': imported,"
+         " 'threads': threading.active_count(), 'modules': sorted(sys.modules)}))"],
+        capture_output=True, text=True, timeout=120, check=True)
+    found = json.loads(done.stdout)
+    assert found["threads"] == 1  # forking is safe
+    assert {"pytest", "runbook.probes.api"} <= set(found["imported"])
+    assert {"httpx", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
+            "runbook.drills.engine"} <= set(found["modules"])
+    rewritten = [name for name in found["modules"]
+                 if name in ("pytest_timeout", "pytest_bdd.plugin", "allure_pytest_bdd.plugin",
+                             "conftest", "runbook.steps", "runbook.harness.plugin")
+                 or name.startswith("runbook.steps.")
+                 or (name.startswith("runbook.harness.") and name != "runbook.harness.resident")]
+    assert rewritten == []
