@@ -25,6 +25,7 @@ import ast
 import atexit
 import contextlib
 import ctypes
+import gc
 import importlib
 import importlib.util
 import json
@@ -211,6 +212,8 @@ def main(argv: list[str]) -> int:
     # Ctrl-C reaches the whole process group: it stops the round, never the resident.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     imported = preload(dependencies())
+    # What was imported stays out of the rounds' garbage collections (and its pages shared).
+    gc.freeze()
     send(channel, {"ready": os.getpid(), "preloaded": len(imported)})
     job = serve(channel)
     if job is None:
