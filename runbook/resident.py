@@ -7,8 +7,9 @@ runner's redaction, time limits, signals and exit codes stay one code path. The 
 (``runbook.harness.resident``) starts with a round's environment less the run's own
 variables; a round whose environment differs in anything else starts a new one, so what a
 module reads from the environment when imported is what a fresh process would read. When it
-cannot start, or has died, ``spawn`` raises ``ResidentUnavailable`` and the caller runs the
-round as a plain subprocess.
+has died, ``spawn`` raises ``ResidentUnavailable`` (the caller runs that round as a plain
+subprocess) and the next round starts a new one; when it cannot start, every round runs as a
+plain subprocess.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 ``runbook drill``, every ``runbook watch`` round, and a game day's detection round (the
 scheduled suite run against the faulted target, as the schedule would run it).
 
+A ``runbook watch`` round is forked from a resident pytest instead (``runbook.resident``),
+driven through the same code as the subprocess.
+
 The subprocess gets the target already resolved, in its environment (``RUNBOOK_RUN``, a
 ``targets.RunSpec``; secrets travel there, never on its command line). Its output is
 streamed through the redactor. The runbook exit code comes from the run's own
