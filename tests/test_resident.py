@@ -255,3 +255,31 @@ def test_the_resident_imports_ahead_no_module_pytest_rewrites_and_starts_no_thre
                  or name.startswith("runbook.steps.")
                  or (name.startswith("runbook.harness.") and name != "runbook.harness.resident")]
     assert rewritten == []
+
+
+def test_a_watch_stopped_with_sigterm_mid_round_stops_its_round_and_its_resident(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
+         "--interval", "0", "--json"],
+        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(healthy_sandbox.home)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith('{"type": "round", "round": 1'):
+                break
+        residents = residents_of(process.pid)
+        assert len(residents) == 1, residents
+        assert wait_until(lambda: children_of(residents[0]), timeout=10).ok
+        rounds = children_of(residents[0])
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, out + err
+    assert "watch interrupted after" in out + err
+    assert not any(alive(pid) for pid in [*residents, *rounds])
