@@ -33,6 +33,7 @@ from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
 from runbook.reporting.summary import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, json_lines
+from runbook.resident import Resident
 from runbook.runner import EXIT_INTERRUPTED, SCENARIOS
 from runbook.sections import RUNBOOK_FILE
 from runbook.targets import RunSpec
@@ -354,9 +355,11 @@ def run_resolved(
     deadline_s: str | None = None,
     reply: Reply | None = None,
     phases: bool = False,
+    resident: Resident | None = None,
 ) -> int:
     """Run the bound scenarios selected by ``marks`` against the resolved ``run`` in a
-    pytest subprocess (``runbook.runner``), which gets the run in its environment.
+    pytest subprocess (``runbook.runner``; forked from ``resident`` when given), which gets
+    the run in its environment.
 
     Its output is streamed through the redactor to the reply's human output (dropped when
     not ``echo``); on a terminal one line per scenario as it ends and, with ``phases``, each
@@ -387,7 +390,8 @@ def run_resolved(
     with _phases_shown(reports / "drills", started, human, on=live and phases):
         code = runner.execute(selection, runner.environment(selection.run_id, _home(),
                                                             run.to_environ()), redact,
-                              echo=shown if echo else None, say=reply.say)
+                              echo=shown if echo else None, say=reply.say,
+                              resident=resident)
     if code == EXIT_INTERRUPTED:
         reply.say("interrupted")
         return code
@@ -724,6 +728,9 @@ def watch(
         metavar="HOST:PORT", help="serve /metrics, a status page (/) and /healthz there while"
                                   " the watch runs (port 0: any free port)")] = None,
     features: FeaturesOption = None,
+    resident: Annotated[bool, typer.Option(
+        help="fork each round from a pytest started once (no per-round start-up);"
+             " --no-resident: a new pytest process every round")] = True,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
@@ -754,6 +761,12 @@ def watch(
                              state_file=state_file(_home()), interval_s=interval,
                              fail_after=fail_after, resolve_after=resolve_after, rounds=rounds)
 
+    def warn(line: str) -> None:
+        err.print(f"runbook: warning: {redact(line)}", markup=False)
+
+    # Started at the first round, ended with the watch (and by the kernel with this process).
+    forks = Resident(warn=warn) if resident else None
+
     def run_round(run_id: str) -> int:
         # The target resolved above, once: a round reads where it is now (the sandbox
         # started again when it is down), never chooses it again.
@@ -764,7 +777,7 @@ def watch(
             return exc.exit_code
         return run_resolved(run, now, marks=SYNTHETIC, reports=reports,
                             extra=["-k", match] if match else [], run_id=run_id,
-                            echo=False, reply=reply)
+                            echo=False, reply=reply, resident=forks)
 
     def say(line: str) -> None:
         human.print(redact(line), markup=False)
@@ -772,9 +785,7 @@ def watch(
 
     if status is not None:
         status.target = run.name
-    watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say,
-                      warn=lambda line: err.print(f"runbook: warning: {redact(line)}",
-                                                  markup=False),
+    watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say, warn=warn,
                       report=reply.json if as_json else None, status=status)
     human.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
                 f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
@@ -784,6 +795,8 @@ def watch(
     try:
         code = watcher.run()
     finally:
+        if forks is not None:
+            forks.close()
         if server is not None:
             server.stop()
     if as_json and code in (EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED):

@@ -2,6 +2,9 @@
 ``runbook drill``, every ``runbook watch`` round, and a game day's detection round (the
 scheduled suite run against the faulted target, as the schedule would run it).
 
+A ``runbook watch`` round is forked from a resident pytest instead (``runbook.resident``),
+driven through the same code as the subprocess.
+
 The subprocess gets the target already resolved, in its environment (``RUNBOOK_RUN``, a
 ``targets.RunSpec``; secrets travel there, never on its command line). Its output is
 streamed through the redactor. The runbook exit code comes from the run's own
@@ -28,6 +31,7 @@ from runbook.errors import ConfigError
 from runbook.features import load_features
 from runbook.redact import Redactor
 from runbook.reporting.summary import EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS
+from runbook.resident import Resident, ResidentUnavailable, Round
 
 #: The module binding every feature, shipped in the package.
 SCENARIOS = shipped.SCENARIOS
@@ -172,7 +176,8 @@ def environment(run_id: str, home: Path, extra: Mapping[str, str] | None = None
 
 def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
             echo: Callable[[str], None] | None = None, handle_signals: bool = True,
-            timeout_s: float | None = None, say: Callable[[str], None] | None = None) -> int:
+            timeout_s: float | None = None, say: Callable[[str], None] | None = None,
+            resident: Resident | None = None) -> int:
     """Run ``selection`` and return the runbook exit code.
 
     ``echo`` hears every output line, redacted (nothing is shown without it).
@@ -180,12 +185,10 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
     130); without it (a run started inside a drill, whose own handlers are installed), an
     interruption stops the child and propagates. ``timeout_s`` bounds the whole run: the
     child is stopped and the run counts as failed. ``say`` hears why a run that wrote no
-    summary ended as it did."""
+    summary ended as it did. With ``resident`` (``runbook watch``) the run is forked from
+    it, else (or when it is unavailable) it is a new pytest subprocess."""
     selection.reports.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        selection.command(), env={**env, **AUTOLOAD_OFF}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
-    )
+    process = _start(selection.command(), {**env, **AUTOLOAD_OFF}, resident)
     assert process.stdout is not None
     terminated: list[int] = []
     reasons: list[str] = []
@@ -254,7 +257,20 @@ def execute(selection: Selection, env: Mapping[str, str], redact: Redactor, *,
                         selection.marks, say, reason=reasons[-1] if reasons else None)
 
 
-def _stop(process: subprocess.Popen[str], grace_s: float = 10.0) -> None:
+def _start(command: list[str], env: dict[str, str], resident: Resident | None
+           ) -> subprocess.Popen[str] | Round:
+    """The run's process: forked by ``resident`` when there is one and it is available,
+    else a new pytest subprocess (the resident says why, once)."""
+    if resident is not None:
+        try:
+            return resident.spawn(command, env)
+        except ResidentUnavailable as exc:
+            resident.fallback(exc)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+
+
+def _stop(process: subprocess.Popen[str] | Round, grace_s: float = 10.0) -> None:
     """Stop the child (SIGTERM, then SIGKILL after ``grace_s``) and reap it."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,223 @@
+"""A ``runbook watch`` round (after the first) against the raw floor of the same scenarios,
+in wall and CPU time, with the resident pytest and without it.
+
+    .venv/bin/python bench/watch_round.py [--rounds 5] [--json]
+
+Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards), then measures:
+
+* floor: ``synthetic_floor.FLOOR`` in this process, ``--rounds`` times after a warm-up: the
+  protocol calls of every scenario a round runs, made plainly; its wall time and this
+  process's CPU time (user and system) over them. The rounds run the synthetic scenarios
+  ``FLOOR`` mirrors (``-k``); one it does not mirror stops the benchmark;
+* watch (resident, the default) and watch ``--no-resident`` (a new pytest process every
+  round): ``runbook watch --interval 0 --json`` run twice each, for 1 and for 1 + ``--rounds``
+  rounds. A round's wall time is one start to the next (the last: its own elapsed time), so
+  the watch's work between rounds counts; its CPU time is the longer watch's minus the
+  shorter one's (user and system of the watch and every process it waited for: the resident
+  and its rounds, or each round's pytest), over ``--rounds``, so the watch's start-up and its
+  first round (where the resident starts) are left out.
+
+Every round must pass. Prints the figures with the
+load average and the ratios round / floor against the goal of 1.5x in wall and in CPU time;
+exits 1 when the resident's round misses either, 2 when the benchmark cannot measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import (
+    CHECK_TIMEOUT_S,
+    BenchError,
+    check_env,
+    conclude,
+    fresh_sandbox,
+    load_1min,
+    machine,
+    print_table,
+    runbook_command,
+)
+from synthetic_floor import FLOOR, Floor
+
+from runbook.sandbox import Sandbox
+
+#: The goal: a round after the first within this many times the floor, wall and CPU.
+GOAL_RATIO = 1.5
+
+
+def watch(home: Path, workdir: Path, rounds: int, *options: str) -> dict[str, Any]:
+    """Run ``runbook watch --rounds ROUNDS --interval 0 --json OPTIONS`` in ``workdir``:
+    its rounds' documents, the wall seconds of each (start to next start; the last, its
+    own), its CPU seconds (itself and what it waited for) and the load before it."""
+    reports = workdir / "reports"
+    shutil.rmtree(reports, ignore_errors=True)
+    (home / "watch-state.json").unlink(missing_ok=True)
+    command = [*runbook_command(), "watch", "--rounds", str(rounds), "--interval", "0",
+               "--json", "--reports", str(reports), *options]
+    load = load_1min()
+    process = subprocess.Popen(command, cwd=workdir, env=check_env(home),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, errors="replace")
+    try:
+        out, err = process.communicate(timeout=CHECK_TIMEOUT_S * rounds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise BenchError(f"runbook watch {' '.join(options)} took over"
+                         f" {CHECK_TIMEOUT_S * rounds:g} s") from None
+    # communicate() reaped it: its rusage is in this process's RUSAGE_CHILDREN, which the
+    # caller reads before and after.
+    documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    failed = [d for d in documents if d.get("exit_code") != 0 or d.get("failing")]
+    if process.returncode != 0 or len(documents) != rounds or failed:
+        tail = "\n".join((out + err).strip().splitlines()[-15:])
+        raise BenchError(f"runbook watch {' '.join(options)} exited {process.returncode}"
+                         f" with {len(documents)} of {rounds} rounds ({len(failed)} failing):"
+                         f"\n{tail}")
+    summary = json.loads((reports / "summary.json").read_text(encoding="utf-8"))
+    ran = sorted(str(s["nodeid"]).split("::", 1)[-1] for s in summary["scenarios"])
+    if missing := [name for name in ran if name not in FLOOR]:
+        raise BenchError(f"the floor does not mirror {missing}: add them to FLOOR")
+    starts = [datetime.fromisoformat(d["started_at"]) for d in documents]
+    walls = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    walls.append(float(documents[-1]["elapsed_s"]))
+    return {"documents": documents, "walls": walls, "load": load, "ran": ran}
+
+
+def cpu_of_children() -> float:
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+def measured_watch(home: Path, workdir: Path, rounds: int, *options: str) -> dict[str, Any]:
+    """A round after the first of ``runbook watch OPTIONS``: median wall seconds of rounds
+    2..N, and CPU seconds per round (the N-round watch less the 1-round one, over N-1)."""
+    before = cpu_of_children()
+    short = watch(home, workdir, 1, *options)
+    middle = cpu_of_children()
+    long = watch(home, workdir, rounds + 1, *options)
+    after = cpu_of_children()
+    one, many = middle - before, after - middle
+    walls = long["walls"][1:]
+    return {
+        "wall_s": round(statistics.median(walls), 3),
+        "wall_runs_s": [round(w, 3) for w in walls],
+        "first_round_wall_s": round(long["walls"][0], 3),
+        "cpu_s": round((many - one) / rounds, 3),
+        "cpu_one_round_watch_s": round(one, 3),
+        "cpu_watch_s": round(many, 3),
+        "ran": long["ran"],
+        "load_1min": round(statistics.median([short["load"], long["load"]]), 2),
+    }
+
+
+def measured_floor(box: Sandbox, rounds: int, scenarios: list[str]) -> dict[str, Any]:
+    """The floor of ``scenarios`` (``FLOOR`` keys): median wall seconds and median CPU
+    seconds over ``rounds`` runs after a warm-up."""
+    floor = Floor(box.env(), box.home)
+    walls: list[float] = []
+    cpus: list[float] = []
+    load = load_1min()
+    try:
+        for run in range(rounds + 1):
+            cpu, started = time.process_time(), time.monotonic()
+            for name in scenarios:
+                FLOOR[name](floor)
+            if run:
+                walls.append(time.monotonic() - started)
+                cpus.append(time.process_time() - cpu)
+    finally:
+        floor.close()
+    return {"wall_s": round(statistics.median(walls), 3), "wall_runs_s": [round(w, 3)
+                                                                          for w in walls],
+            "cpu_s": round(statistics.median(cpus), 3), "load_1min": round(load, 2)}
+
+
+def bench(box: Sandbox, rounds: int, workdir: Path) -> dict[str, Any]:
+    # The synthetic scenarios the floor mirrors (a scenario it does not is left out of the
+    # rounds, and named).
+    mirrored = "-k", " or ".join(sorted({name.split("[", 1)[0] for name in FLOOR}))
+    resident = measured_watch(box.home, workdir, rounds, *mirrored)
+    plain = measured_watch(box.home, workdir, rounds, "--no-resident", *mirrored)
+    if resident["ran"] != plain["ran"]:
+        raise BenchError("the watch ran other scenarios with --no-resident")
+    floor = measured_floor(box, rounds, resident["ran"])
+    ratios = {which: {"wall": round(result["wall_s"] / floor["wall_s"], 2),
+                      "cpu": round(result["cpu_s"] / floor["cpu_s"], 2)}
+              for which, result in (("resident", resident), ("plain", plain))}
+    return {
+        "rounds": rounds,
+        "scenarios": len(resident["ran"]),
+        "floor_not_run": sorted(set(FLOOR) - set(resident["ran"])),
+        "cpus": os.cpu_count(),
+        "floor": floor,
+        "resident": resident,
+        "plain": plain,
+        "ratios": ratios,
+        "goal_ratio": GOAL_RATIO,
+        "goal_met": max(ratios["resident"].values()) <= GOAL_RATIO,
+        "machine": machine(),
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(f"runbook watch round vs raw floor: {result['scenarios']} scenarios a round,"
+          f" {result['rounds']} rounds after the first; now {result['machine']}")
+    if result["floor_not_run"]:
+        print(f"  (in FLOOR but not a synthetic scenario now: {result['floor_not_run']})")
+    floor, resident, plain = result["floor"], result["resident"], result["plain"]
+    ratios = result["ratios"]
+    print_table([
+        ("raw floor (the same protocol calls), wall", f"{floor['wall_s']:.3f} s",
+         f"{floor['load_1min']:.2f}"),
+        ("raw floor, CPU (this process)", f"{floor['cpu_s']:.3f} s", ""),
+        ("watch round, resident, wall", f"{resident['wall_s']:.3f} s",
+         f"{resident['load_1min']:.2f}"),
+        ("watch round, resident, CPU", f"{resident['cpu_s']:.3f} s", ""),
+        ("watch round, --no-resident, wall", f"{plain['wall_s']:.3f} s",
+         f"{plain['load_1min']:.2f}"),
+        ("watch round, --no-resident, CPU", f"{plain['cpu_s']:.3f} s", ""),
+        ("resident round / floor (wall, CPU)",
+         f"{ratios['resident']['wall']:.2f}x {ratios['resident']['cpu']:.2f}x", ""),
+        ("--no-resident round / floor (wall, CPU)",
+         f"{ratios['plain']['wall']:.2f}x {ratios['plain']['cpu']:.2f}x", ""),
+    ])
+    print("rounds after the first, wall s: resident "
+          + " ".join(f"{w:.2f}" for w in resident["wall_runs_s"]) + "; --no-resident "
+          + " ".join(f"{w:.2f}" for w in plain["wall_runs_s"]))
+    verdict = "met" if result["goal_met"] else "MISSED"
+    print(f"goal: a round after the first within {result['goal_ratio']:g}x the raw floor,"
+          f" wall and CPU: {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="measured rounds after the first (and floor runs)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+
+    def measure() -> dict[str, Any]:
+        with fresh_sandbox() as box, tempfile.TemporaryDirectory(
+                prefix="runbook-bench-") as work:
+            return bench(box, max(2, args.rounds), Path(work))
+
+    return conclude(measure, report, as_json=args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

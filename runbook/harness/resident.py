@@ -1,0 +1,239 @@
+"""The resident pytest of ``runbook watch``: one interpreter, started once, that has imported
+what a run needs and forks a fresh pytest session for each round.
+
+    python -P -m runbook.harness.resident FD PARENT_PID
+
+``FD`` is this end of a Unix socket pair (``runbook.resident`` holds the other). Each request
+carries a run's pytest arguments, environment and directory, with the write end of the
+round's output pipe; the resident forks, the child runs ``pytest`` there as ``python -m
+pytest`` would (its output on the pipe, the environment replaced, default signal handlers).
+The resident answers the child's pid at once and its exit code when it ends, one round at
+a time.
+
+Only what pytest does not rewrite is imported ahead: the dependencies of the plugins and of
+the harness and step modules, never those modules themselves (pytest rewrites their asserts
+on import, and warns about a module already imported). Each round's pytest imports them,
+with the test module and conftest, afresh in its child. A round ends without the teardown
+of every module a new interpreter would do at exit (its threads, exit handlers and output
+are seen to). The resident ends when the socket
+closes, and with its parent (``PR_SET_PDEATHSIG``), even when the parent is killed.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import contextlib
+import ctypes
+import gc
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+#: The plugins a run may load by name (``runner.Selection.plugins``): pytest rewrites them.
+PLUGINS = ("pytest_bdd.plugin", "pytest_timeout", "allure_pytest_bdd.plugin",
+           "pytest_rerunfailures", "xdist.plugin")
+#: The packages whose modules pytest imports as plugins, conftest or tests (rewritten).
+REWRITTEN = ("runbook.harness", "runbook.steps")
+_HEADER = struct.Struct("!I")
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent ends (Linux; a no-op
+    elsewhere, where the socket's end-of-file alone ends the resident)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
+def _imports(path: Path) -> set[str]:
+    """The absolute module names ``path`` imports (anywhere in it)."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            # ``from package import module``: the submodules too (other names fail to import,
+            # and are skipped).
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _source(name: str) -> Path | None:
+    with contextlib.suppress(ImportError, ValueError, AttributeError):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            return Path(spec.origin)
+    return None
+
+
+def _rewritten(name: str) -> bool:
+    return name in PLUGINS or name == "conftest" or any(
+        name == package or name.startswith(package + ".") for package in REWRITTEN)
+
+
+def dependencies() -> list[str]:
+    """What the plugins, the harness and the step modules import, less what pytest rewrites:
+    the modules worth importing once, ahead of every round."""
+    sources: list[Path] = []
+    for name in PLUGINS:
+        if (path := _source(name)) is not None:
+            sources.append(path)
+    package = Path(__file__).resolve().parents[1]
+    for part in ("harness", "steps"):
+        sources.extend(sorted((package / part).glob("*.py")))
+    found: set[str] = {"pytest"}
+    for path in sources:
+        found.update(_imports(path))
+    return sorted(name for name in found if not _rewritten(name))
+
+
+def preload(names: Iterable[str]) -> list[str]:
+    """Import ``names`` (one that fails is left to the rounds, which report it as ever);
+    the ones imported."""
+    imported = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            continue
+        imported.append(name)
+    return imported
+
+
+def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
+    """One length-prefixed JSON message, with ``fds`` passed alongside."""
+    body = json.dumps(message).encode()
+    data = _HEADER.pack(len(body)) + body
+    sent = socket.send_fds(channel, [data], list(fds))
+    if sent < len(data):
+        channel.sendall(data[sent:])
+
+
+def receive(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """The next message and the descriptors passed with it; ``None`` when the other end has
+    closed."""
+    data, fds, _, _ = socket.recv_fds(channel, 65536, 4)
+    if not data:
+        return None
+    while len(data) < _HEADER.size:
+        more = channel.recv(65536)
+        if not more:
+            return None
+        data += more
+    (length,) = _HEADER.unpack_from(data)
+    while len(data) < _HEADER.size + length:
+        more = channel.recv(max(65536, length))
+        if not more:
+            return None
+        data += more
+    return json.loads(data[_HEADER.size:_HEADER.size + length]), list(fds)
+
+
+def _round(request: dict[str, Any], output: int) -> int:
+    """In the forked child: become ``python -m pytest ARGS`` run with the request's
+    environment and directory, its output on ``output``; pytest's exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A round outliving the resident stops as it would when the watch is stopped.
+    die_with_parent(signal.SIGTERM)
+    import pytest
+
+    sys.argv = [str(Path(pytest.__file__).with_name("__main__.py")), *request["args"]]
+    # What ``python -m pytest`` does (``pytest.console_main``, deprecated for this use).
+    try:
+        code = int(pytest.main(request["args"]))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
+
+
+def serve(channel: socket.socket) -> tuple[dict[str, Any], int] | None:
+    """Answer requests until the socket closes (``None``); in a forked child, the round to
+    run (its request and output descriptor), for the caller to run outside this loop."""
+    while True:
+        try:
+            got = receive(channel)
+        except (OSError, ValueError):
+            return None
+        if got is None:
+            return None
+        request, fds = got
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            send(channel, {"error": "a round needs exactly one output descriptor"})
+            continue
+        pid = os.fork()
+        if pid == 0:
+            channel.close()
+            return request, fds[0]
+        os.close(fds[0])
+        try:
+            send(channel, {"pid": pid})
+            _, status = os.waitpid(pid, 0)
+            send(channel, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+        except OSError:
+            return None
+
+
+def main(argv: list[str]) -> int:
+    """Serve the rounds of the parent ``argv[1]`` over the socket ``argv[0]``."""
+    channel = socket.socket(fileno=int(argv[0]))
+    die_with_parent(signal.SIGKILL)
+    if os.getppid() != int(argv[1]):  # the parent ended before the line above
+        return 0
+    # Ctrl-C reaches the whole process group: it stops the round, never the resident.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    imported = preload(dependencies())
+    # What was imported stays out of the rounds' garbage collections (and its pages shared).
+    gc.freeze()
+    send(channel, {"ready": os.getpid(), "preloaded": len(imported)})
+    job = serve(channel)
+    if job is None:
+        return 0
+    _exit(_round(*job))
+    return 0  # not reached
+
+
+def _exit(code: int) -> None:
+    """End the round as the interpreter would, less its teardown of every module (a fifth
+    of a second nothing reads): wait for the run's threads, run its exit handlers, flush."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    getattr(atexit, "_run_exitfuncs")()  # noqa: B009 - private, and not in typeshed
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,285 @@
+"""The resident pytest of ``runbook watch`` (``runbook.resident``), against the session's
+sandbox: a round forked from it prints, summarizes and exits as a new pytest process does;
+a watch's rounds and history are the same with it and without; a round stopped by its time
+limit ends as before; a resident that dies is replaced after one plain round, said once; and
+a watch killed with SIGKILL leaves no resident behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbook import runner
+from runbook.cli import _home, _resolve
+from runbook.config import TARGET_VARIABLES
+from runbook.redact import Redactor
+from runbook.reporting.summary import EXIT_FAILED
+from runbook.resident import Resident
+from runbook.targets import RunSpec
+from runbook.wait import wait_until
+from tests.conftest import RunningSandbox
+from tests.receiver import CLEAN
+from tests.test_watch import SCENARIOS
+
+#: What differs between two runs of the same scenarios: durations, ids, the reports' path.
+_VARYING = re.compile(r"\d+\.\d+s|[0-9a-f]{32}|/[\w./-]+/(junit\.xml)")
+
+
+@pytest.fixture
+def sandbox_run(healthy_sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[RunSpec]:
+    """The sandbox resolved as ``runbook check --target sandbox`` resolves it."""
+    for name in TARGET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUNBOOK_HOME", str(healthy_sandbox.home))
+    run, _ = _resolve("sandbox", None)
+    yield run
+
+
+def execute(run: RunSpec, reports: Path, resident: Resident | None, *,
+            timeout_s: float | None = None) -> tuple[int, list[str], dict[str, Any] | None]:
+    """One run of ``SCENARIOS`` (verbose): its exit code, output lines and summary."""
+    lines: list[str] = []
+    selection = runner.Selection(marks=runner.SYNTHETIC, reports=reports, color=False,
+                                 extra=["-k", SCENARIOS, "-v"])
+    code = runner.execute(selection, runner.environment(selection.run_id, _home(),
+                                                        run.to_environ()),
+                          Redactor(), echo=lines.append, timeout_s=timeout_s,
+                          resident=resident)
+    return code, lines, runner.load_summary(reports, selection.run_id)
+
+
+def normalized(lines: list[str]) -> list[str]:
+    return [_VARYING.sub(r"<\1>", line) for line in lines]
+
+
+def outcomes(summary: dict[str, Any] | None) -> dict[str, str]:
+    assert summary is not None
+    return {s["nodeid"]: s["outcome"] for s in summary["scenarios"]}
+
+
+def children_of(parent: int, marker: bytes = b"") -> list[int]:
+    """The processes whose parent is ``parent`` and whose command line holds ``marker``
+    (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and any(marker in part for part in command):
+            found.append(int(entry.name))
+    return found
+
+
+def residents_of(parent: int) -> list[int]:
+    return children_of(parent, b"runbook.harness.resident")
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_a_forked_round_prints_summarizes_and_exits_as_a_new_pytest_does(
+    sandbox_run: RunSpec, tmp_path: Path
+) -> None:
+    warnings: list[str] = []
+    with Resident(warn=warnings.append) as resident:
+        plain = execute(sandbox_run, tmp_path / "plain", None)
+        first = execute(sandbox_run, tmp_path / "first", resident)
+        pid = resident.pid
+        second = execute(sandbox_run, tmp_path / "second", resident)
+        assert resident.pid == pid is not None and alive(pid)
+        assert residents_of(os.getpid()) == [pid]
+    assert not alive(pid)
+    assert warnings == []
+    code, lines, summary = plain
+    assert code == 0 and len(outcomes(summary)) == 2
+    assert set(outcomes(summary).values()) == {"passed"}
+    for forked in (first, second):
+        assert forked[0] == code
+        assert outcomes(forked[2]) == outcomes(summary)
+        # Line for line the same output: no warning of pytest's (a module imported before it
+        # could rewrite it), nothing missing.
+        assert normalized(forked[1]) == normalized(lines)
+    assert "2 passed" in "".join(second[1]) and "Warning" not in "".join(second[1])
+    assert (tmp_path / "second" / "junit.xml").is_file()
+    assert any((tmp_path / "second" / "allure-results").glob("*-result.json"))
+
+
+def test_a_round_stopped_by_its_time_limit_ends_as_before(
+    sandbox_run: RunSpec, tmp_path: Path
+) -> None:
+    with Resident() as resident:
+        code, _, summary = execute(sandbox_run, tmp_path / "forked", resident, timeout_s=0.05)
+        assert resident.pid is not None and alive(resident.pid)
+        after, _, again = execute(sandbox_run, tmp_path / "after", resident)
+    plain, _, _ = execute(sandbox_run, tmp_path / "plain", None, timeout_s=0.05)
+    assert code == plain == EXIT_FAILED and summary is None
+    assert after == 0 and set(outcomes(again).values()) == {"passed"}
+
+
+def test_a_dead_resident_costs_one_plain_round_said_once_then_is_replaced(
+    sandbox_run: RunSpec, tmp_path: Path
+) -> None:
+    warnings: list[str] = []
+    with Resident(warn=warnings.append) as resident:
+        assert execute(sandbox_run, tmp_path / "1", resident)[0] == 0
+        first = resident.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert wait_until(lambda: not alive(first), timeout=10).ok
+        code, _, summary = execute(sandbox_run, tmp_path / "2", resident)
+        assert code == 0 and set(outcomes(summary).values()) == {"passed"}
+        assert resident.pid is None  # that round ran as a plain subprocess
+        assert execute(sandbox_run, tmp_path / "3", resident)[0] == 0
+        second = resident.pid
+        assert second is not None and second != first and alive(second)
+        os.kill(second, signal.SIGKILL)
+        assert wait_until(lambda: not alive(second), timeout=10).ok
+        assert execute(sandbox_run, tmp_path / "4", resident)[0] == 0
+    assert len(warnings) == 1, warnings
+    # Broken pipe or end of file, whichever the dead resident's socket gives first.
+    assert re.match(r"the resident pytest (is gone|did not fork the round) \(.+\); rounds run"
+                    r" as plain pytest subprocesses while it is unavailable$", warnings[0])
+
+
+def watch(home: Path, cwd: Path, *args: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
+         "--interval", "0", "--rounds", "3", "--json", *args],
+        cwd=cwd, env={**CLEAN, "RUNBOOK_HOME": str(home)}, capture_output=True, text=True,
+        timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_a_watch_rounds_and_history_are_the_same_with_the_resident_and_without(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    home = healthy_sandbox.home
+    seen: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], str]] = {}
+    for name, args in (("forked", ()), ("plain", ("--no-resident",))):
+        (home / "watch-state.json").unlink(missing_ok=True)
+        (tmp_path / name).mkdir()
+        rounds = watch(home, tmp_path / name, *args)
+        reports = tmp_path / name / "reports"
+        history = [json.loads(line) for line in
+                   (reports / "history.jsonl").read_text().splitlines()]
+        seen[name] = rounds, history, (reports / "metrics.prom").read_text()
+    forked, plain = seen["forked"], seen["plain"]
+    assert [r["round"] for r in forked[0]] == [r["round"] for r in plain[0]] == [1, 2, 3]
+    keys = ("exit_code", "result", "counts", "failing", "firing", "events")
+    assert [{k: r[k] for k in keys} for r in forked[0]] == \
+        [{k: r[k] for k in keys} for r in plain[0]]
+    # One history line per scenario and round, the same fields and outcomes, in order.
+    assert [r["run_id"] for r in forked[0] for _ in range(2)] == \
+        [h["run_id"] for h in forked[1]]
+    steady = ("target", "environment", "nodeid", "name", "feature", "sections", "tier",
+              "outcome", "message", "attempts", "tags")
+    assert [(sorted(h), {k: h[k] for k in steady}) for h in forked[1]] == \
+        [(sorted(h), {k: h[k] for k in steady}) for h in plain[1]]
+
+    def samples(text: str) -> list[str]:
+        return sorted(line.rsplit(" ", 1)[0] for line in text.splitlines()
+                      if line and not line.startswith("#") and "seconds" not in line
+                      and "timestamp" not in line)
+
+    assert samples(forked[2]) == samples(plain[2])
+
+
+def test_a_watch_killed_with_sigkill_leaves_no_resident(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
+         "--interval", "0.2", "--json"],
+        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(healthy_sandbox.home)},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith('{"type": "round", "round": 2'):
+                break
+        residents = residents_of(process.pid)
+        assert len(residents) == 1, residents
+        # Inside round 3: its child must go too.
+        assert wait_until(lambda: children_of(residents[0]), timeout=10).ok
+        rounds = children_of(residents[0])
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        assert wait_until(lambda: not any(alive(pid) for pid in [*residents, *rounds]),
+                          timeout=30).ok
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_resident_imports_ahead_no_module_pytest_rewrites_and_starts_no_thread() -> None:
+    done = subprocess.run(
+        [sys.executable, "-P", "-c",
+         "import json, sys, threading\n"
+         "from runbook.harness import resident\n"
+         "names = resident.dependencies()\n"
+         "imported = resident.preload(names)\n"
+         "print(json.dumps({'names': names, 'imported': imported,"
+         " 'threads': threading.active_count(), 'modules': sorted(sys.modules)}))"],
+        capture_output=True, text=True, timeout=120, check=True)
+    found = json.loads(done.stdout)
+    assert found["threads"] == 1  # forking is safe
+    assert {"pytest", "runbook.probes.api"} <= set(found["imported"])
+    assert {"httpx", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
+            "runbook.drills.engine"} <= set(found["modules"])
+    rewritten = [name for name in found["modules"]
+                 if name in ("pytest_timeout", "pytest_bdd.plugin", "allure_pytest_bdd.plugin",
+                             "conftest", "runbook.steps", "runbook.harness.plugin")
+                 or name.startswith("runbook.steps.")
+                 or (name.startswith("runbook.harness.") and name != "runbook.harness.resident")]
+    assert rewritten == []
+
+
+def test_a_watch_stopped_with_sigterm_mid_round_stops_its_round_and_its_resident(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
+         "--interval", "0", "--json"],
+        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(healthy_sandbox.home)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith('{"type": "round", "round": 1'):
+                break
+        residents = residents_of(process.pid)
+        assert len(residents) == 1, residents
+        assert wait_until(lambda: children_of(residents[0]), timeout=10).ok
+        rounds = children_of(residents[0])
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, out + err
+    assert "watch interrupted after" in out + err
+    assert not any(alive(pid) for pid in [*residents, *rounds])
