@@ -28,7 +28,7 @@ from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from runbook import runner, shipped
-from runbook.config import Target, choose_target, setting_secrets
+from runbook.config import Target, setting_secrets
 from runbook.errors import ConfigError, RunbookError
 from runbook.redact import Redactor
 from runbook.reporting import allure3, publish
@@ -326,9 +326,13 @@ def run_scenarios(
     run_id: str | None = None,
     reply: Reply | None = None,
     phases: bool = False,
+    workers: int = 1,
+    always_parallel: bool = False,
+    match: str | None = None,
 ) -> int:
-    """Resolve the target once, then run the bound scenarios selected by ``marks`` against
-    it (``run_resolved``); returns the runbook exit code."""
+    """Resolve the target once, then run the bound scenarios selected by ``marks`` (and
+    ``match``, already in ``extra``) against it (``run_resolved``), on ``workers`` processes
+    where they pay or ``always_parallel``; returns the runbook exit code."""
     reply = reply or Reply()
     try:
         runner.check_features(runner.features_directory())
@@ -337,6 +341,9 @@ def run_scenarios(
     except RunbookError as exc:
         reply.say(str(exc))
         return exc.exit_code
+    if workers > 1:
+        extra = [*extra, *(["-n", str(workers)] if always_parallel else _workers_that_pay(
+            workers, target.name, reports, marks, match))]
     return run_resolved(run, target, marks=marks, reports=reports, extra=extra,
                         delivery=delivery, echo=echo, deadline_s=deadline_s, run_id=run_id,
                         reply=reply, phases=phases)
@@ -522,36 +529,29 @@ def check(
     extra = ["--reruns", str(retries), "--reruns-delay", "1"] if retries else []
     if match:
         extra += ["-k", match]
-    if workers > 1 and not always_parallel:
-        workers = _workers_that_pay(workers, target, config, reports, _marks(tags, cadence),
-                                    match)
-    if workers > 1:  # 1: the scenarios run in pytest's own process, as without xdist
-        extra += ["-n", str(workers)]
     run_id = uuid.uuid4().hex
     code = run_scenarios(marks=_marks(tags, cadence), target_name=target,
                          config_file=config, reports=reports, extra=extra,
+                         workers=workers, always_parallel=always_parallel, match=match,
                          allow_operations=allow_operations,
                          delivery=_delivery(pushgateway, webhook, reply), run_id=run_id,
                          reply=reply)
     raise reply.result(code, reports, run_id)
 
 
-def _workers_that_pay(workers: int, target: str | None, config: Path | None, reports: Path,
-                      marks: str, match: str | None) -> int:
-    """``--workers N``, or 1 where the selected scenarios' latest runs on the target say
-    N workers would start slower than they share the work (``runbook.parallelism``); said
-    in one line."""
+def _workers_that_pay(workers: int, target: str, reports: Path, marks: str,
+                      match: str | None) -> list[str]:
+    """pytest's options for ``--workers N``: N workers, or one process where the selected
+    scenarios' latest runs on ``target`` say N workers would start slower than they share
+    the work (``runbook.parallelism``), said in one line."""
     from runbook import parallelism  # imported when it decides: --help stays fast
 
-    try:
-        name = choose_target(target, config_file=config).name
-    except RunbookError:
-        return workers  # the run says what is wrong with the target, in its own words
-    decision = parallelism.decide(workers, history=reports / "history.jsonl", target=name,
+    decision = parallelism.decide(workers, history=reports / "history.jsonl", target=target,
                                   marks=marks, match=match)
     if not decision.parallel:  # a note on stderr, not an error (nothing for --json to carry)
         err.print(f"runbook: {decision.reason}", markup=False)
-    return decision.workers
+    # 1: the scenarios run in pytest's own process, as without xdist
+    return ["-n", str(decision.workers)] if decision.parallel else []
 
 
 class DrillGroup(TyperGroup):

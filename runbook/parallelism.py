@@ -8,7 +8,9 @@ The estimate reads what the selected scenarios took in their latest runs on this
 cores less the load average of the last minute, at least one) save about
 ``SHARING * S * (1 - 1/min(N, C))`` and cost ``N * WORKER_START_S``: on a busy machine
 there is no core to share the work with, and workers only add their start-up. Parallel only when the
-saving is larger; with no history for the selection, as asked (nothing to go by).
+saving is larger; with no history for the selection, as asked (nothing to go by), and likewise for a
+selection that is not only @synthetic scenarios (the gates refuse drills and operations on
+workers, as they always did).
 ``--workers`` with ``--always-parallel`` skips the estimate. Both constants are measured by
 bench/scaling.py on a 2-core machine against the sandbox (docs/measurements.md).
 """
@@ -135,6 +137,11 @@ def decide(workers: int, *, history: Path, target: str, marks: str, match: str |
     if not selected:
         return Decision(workers, workers, f"{workers} workers, as asked (no earlier run of"
                                           f" these scenarios on {target} to estimate from)")
+    if not all("synthetic" in entry.get("tags", ()) for entry in selected):
+        # drills and operations never share a run with workers: the gates refuse it, as
+        # asked, rather than this estimate quietly running them in one process
+        return Decision(workers, workers, f"{workers} workers, as asked (not only @synthetic"
+                                          " scenarios)")
     serial_s = sum(float(entry.get("duration_s") or 0.0) for entry in selected)
     saving_s = SHARING * serial_s * (1 - 1 / min(workers, idle))
     cost_s = workers * WORKER_START_S

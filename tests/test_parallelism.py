@@ -74,3 +74,10 @@ def test_only_this_targets_selected_scenarios_count(tmp_path: Path) -> None:
     assert "the 11 scenarios took 22.0 s" in few.reason
     assert decide(2, history=tmp_path / "absent.jsonl", target="sandbox", marks=SYNTHETIC,
                   match=None).workers == 2
+
+
+def test_drills_and_operations_are_left_to_the_gates(tmp_path: Path) -> None:
+    history = _history(tmp_path / "history.jsonl", {"restart": 0.1}, tags=("operation",))
+    decision = decide(2, history=history, target="sandbox", marks="operation", match=None,
+                      cores=2, load=0.0)
+    assert decision.workers == 2 and "not only @synthetic" in decision.reason
