@@ -68,6 +68,19 @@ def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         box.destroy()
 
 
+@pytest.fixture(scope="module")
+def unscheduled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """An own sandbox on the default backup schedule: a test that takes backups, edits
+    them and restores them several times keeps them (every 1.5 s, ``scheduled`` prunes
+    all but the newest 3, which can be a backup a test is still restoring)."""
+    box = Sandbox(tmp_path_factory.mktemp("restores"))
+    box.up(timeout=90)
+    try:
+        yield box
+    finally:
+        box.destroy()
+
+
 def _target(box: Sandbox) -> Target:
     return Target.from_variables("sandbox", box.env(), source="sandbox",
                                  environment="sandbox", platform="sandbox")
@@ -196,37 +209,37 @@ TAMPERING = {
 
 @pytest.mark.parametrize("how", list(TAMPERING))
 def test_a_restore_whose_data_differs_from_the_figures_fails_naming_the_table(
-        scheduled: Sandbox, how: str) -> None:
+        unscheduled: Sandbox, how: str) -> None:
     statement, named = TAMPERING[how]
-    dsn = _target(scheduled).require("DATABASE_URL")
+    dsn = _target(unscheduled).require("DATABASE_URL")
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         conn.execute('INSERT INTO "AuditLog" ("id", "action", "createdAt") VALUES (%s, %s,'
                      " '2000-01-01') ON CONFLICT DO NOTHING", (_OLD_ROW, "runbook.test"))
-    recorded = take_backup(scheduled, keep=None)
+    recorded = take_backup(unscheduled, keep=None)
     assert all(t.method == ROW_HASH_SUMS for t in recorded.figures.tables.values())
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         assert conn.execute(statement).rowcount == 1
-    tampered = take_backup(scheduled, keep=None)
+    tampered = take_backup(unscheduled, keep=None)
     # The tampered dump restored, judged against the figures of the untouched data.
     mixed = dataclasses.replace(tampered, figures=recorded.figures)
     try:
-        restored = restore_backup(scheduled, mixed)
+        restored = restore_backup(unscheduled, mixed)
         assert not restored.ok
         assert restored.problem.startswith("the restored tables differ from the backup's"
                                            " figures: " + named), restored.problem
         assert restored.integrity is not None
         assert [t.table for t in restored.integrity.tables if not t.ok] == \
             [named.split(":")[0]], restored.problem
-        again = restore_backup(scheduled, recorded)
+        again = restore_backup(unscheduled, recorded)
         assert again.ok, again.problem
     finally:
-        restore_backup(scheduled, recorded)
+        restore_backup(unscheduled, recorded)
 
 
 def test_an_older_backup_with_ordered_md5_figures_is_compared_by_that_method(
-        scheduled: Sandbox) -> None:
-    backup = take_backup(scheduled, keep=None)
-    dsn = _target(scheduled).require("DATABASE_URL")
+        unscheduled: Sandbox) -> None:
+    backup = take_backup(unscheduled, keep=None)
+    dsn = _target(unscheduled).require("DATABASE_URL")
     # Figures as they were recorded before methods were: ordered md5s, no "method" key.
     ordered = Figures(backup.figures.database, backup.figures.taken_at, backup.figures.cutoff,
                       {n: dataclasses.replace(t, method=ORDERED_MD5)
@@ -242,7 +255,7 @@ def test_an_older_backup_with_ordered_md5_figures_is_compared_by_that_method(
     loaded = BackupInfo.load(backup.metadata_path)
     assert {t.method for t in loaded.figures.tables.values()} == {ORDERED_MD5}
     assert loaded.figures.tables == old.tables
-    restored = restore_backup(scheduled, loaded)
+    restored = restore_backup(unscheduled, loaded)
     assert restored.ok, restored.problem
     assert restored.activities[-1].command[1].endswith(f"({ORDERED_MD5})")
     # ... and still catches a difference by that method.
@@ -251,7 +264,7 @@ def test_an_older_backup_with_ordered_md5_figures_is_compared_by_that_method(
         **loaded.figures.tables,
         name: TableFigure(loaded.figures.tables[name].rows, "0" * 32, True,
                           method=ORDERED_MD5)}))
-    failed = restore_backup(scheduled, wrong)
+    failed = restore_backup(unscheduled, wrong)
     assert not failed.ok and f"{name}: same" in failed.problem, failed.problem
 
 
