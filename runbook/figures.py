@@ -396,14 +396,7 @@ def choose_methods(conn: psycopg.Connection[Any], tables: Sequence[TableInfo]
     hash function, e.g. json). Needs PostgreSQL 14+; each test in its own (sub)transaction."""
     chosen = []
     for table in tables:
-        probe = sql.SQL("select {} from jsonb_populate_record(null::{}, '{{}}') as {}").format(
-            _row_hash(table), sql.Identifier(table.schema, table.name), _ALIAS)
-        try:
-            with conn.transaction():
-                conn.execute(probe)
-        except psycopg.Error:
-            if conn.broken:
-                raise
+        if not _hashable(conn, table):
             chosen.append(table)
             continue
         method = "hash-sum" if table.rows_estimate > HASH_ORDERED_LIMIT_ROWS else "hash"
