@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,7 @@ from runbook.config import Target
 from runbook.drills import canaries, engine
 from runbook.drills.canaries import Canary, CanaryLedger, CanaryWriter, assess
 from runbook.drills.catalog import DISASTERS, DRILLS
+from runbook.drills.dr_procedures import listens_on
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.incidents.disaster import DisasterIncident, DrillOptions, seeded_check
@@ -122,7 +124,7 @@ def _no_secrets(box: Sandbox, record: DrillRecord, tmp_path: Path) -> None:
 
 def _passed(record: DrillRecord) -> None:
     failing = [f"{p.name}: {p.detail}" for p in record.phases if not p.ok]
-    assert record.verdict == "pass", (failing, record.notes)
+    assert record.verdict == "pass", (failing, record.notes, record.evidence.get("detection"))
     assert record.rto_s is not None and record.objective.rto_s is not None
     assert record.rto_s <= record.objective.rto_s
     assert record.rpo_s is not None and record.objective.rpo_s is not None
@@ -272,6 +274,18 @@ def _seconds(text: str) -> float:
     if not unit or unit.startswith("("):
         return float(amount)
     return float(amount) * scale[unit.split(" ")[0]]
+
+
+def test_the_process_a_crash_drill_kills_is_the_one_listening_on_the_port() -> None:
+    with socket.socket() as server, socket.socket() as bound:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        bound.bind(("127.0.0.1", 0))  # bound, not listening
+        port, idle = server.getsockname()[1], bound.getsockname()[1]
+        assert listens_on(os.getpid(), port)
+        assert not listens_on(os.getpid(), idle)
+        assert not listens_on(os.getppid(), port)
+    assert not listens_on(os.getpid(), port)  # closed
 
 
 def test_the_drills_limits_are_the_runbooks_table() -> None:

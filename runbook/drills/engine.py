@@ -540,12 +540,15 @@ def _detect(state: Run, parts: Incident, detector: detection.Detector | None,
     failure = last[0] if last else None
     evidence = {"method": "the drill's own check (a loss no scheduled check can see)",
                 "check": f"{failure.component} {failure.check}" if failure else None,
-                "checks": seen.checks, "poll_interval_s": interval_s}
+                "checks": seen.checks, "poll_interval_s": interval_s,
+                "seen": list(seen.observations)}
     drill.evidence["detection"] = evidence
     drill.phase("detect", started, seen.ok,
                 (f"detected by the drill's own check ({failure.component} {failure.check}):"
                  f" {failure.problem}" if seen.ok and failure else
-                 f"not detected within {limits.detect_within_s:g} s of the fault"), [evidence])
+                 f"not detected within {limits.detect_within_s:g} s of the fault"
+                 f" ({seen.checks} checks, {seen.elapsed_s:.1f} s; last seen:"
+                 f" {seen.observations[-1] if seen.observations else 'nothing'})"), [evidence])
 
 
 def _follow(state: Run, parts: Incident) -> None:

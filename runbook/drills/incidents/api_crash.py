@@ -1,21 +1,28 @@
 """Disaster Recovery > Recovery Time Objectives, "API crash" (5 minutes, no data loss): the
 API's process killed with SIGKILL, as a crash does (no graceful shutdown).
 
-``dr-api-killed``: SIGKILL to the API's real pid (checked to be the API first). The revert
-starts the API when it is not running. The platform restarts a crashed service by itself;
-the runbook's Service Down step 1 checks the status. No data may be lost: canaries
-written through the API until the fault must all be there, and every table identical.
-Recovery is the platform's (no runbook step is needed): a platform that does not bring the
-API back within the RTO fails the drill.
+``dr-api-killed``: SIGKILL to the API's real pid (the process listening on its port, its
+command line checked again just before). The revert starts the API when it is not running.
+The platform restarts a crashed service by itself; the runbook's Service Down step 1 checks
+the status. No data may be lost: canaries written through the API until the fault must all
+be there, and every table identical. Recovery is the platform's (no runbook step is needed):
+a platform that does not bring the API back within the RTO fails the drill.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from urllib.parse import urlsplit
 
 from runbook.drills.canaries import api_video_writer
-from runbook.drills.dr_procedures import act, cmdline, ensure_running
+from runbook.drills.dr_procedures import (
+    START_TIMEOUT_S,
+    act,
+    cmdline,
+    ensure_running,
+    listens_on,
+)
 from runbook.drills.engine import Evidence
 from runbook.drills.faults import DrillContext, Params, fault
 from runbook.drills.incidents.disaster import SECTION, DisasterIncident
@@ -24,6 +31,7 @@ from runbook.errors import SandboxError
 from runbook.figures import compare, read_figures
 from runbook.platforms.base import library_call
 from runbook.results import Activity
+from runbook.wait import wait_until
 
 #: The API's module, looked for in a pid's command line before it is killed.
 API_MODULE = "runbook.sandbox.services.api"
@@ -61,9 +69,16 @@ class ApiCrash(DisasterIncident):
     def prepare(self) -> tuple[str, Evidence]:
         target, timeouts = self.context.target, self.context.timeouts
         self.before = read_figures(target.require("DATABASE_URL"), timeouts, row_level=True)
-        api = self.sandbox.status().components["api"]
-        if api.pid is None or not api.running:
-            raise SandboxError("the API is not running; nothing to crash")
+        port = urlsplit(target.require("API_URL")).port or 80
+        serving = wait_until(lambda: self.sandbox.status().components["api"],
+                             timeout=START_TIMEOUT_S, interval=0.1,
+                             accept=lambda api: api.running and api.pid is not None
+                             and listens_on(api.pid, port),
+                             describe=lambda api: f"{api.state}, pid {api.pid}")
+        api = serving.value
+        if api is None or api.pid is None or not serving.ok:
+            raise SandboxError(f"no running API process listening on port {port}; nothing to"
+                               f" crash ({'; '.join(serving.observations[-2:])})")
         self.run.params["pid"] = api.pid
         writer = self.writer(api_video_writer(target, timeouts, self.run.drill_id))
         writer.start()
