@@ -162,7 +162,7 @@ def test_a_synthetic_run_per_component_and_hole_kind_ends_non_zero(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
     # Every component, both ways, once: twelve runs (a twenty-run rotation repeated cells
-    # and found nothing more, at twice the suite's time).
+    # and found nothing more, at nearly twice this test's time).
     cells = list(itertools.product(COMPONENTS, ("black hole", "dropping address")))
     with ThreadPoolExecutor(max_workers=10) as pool:  # the runs mostly wait on the holes
         results = list(pool.map(
