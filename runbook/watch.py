@@ -247,21 +247,48 @@ def _event_message(kind: str, tier: str, batch: list[Event], target: str,
     return alerts.message(headline, failures, context, notes)
 
 
+#: Ctrl-C, and a scheduler's stop (SIGTERM), which the watch treats as Ctrl-C.
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C while the round's bookkeeping runs (state, webhook, metrics); raise it
-    afterwards, so an interrupted watch never loses a count or posts an alert twice."""
+    """Hold Ctrl-C and SIGTERM while the round's bookkeeping runs (state, webhook, metrics);
+    raise KeyboardInterrupt afterwards, so an interrupted watch never loses a count or posts
+    an alert twice."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    previous = {number: signal.signal(number, lambda signum, frame: caught.append(signum))
+                for number in _INTERRUPTS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if caught:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the watch) raises KeyboardInterrupt for the whole watch,
+    as Ctrl-C does: between rounds too, not only while a round's run holds its own handler
+    (``runner.run``), so the watch always stops its resident and says where its counters
+    are, and exits 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -309,14 +336,15 @@ class Watcher:
         done = 0
         next_start = time.monotonic()
         try:
-            # not a poll: the watch's main loop, rounds paced by the interval until Ctrl-C
-            while self.settings.rounds == 0 or done < self.settings.rounds:
-                self.sleep(max(0.0, next_start - time.monotonic()))
-                next_start = time.monotonic() + self.settings.interval_s
-                code = self._round()
-                done += 1
-                if code in _FATAL:
-                    return code
+            with terminate_as_interrupt():
+                # not a poll: the watch's main loop, rounds paced by the interval until Ctrl-C
+                while self.settings.rounds == 0 or done < self.settings.rounds:
+                    self.sleep(max(0.0, next_start - time.monotonic()))
+                    next_start = time.monotonic() + self.settings.interval_s
+                    code = self._round()
+                    done += 1
+                    if code in _FATAL:
+                        return code
         except KeyboardInterrupt:
             self.say(f"watch interrupted after {done} round(s); counters kept in"
                      f" {self.settings.state_file}")

@@ -286,3 +286,32 @@ def test_a_watch_stopped_with_sigterm_mid_round_stops_its_round_and_its_resident
     assert process.returncode == 130, out + err
     assert "watch interrupted after" in out + err
     assert not any(alive(pid) for pid in [*residents, *rounds])
+
+
+def test_a_watch_stopped_with_sigterm_between_rounds_exits_as_interrupted(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """A scheduler's SIGTERM while the watch waits for its next round (60 s away): the same
+    exit as Ctrl-C, with the counters' place said and the resident stopped, not the default
+    death by the signal (exit -15) that a handler held only during a round's run gave."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
+         "--interval", "60", "--json"],
+        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(healthy_sandbox.home)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith('{"type": "round"'):
+                break
+        residents = residents_of(process.pid)
+        assert len(residents) == 1, residents
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, out + err
+    assert "watch interrupted after 1 round(s)" in out + err
+    assert wait_until(lambda: not any(alive(pid) for pid in residents), timeout=10).ok
