@@ -9,10 +9,12 @@ component back before the next test.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -117,6 +119,26 @@ def canary(sandbox: RunningSandbox) -> Iterator[CanaryUser]:
     context = context_for(RunSpec.sandbox(sandbox.home))
     with canary_user(context.target, context.timeouts) as user:
         yield user
+
+
+@pytest.fixture
+def cpu_hog_turn(tmp_path_factory: pytest.TempPathFactory
+                 ) -> Callable[[], AbstractContextManager[None]]:
+    """Held while a test makes a sandbox's API burn a core (the high-cpu fault): one such test
+    at a time across the run's workers. The hog runs at the services' larger CPU share
+    (``runbook.sandbox.procs.reserve_cpu_share``); two at once left the rest of the suite
+    no core on a 2-core machine, and its slowed rounds kept both hogs burning longer (each
+    game day over 75 s in the suite against 15 s alone)."""
+    # The parent of this worker's base directory is the run's (xdist: popen-gwN's parent).
+    path = tmp_path_factory.getbasetemp().parent / "runbook-cpu-hog.lock"
+
+    @contextmanager
+    def turn() -> Iterator[None]:
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+
+    return turn
 
 
 @pytest.fixture

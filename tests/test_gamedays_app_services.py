@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,8 @@ SERVICE_GAMEDAYS = ["service-down", "high-cpu", "api-500-missing-variable",
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", SERVICE_GAMEDAYS)
 def test_game_day(name: str, healthy_sandbox: RunningSandbox, context: DrillContext,
-                  canary: CanaryUser, tmp_path: Path) -> None:
+                  canary: CanaryUser, tmp_path: Path,
+                  cpu_hog_turn: Callable[[], AbstractContextManager[None]]) -> None:
     secrets = gamedays.secret_values(healthy_sandbox)
     assert not [s for s in secrets if s in json.dumps(dict(DRILLS[name].params))]
     started = time.monotonic()
@@ -54,7 +57,8 @@ def test_game_day(name: str, healthy_sandbox: RunningSandbox, context: DrillCont
     # holds; the Gherkin's limit is the quick start's (scripts/quickstart, a quiet machine).
     limits = (engine.Limits(detect_within_s=150, rto_s=gamedays.LIMITS.rto_s)
               if name == "high-cpu" else gamedays.LIMITS)
-    record = gamedays.run(name, healthy_sandbox, context, canary, tmp_path, limits=limits)
+    with cpu_hog_turn() if name == "high-cpu" else nullcontext():
+        record = gamedays.run(name, healthy_sandbox, context, canary, tmp_path, limits=limits)
     gamedays.assert_outcome(name, record)
     report = gamedays.explain(record)
     steps = gamedays.activities(record)
@@ -130,8 +134,15 @@ MISCONFIGURATIONS = {
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", list(MISCONFIGURATIONS))
-def test_a_misconfiguration_survives_a_plain_restart(name: str, healthy_sandbox: RunningSandbox,
-                                                     context: DrillContext) -> None:
+def test_a_misconfiguration_survives_a_plain_restart(
+        name: str, healthy_sandbox: RunningSandbox, context: DrillContext,
+        cpu_hog_turn: Callable[[], AbstractContextManager[None]]) -> None:
+    with cpu_hog_turn() if name == "high-cpu" else nullcontext():
+        _survives_a_plain_restart(name, healthy_sandbox, context)
+
+
+def _survives_a_plain_restart(name: str, healthy_sandbox: RunningSandbox,
+                              context: DrillContext) -> None:
     incident = DRILLS[name]
     service = str(incident.params["service"])
     spec = faults.get(incident.fault, "sandbox")

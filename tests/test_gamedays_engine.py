@@ -16,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,8 @@ def test_every_drill_is_in_the_catalogue_with_json_params_and_a_known_section() 
 @pytest.mark.timeout(240)
 def test_a_scheduled_check_taken_away_leaves_its_game_day_undetected(
         healthy_sandbox: RunningSandbox, context: DrillContext, canary: CanaryUser,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        cpu_hog_turn: Callable[[], AbstractContextManager[None]]) -> None:
     """Without the scheduled scenario that watches the API's CPU, the CPU game day fails as
     not detected by the scheduled checks, naming the missing signal. The detection runs the
     scheduled selection narrowed to that scenario and the login journey (a run of the whole
@@ -70,11 +73,12 @@ def test_a_scheduled_check_taken_away_leaves_its_game_day_undetected(
     end = text.index("  @synthetic", start + 10)
     incident.write_text(text[:start] + text[end:])
     monkeypatch.setenv("RUNBOOK_FEATURES", str(features))
-    record = gamedays.run("high-cpu", healthy_sandbox, context, canary, tmp_path,
-                          detector=detection.scheduled_suite(
-                              tmp_path / "detection",
-                              extra=("-k", "the_api_processs_cpu or a_user_can_log_in")),
-                          limits=engine.Limits(detect_within_s=5, rto_s=300))
+    with cpu_hog_turn():
+        record = gamedays.run("high-cpu", healthy_sandbox, context, canary, tmp_path,
+                              detector=detection.scheduled_suite(
+                                  tmp_path / "detection",
+                                  extra=("-k", "the_api_processs_cpu or a_user_can_log_in")),
+                              limits=engine.Limits(detect_within_s=5, rto_s=300))
     detect = gamedays.phases(record)["detect"]
     assert not detect.ok and record.verdict == "fail", gamedays.explain(record)
     assert "not detected by the scheduled checks" in detect.detail
