@@ -47,6 +47,27 @@ def own_sandboxes() -> None:
     os.environ[OWNER_VARIABLE] = ",".join(dict.fromkeys([*live, str(os.getpid())]))
 
 
+#: The test modules that take longest on two cores (``./scripts/test --durations=60``), handed
+#: out first. xdist gives a worker a whole module at a time (``--dist loadfile``): a long one
+#: started last keeps one worker busy after the others have finished (about 55 s between the
+#: first and the last worker to finish, measured). ``scripts/test`` passes
+#: ``--no-loadscope-reorder``, else xdist hands modules out by their number of tests. The
+#: rest follow in collection order; the CPU-hog game days (``cpu_hog_turn``) are apart.
+LONGEST_FIRST = (
+    "test_safety_matrix.py", "test_drill_interrupts.py", "test_gamedays_app_services.py",
+    "test_harness.py", "test_cli_conventions.py", "test_disaster.py", "test_cli.py",
+    "test_drill_records.py", "test_real_target_drills.py", "test_probes_traffic.py",
+    "test_parallel.py", "test_platform_drills.py", "test_black_holes.py",
+    "test_gamedays_engine.py", "test_gamedays_providers.py", "test_resident.py",
+    "test_report_html.py", "test_secret_canaries.py", "test_gamedays_database.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's order
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # In the test processes only, not in a helper that imports this module (a process a
     # test kills must not take the sandbox down with it).

@@ -25,6 +25,7 @@ import ast
 from pathlib import Path
 
 from runbook import shipped
+from tests.conftest import LONGEST_FIRST
 
 PACKAGE = shipped.PACKAGE
 #: The pytest side of the package: only these import pytest (and the library never them).
@@ -193,3 +194,10 @@ def test_the_check_sees_a_library_module_importing_pytest(tmp_path: Path) -> Non
     found = {imported for _, imported, _, _, _ in imports({"runbook.probes.api": planted},
                                                            everything=True)}
     assert {"time", "_pytest"} <= found and "_pytest" in PYTEST_MODULES
+
+
+def test_the_modules_handed_out_first_exist() -> None:
+    """A renamed module would silently lose its place in ``tests/conftest.LONGEST_FIRST``."""
+    tests = Path(__file__).parent
+    assert [name for name in LONGEST_FIRST if not (tests / name).is_file()] == []
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
