@@ -260,13 +260,15 @@ def test_the_resident_imports_ahead_no_module_pytest_rewrites_and_starts_no_thre
     assert rewritten == []
 
 
-def test_a_watch_stopped_with_sigterm_mid_round_stops_its_round_and_its_resident(
-    healthy_sandbox: RunningSandbox, tmp_path: Path
-) -> None:
+def sigterm_after_first_round(home: Path, cwd: Path, *, interval: str, mid_round: bool
+                              ) -> tuple[int, str, list[int]]:
+    """Start ``runbook watch`` (JSON, a round every ``interval`` s) and send it SIGTERM after
+    its first round's line: with ``mid_round`` once the resident has forked the next round,
+    else at once. Its exit code, its output, and the resident's and rounds' pids it had."""
     process = subprocess.Popen(
         [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
-         "--interval", "0", "--json"],
-        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(healthy_sandbox.home)},
+         "--interval", interval, "--json"],
+        cwd=cwd, env={**CLEAN, "RUNBOOK_HOME": str(home)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -275,17 +277,26 @@ def test_a_watch_stopped_with_sigterm_mid_round_stops_its_round_and_its_resident
                 break
         residents = residents_of(process.pid)
         assert len(residents) == 1, residents
-        assert wait_until(lambda: children_of(residents[0]), timeout=10).ok
-        rounds = children_of(residents[0])
+        if mid_round:
+            assert wait_until(lambda: children_of(residents[0]), timeout=10).ok
+        pids = [*residents, *children_of(residents[0])]
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, out + err
-    assert "watch interrupted after" in out + err
-    assert not any(alive(pid) for pid in [*residents, *rounds])
+    return process.returncode, out + err, pids
+
+
+def test_a_watch_stopped_with_sigterm_mid_round_stops_its_round_and_its_resident(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    code, output, pids = sigterm_after_first_round(healthy_sandbox.home, tmp_path, interval="0",
+                                                   mid_round=True)
+    assert code == 130, output
+    assert "watch interrupted after" in output
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_a_watch_stopped_with_sigterm_between_rounds_exits_as_interrupted(
@@ -294,24 +305,8 @@ def test_a_watch_stopped_with_sigterm_between_rounds_exits_as_interrupted(
     """A scheduler's SIGTERM while the watch waits for its next round (60 s away): the same
     exit as Ctrl-C, with the counters' place said and the resident stopped, not the default
     death by the signal (exit -15) that a handler held only during a round's run gave."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox", "-k", SCENARIOS,
-         "--interval", "60", "--json"],
-        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(healthy_sandbox.home)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith('{"type": "round"'):
-                break
-        residents = residents_of(process.pid)
-        assert len(residents) == 1, residents
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, out + err
-    assert "watch interrupted after 1 round(s)" in out + err
-    assert wait_until(lambda: not any(alive(pid) for pid in residents), timeout=10).ok
+    code, output, pids = sigterm_after_first_round(healthy_sandbox.home, tmp_path,
+                                                   interval="60", mid_round=False)
+    assert code == 130, output
+    assert "watch interrupted after 1 round(s)" in output
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10).ok
