@@ -591,8 +591,15 @@ def test_a_prometheus_server_gives_the_users_error_rate_over_the_window(
     assert result is not None and result.ok, result.problem if result else "no result"
     assert result.observed["source"] == "prometheus"
     assert result.observed["selector"] == 'job="legacyvideo-api"'
-    # increase() extrapolates to the window's edges: the share stays, counts are estimates
-    assert result.observed["error_rate_percent"] == pytest.approx(10.0, abs=2.5)
+    # increase() extrapolates to the window's edges: the share stays, counts are estimates.
+    # The users send one failing request after every nine good ones, so a window that cuts
+    # the traffic anywhere holds the failures of its whole rounds, give or take one: the share
+    # is 10% within one request in the window's count (a loaded machine sends fewer rounds in
+    # the window, and one request weighs more; 2.5 points at the least). increase() scales
+    # the counts by up to 1.5: a 6 s window over 1 s scrapes holds at least 4 s of samples.
+    requests = result.observed["requests"]
+    slack = max(2.5, 100 * 1.5 / requests)
+    assert result.observed["error_rate_percent"] == pytest.approx(10.0, abs=slack), requests
     assert result.observed["runbook_requests_excluded"] > result.observed["requests"] / 3
     assert check(result, "error_rate_percent", 5, "%") is not None
     assert check(replace(result, observed={**result.observed, "error_rate_percent": 0.0}),
