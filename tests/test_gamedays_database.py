@@ -76,3 +76,7 @@ def test_the_offender_is_what_others_wait_on_else_the_longest_statement() -> Non
     assert [s["pid"] for s in slow] == [1, 3] and [w["pid"] for w in waiting] == [1]
     assert blockers == [3]
     assert postgres.offenders(found[1:2], 500) == ([], [], [])
+    # A wait shorter than the threshold (two writers on one row) is no offender.
+    brief = [{"pid": 4, "state": "active", "running_ms": 30, "blocked_by": [5]},
+             {"pid": 5, "state": "idle in transaction", "running_ms": 40, "blocked_by": []}]
+    assert postgres.offenders(brief, 500) == ([], [], [])

@@ -35,9 +35,10 @@ Feature: Troubleshooting
   Scenario: No query runs over 500 milliseconds and none waits on a lock
     The runbook finds slow queries in the API's log lines ("query took"), after the fact;
     the database shows them while they run (pg_stat_activity: how long each statement has
-    run, and which sessions wait on a lock and on whom). 500 milliseconds is the API's own
-    slow-query logging threshold. A statement is over it only late in its run, so the
-    database is looked at several times over a second.
+    run, and which sessions have waited on a lock as long and on whom; a shorter wait is two
+    writers meeting on a row). 500 milliseconds is the API's own slow-query logging
+    threshold. A statement is over it only late in its run, so the database is looked at
+    several times over a second.
 
     Given the target has the Database
     When the on-call engineer looks for queries running over 500 milliseconds, watching for 1 second
