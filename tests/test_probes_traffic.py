@@ -600,7 +600,10 @@ def test_a_prometheus_server_gives_the_users_error_rate_over_the_window(
     requests = result.observed["requests"]
     slack = max(2.5, 100 * 1.5 / requests)
     assert result.observed["error_rate_percent"] == pytest.approx(10.0, abs=slack), requests
-    assert result.observed["runbook_requests_excluded"] > result.observed["requests"] / 3
+    # The runbook's five requests a round, half the users' ten, give or take one round's five
+    # at the window's edges (scaled as above).
+    excluded = result.observed["runbook_requests_excluded"]
+    assert excluded > 0 and excluded >= requests / 2 - 5 * 1.5, (excluded, requests)
     assert check(result, "error_rate_percent", 5, "%") is not None
     assert check(replace(result, observed={**result.observed, "error_rate_percent": 0.0}),
                  "error_rate_percent", 5, "%") is None
