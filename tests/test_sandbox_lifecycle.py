@@ -7,14 +7,18 @@ state the previous one left, so they can run in any order or apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +26,11 @@ import psycopg
 import pytest
 
 from runbook.errors import SandboxError
-from runbook.sandbox import COMPONENTS, Sandbox
+from runbook.sandbox import COMPONENTS, Sandbox, SandboxStatus
 from runbook.sandbox.components import package_root
 from runbook.sandbox.ports import load_ports, port_is_free, port_is_listening
 from runbook.sandbox.procs import is_alive
+from runbook.wait import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -154,6 +159,50 @@ def test_a_failed_start_names_the_component_and_its_log_and_leaves_nothing(
     assert {c.state for c in status.components.values()} <= {"stopped"}
     ports = load_ports(own.layout.ports)
     assert [port for port in ports.values() if port_is_listening(port)] == []
+
+
+def test_a_port_taken_between_choosing_and_binding_it_is_chosen_again(own: Sandbox) -> None:
+    own.up(timeout=90)
+    own.down()
+    taken = load_ports(own.layout.ports)["api"]
+    old_supervisor = (json.loads(own.layout.state.read_text())["supervisor"] or {}).get("pid")
+    outcome: list[object] = []
+    starting = threading.Thread(target=lambda: outcome.append(_up_or_error(own)))
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        starting.start()
+
+        def ports_chosen() -> bool:
+            """The new supervisor has chosen its ports (its state names the components);
+            the API waits for PostgreSQL and Redis, so it has not bound its port yet."""
+            with contextlib.suppress(OSError, ValueError):
+                state = json.loads(own.layout.state.read_text())
+                pid = (state.get("supervisor") or {}).get("pid")
+                return pid != old_supervisor and bool(state.get("components"))
+            return False
+
+        assert wait_until(ports_chosen, timeout=30, interval=0.005).ok
+        assert not port_is_listening(taken), "the API bound its port before the test could"
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        starting.join(120)
+        assert outcome, "up did not return"
+        status = outcome[0]
+        assert isinstance(status, SandboxStatus), status
+        assert status.running and status.ready
+        moved = load_ports(own.layout.ports)["api"]
+        assert moved != taken
+        assert status.env["API_URL"].endswith(f":{moved}")
+        with urllib.request.urlopen(f"{status.env['API_URL']}/health", timeout=5) as answer:
+            assert answer.status == 200
+    assert "address already in use" in own.logs("api").lower()
+
+
+def _up_or_error(box: Sandbox) -> SandboxStatus | SandboxError:
+    try:
+        return box.up(timeout=90)
+    except SandboxError as exc:
+        return exc
 
 
 def test_destroy_removes_the_state_and_a_private_data_directory(

@@ -3,6 +3,7 @@ privilege checks, the services' environments and the status document."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -23,7 +24,13 @@ from runbook.sandbox.components import (
     target_variables,
 )
 from runbook.sandbox.credentials import Secrets, ensure_secrets, load_secrets, with_admin_token
-from runbook.sandbox.ports import RESERVED, allocate_ports, port_is_free
+from runbook.sandbox.ports import (
+    FIRST_PORT,
+    RESERVED,
+    allocate_ports,
+    ephemeral_start,
+    port_is_free,
+)
 from runbook.sandbox.postgres import RunAs, can_traverse
 from runbook.sandbox.procs import is_alive, is_same_process, start_time, stop_process
 
@@ -115,6 +122,36 @@ def test_ports_are_reused_while_free_and_replaced_when_taken(tmp_path: Path) -> 
     assert {k: v for k, v in second.items() if k != "api"} == {
         k: v for k, v in first.items() if k != "api"
     }
+
+
+def test_ports_come_from_below_the_kernels_ephemeral_range(tmp_path: Path) -> None:
+    # Port 0 binds and outgoing connections take their ports from the ephemeral range, so
+    # neither can take a sandbox's port before its server binds it.
+    start = ephemeral_start()
+    ports = allocate_ports(tmp_path / "ports.json")
+    assert all(FIRST_PORT <= port < start for port in ports.values()), (ports, start)
+
+
+def test_the_kernels_ephemeral_range_is_read_and_a_default_stands_in(tmp_path: Path) -> None:
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("40000\t60999\n")
+    assert ephemeral_start(ranges) == 40000
+    ranges.write_text("garbage\n")
+    assert ephemeral_start(ranges) == 32768
+    assert ephemeral_start(tmp_path / "missing") == 32768
+
+
+def test_two_sandboxes_never_choose_a_port_the_other_claimed(tmp_path: Path) -> None:
+    # Neither has bound anything yet: only the claims keep them apart.
+    (tmp_path / "a").mkdir()
+    first = allocate_ports(tmp_path / "a" / "ports.json")
+    second_path = tmp_path / "b" / "ports.json"
+    second_path.parent.mkdir()
+    second_path.write_text(json.dumps({"api": first["api"], "web": first["web"]}))
+    second = allocate_ports(second_path)
+    assert not set(first.values()) & set(second.values()), (first, second)
+    # A sandbox's own claims do not keep it from its own ports.
+    assert allocate_ports(tmp_path / "a" / "ports.json") == first
 
 
 def test_well_known_ports_are_never_free() -> None:

@@ -45,6 +45,18 @@ AUTO_RESTARTED: frozenset[str] = frozenset(
 _POLL_S = 0.05
 
 
+class PortTaken(SandboxError):
+    """A component could not start because another process listens on its port."""
+
+    def __init__(self, component: str, port: int, failure: str) -> None:
+        super().__init__(
+            f"{failure}; another process took its port {port} (find it with"
+            f" `ss -ltnp 'sport = :{port}'`)"
+        )
+        self.component = component
+        self.port = port
+
+
 @dataclass(frozen=True)
 class ExitInfo:
     """How a component's last process ended."""
@@ -319,30 +331,44 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         extra.require()  # fail before anything starts when the [sandbox] extra is missing
         find_binaries()  # likewise when PostgreSQL or Redis is missing
-        started_here = False
         if self.supervisor_pid() is None:
+            return self._start(deadline, timeout)
+        status = self.status()
+        if status.running and status.ready:
+            return status
+        for name, component in status.components.items():
+            if component.running:
+                continue
+            # Bring it back as configured: a drill's overrides end with a plain restart.
+            action = "restart" if component.env_overrides else "start"
+            if action == "restart" or component.state in {"held", "crashed", "stopped"}:
+                with contextlib.suppress(SandboxError):
+                    self._command(name, action)
+        return self._wait_until_up(deadline, timeout)
+
+    def _start(self, deadline: float, timeout: float) -> SandboxStatus:
+        """Start a supervisor and wait for the sandbox; stop it again when the start fails.
+
+        A component whose port another process took before it could bind it (found
+        listening while the component is down) gets the whole start again, once per
+        component: the new supervisor sees the port taken and chooses another.
+        """
+        moved: set[str] = set()
+        while True:
             self._sweep()
             self._spawn_supervisor()
-            started_here = True
-        else:
-            status = self.status()
-            if status.running and status.ready:
-                return status
-            for name, component in status.components.items():
-                if component.running:
-                    continue
-                # Bring it back as configured: a drill's overrides end with a plain restart.
-                action = "restart" if component.env_overrides else "start"
-                if action == "restart" or component.state in {"held", "crashed", "stopped"}:
-                    with contextlib.suppress(SandboxError):
-                        self._command(name, action)
-        try:
-            return self._wait_until_up(deadline, timeout)
-        except SandboxError:
-            if started_here:
+            try:
+                return self._wait_until_up(deadline, timeout)
+            except PortTaken as exc:
+                with contextlib.suppress(SandboxError):
+                    self.down(foreign={exc.port})
+                if exc.component in moved:
+                    raise
+                moved.add(exc.component)
+            except SandboxError:
                 with contextlib.suppress(SandboxError):
                     self.down()
-            raise
+                raise
 
     def _wait_until_up(self, deadline: float, timeout: float) -> SandboxStatus:
         def look() -> SandboxStatus:
@@ -364,9 +390,13 @@ class Sandbox:
                 return status
             if pid is not None:
                 for component in status.components.values():
-                    if component.state == "crashed" and (
-                        not component.auto_restart or component.restarts >= 3
-                    ):
+                    if component.state != "crashed":
+                        continue
+                    # The supervisor chooses the ports: read them once it has.
+                    port = load_ports(self.layout.ports).get(component.name)
+                    if port is not None and port_is_listening(port, timeout=0.2):
+                        raise PortTaken(component.name, port, self._failure(component))
+                    if not component.auto_restart or component.restarts >= 3:
                         raise SandboxError(self._failure(component))
             return status
 
@@ -412,8 +442,9 @@ class Sandbox:
         chosen = (errors or lines or [""])[-1]
         return chosen.strip()[:300]
 
-    def down(self, timeout: float = 30.0) -> bool:
-        """Stop every component and the supervisor; leaves no process and no listening port.
+    def down(self, timeout: float = 30.0, *, foreign: Iterable[int] = ()) -> bool:
+        """Stop every component and the supervisor; leaves no process and no listening port
+        (but the ``foreign`` ones, known to be another process's).
 
         Returns False when nothing was running. Also cleans up after a supervisor that
         crashed. Raises ``SandboxError`` when a port stays open after everything stopped.
@@ -440,7 +471,7 @@ class Sandbox:
         self._reap()
         did = self._sweep() or did
         self._mark_stopped()
-        self._wait_ports_closed(max(2.0, deadline - time.monotonic()))
+        self._wait_ports_closed(max(2.0, deadline - time.monotonic()), set(foreign))
         return did
 
     def _reap(self) -> None:
@@ -488,8 +519,8 @@ class Sandbox:
         with contextlib.suppress(FileNotFoundError):
             self.layout.control.unlink()
 
-    def _wait_ports_closed(self, timeout: float) -> None:
-        open_ports = dict(load_ports(self.layout.ports))
+    def _wait_ports_closed(self, timeout: float, foreign: set[int]) -> None:
+        open_ports = {n: p for n, p in load_ports(self.layout.ports).items() if p not in foreign}
 
         def still_open() -> dict[str, int]:
             """The ports still listening (one found closed is not looked at again)."""
