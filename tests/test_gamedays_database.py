@@ -12,16 +12,23 @@ Then how the drills read ``pg_stat_activity``: the client holding the slots, the
 from __future__ import annotations
 
 import json
+import threading
 import time
+import uuid
 from pathlib import Path
 
+import psycopg
+import psycopg.conninfo
 import pytest
+from psycopg import sql
 
 from runbook.actions.users import CanaryUser
+from runbook.drills import connection_holder
 from runbook.drills.catalog import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents.database_connection_errors import ConnectionUse
 from runbook.probes import postgres
+from runbook.wait import wait_until
 from tests import gamedays
 from tests.conftest import RunningSandbox
 
@@ -80,3 +87,55 @@ def test_the_offender_is_what_others_wait_on_else_the_longest_statement() -> Non
     brief = [{"pid": 4, "state": "active", "running_ms": 30, "blocked_by": [5]},
              {"pid": 5, "state": "idle in transaction", "running_ms": 40, "blocked_by": []}]
     assert postgres.offenders(brief, 500) == ([], [], [])
+
+
+# -- the leaking client -------------------------------------------------------------------
+
+
+def test_the_leaking_client_takes_the_slots_others_free_until_its_own_are_terminated(
+        sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """A scratch role limited to 3 connections: another client holds one while the holder
+    fills, so the holder stops at 2; when that client lets go, the holder takes its slot
+    (the fault stays whole). Once the holder's connections are terminated it takes no more:
+    the freed slots stay free."""
+    admin = sandbox.sandbox.superuser_dsn()
+    role, password = f"holder_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 3 PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+    dsn = psycopg.conninfo.make_conninfo(admin, user=role, password=password)
+    stop = threading.Event()
+    holder = threading.Thread(target=connection_holder.hold, args=(dsn, tmp_path / "state"),
+                              kwargs={"application_name": "holder-test", "limit": 100,
+                                      "max_s": 60, "stop": stop})
+    try:
+        with psycopg.connect(dsn) as other:
+            holder.start()
+            assert wait_until(lambda: (tmp_path / "state").exists(), timeout=30).ok
+            assert json.loads((tmp_path / "state").read_text())["holding"] == 2
+            other.execute("SELECT 1")
+
+        def held() -> int:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                                   (role,)).fetchone()
+            return int(row[0]) if row else 0
+
+        assert wait_until(lambda: held() == 3, timeout=10).ok, held()
+        with pytest.raises(psycopg.OperationalError, match="too many connections"):
+            psycopg.connect(dsn, connect_timeout=3).close()
+
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE usename = %s", (role,))
+        assert wait_until(lambda: held() == 0, timeout=10).ok, held()
+        time.sleep(3 * connection_holder.TOP_UP_S)
+        assert held() == 0
+        psycopg.connect(dsn, connect_timeout=3).close()
+    finally:
+        stop.set()
+        holder.join(10)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE usename = %s", (role,))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

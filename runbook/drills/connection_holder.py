@@ -5,6 +5,11 @@
 one, then holds them all idle, as a leaking connection pool does, until SIGTERM/SIGINT or
 ``RUNBOOK_HOLDER_MAX_S`` seconds (default 300: a forgotten holder cannot hold forever).
 
+While it holds, it takes every slot another client frees (``TOP_UP_S``), as a leaking pool
+under load does: a slot held for a moment by someone else's request when it filled must not
+leave the fault half in place. It stops taking slots once one of its own connections is
+terminated (the correction's ``pg_terminate_backend``): a leak being dealt with.
+
 Environment:
 
 - ``RUNBOOK_HOLDER_DSN`` (required): the database to exhaust, with the role whose slots to
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -38,6 +44,8 @@ APPLICATION_NAME = "runbook-conn-holder"
 CONNECT_TIMEOUT_S = 3
 #: Stop opening connections after this long even if the server still accepts them.
 FILL_BUDGET_S = 60.0
+#: While holding, how often to try for a slot another client freed.
+TOP_UP_S = 0.5
 
 
 def _one_line(exc: BaseException) -> str:
@@ -77,13 +85,47 @@ def hold(dsn: str, state: Path, *, application_name: str, limit: int, max_s: flo
         print(f"holding {len(connections)} connections; refused: {refused}", flush=True)
         if not connections:
             return 1
-        stop.wait(max(0.0, max_s - (time.monotonic() - started)))
+        took = _top_up(dsn, connections, application_name=application_name, limit=limit,
+                       until=started + max_s, stop=stop)
+        print(f"took {took} more connections freed by other clients", flush=True)
         return 0
     finally:
         for conn in connections:
             with contextlib.suppress(Exception):
                 conn.close()
         print(f"released {len(connections)} connections", flush=True)
+
+
+def _top_up(dsn: str, connections: list[psycopg.Connection[Any]], *, application_name: str,
+            limit: int, until: float, stop: threading.Event) -> int:
+    """Hold ``connections`` until ``stop`` or ``until``, taking each slot another client
+    frees meanwhile, until one of ours is terminated. Returns how many it took."""
+    took = 0
+    dealt_with = False
+    while not stop.wait(max(0.0, min(TOP_UP_S, until - time.monotonic()))):
+        if time.monotonic() >= until:
+            break
+        dealt_with = dealt_with or _one_terminated(connections)
+        if dealt_with or len(connections) >= limit:
+            continue
+        try:
+            connections.append(psycopg.connect(
+                dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True,
+                application_name=application_name))
+        except psycopg.Error:
+            continue  # still full: the fault holds
+        took += 1
+    return took
+
+
+def _one_terminated(connections: list[psycopg.Connection[Any]]) -> bool:
+    """Whether the server has said something on an idle connection of ours: it only does
+    so to end it (``terminating connection due to administrator command``)."""
+    poller = select.poll()  # not select(): a holder may have more than 1024 descriptors
+    open_ones = [conn for conn in connections if not conn.closed]
+    for conn in open_ones:
+        poller.register(conn.pgconn.socket, select.POLLIN)
+    return bool(poller.poll(0)) or len(open_ones) < len(connections)
 
 
 def main() -> int:
