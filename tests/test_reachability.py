@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from runbook import reachability
+from runbook.actions import journeys
 from runbook.config import Target
 from runbook.probes import redis as redis_probe
 from runbook.probes.queues import canary_round_trip, counts
@@ -122,6 +124,58 @@ def test_with_redis_stopped_the_run_fails_what_needs_it_with_one_verdict(
     again = runbook("check", "--target", "sandbox", "--json", "-k", "redis_answers",
                     cwd=tmp_path / "again", env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_users_get(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The login makes its canary user in the database: it asks the database before making
+    one, so it does not wait for a database the run already found unreachable; it still
+    waits for what a user's login gets from the live API (HTTP 500), the signal of API
+    Returns 500 Error."""
+    pid = healthy_sandbox.sandbox.status().components["postgres"].pid
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = runbook("check", "--target", "sandbox", "--json", "-k",
+                         "log_in or migration_is_applied",
+                         cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    scenarios = {s["name"]: s for s in lines if s.get("type") == "scenario"}
+    login = scenarios["A user can log in and be read back"]
+    migrations = scenarios["Every migration is applied and none failed"]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert login["outcome"] == migrations["outcome"] == "failed"
+    # What a user's login got: HTTP 500 when the API's own database timeout comes first,
+    # else nothing within the runbook's read timeout (the sandbox API's is as long).
+    assert re.search(r"a login (answered HTTP 500|got no answer within 5 s)",
+                     login["message"]), login["message"]
+    # one asking (the migration check's, which runs first), named by both
+    asked = {s["message"].split("database unreachable: ")[1].split(" by the check")[0]
+             for s in (login, migrations)}
+    assert len(asked) == 1, asked
+    assert "by the check 'database migration status'" in login["message"], login["message"]
+
+
+def test_a_send_email_job_no_worker_took_makes_the_email_worker_unreachable_for_the_run(
+        ) -> None:
+    """The machine's Redis, where no worker works the e-mail queue: the delivery check's
+    job waits its limit once, and the queue's canary after it fails at once naming it."""
+    target = Target.from_variables(
+        "t", {"REDIS_URL": "redis://127.0.0.1:6379/13", "FROM_EMAIL": "runbook@example.com"},
+        source="test", environment="staging", platform="sandbox")
+    gate = reachability.Reachability(TIMEOUTS)
+    with reachability.active(gate):
+        delivery = journeys.email(target, TIMEOUTS, within_s=0.5)
+        assert not delivery.ok and delivery.observed.get("state") == "waiting", delivery
+        canary = canary_round_trip(target, TIMEOUTS, "email", within_s=5)
+    assert not canary.ok
+    assert canary.elapsed_s < 0.5, canary.elapsed_s
+    assert "worker:email unreachable" in canary.problem, canary.problem
+    assert "a send-email job on email was still waiting after" in canary.problem
+    assert "'email delivery'" in canary.problem
+    assert canary.advice == "worker"  # Worker Not Processing Jobs, as its own wait would say
 
 
 def test_a_canary_no_worker_took_makes_its_queues_worker_unreachable_for_the_run() -> None:

@@ -119,18 +119,32 @@ def login(target: Target, timeouts: Timeouts, pool: users.CanaryPool | None = No
     stopped = blocked("api", "end to end", target, expected=expected, needs=("api",))
     if stopped is not None:
         return stopped
+    # The canary user is made in the database itself: a database the run found unreachable
+    # is not waited for again (the user's login below still is).
+    gate = reachability.current()
+    dead = gate.unreachable("api", "end to end", target, ("database",)) if gate else None
+    if dead is not None:
+        return _no_canary(target, timeouts, expected, dead.blocked(), database=True)
     try:
         with _canary(target, timeouts, pool) as canary:
             return narrow_500(e2e.round_trip(target, timeouts, canary.email, canary.password))
     except users.UserOperationFailed as exc:
-        status = _login_answer(target, timeouts)
-        five_hundred = re.search(r"HTTP 5\d\d", exc.seen) is not None or (
-            status is not None and status >= 500)
-        advice = "api-500" if five_hundred else (
-            "database" if "row was not created" in exc.seen else "api")
-        answered = f"; a login answered HTTP {status}" if status is not None else ""
-        return _failed("api", "end to end", target, timeouts, expected,
-                       f"no canary user to log in as: {exc.seen}{answered}", advice)
+        return _no_canary(target, timeouts, expected, exc.seen,
+                          database="row was not created" in exc.seen)
+
+
+def _no_canary(target: Target, timeouts: Timeouts, expected: str, seen: str, *,
+               database: bool) -> ProbeResult:
+    """The login check's failure when no canary could be made (``seen`` says why;
+    ``database``: the database refused it), with what a user's login gets meanwhile."""
+    status = _login_answer(target, timeouts)
+    five_hundred = re.search(r"HTTP 5\d\d", seen) is not None or (
+        status is not None and status >= 500)
+    advice = "api-500" if five_hundred else ("database" if database else "api")
+    answered = (f"; a login answered HTTP {status}" if status is not None else
+                f"; a login got no answer within {timeouts.read:g} s")
+    return _failed("api", "end to end", target, timeouts, expected,
+                   f"no canary user to log in as: {seen}{answered}", advice)
 
 
 # -- upload ----------------------------------------------------------------------------------
@@ -455,5 +469,10 @@ def email(target: Target, timeouts: Timeouts, *, within_s: float = EMAIL_WITHIN_
 
     budget = replace(timeouts, deadline=max(timeouts.deadline, within_s + 2 * (
         timeouts.connect + timeouts.read)))
-    return run_probe("email", "delivery", target, budget, body, expected=expected,
-                     needs=("redis", "email provider", reachability.worker("email")))
+    result = run_probe("email", "delivery", target, budget, body, expected=expected,
+                       needs=("redis", "email provider", reachability.worker("email")))
+    # A send-email job no worker took answers for the e-mail queue's worker, as its canary
+    # would: the checks after it that need that worker do not wait for it again.
+    queue_probe.answer_for_the_worker(target, "email", result, by="email delivery",
+                                      job="send-email job")
+    return result

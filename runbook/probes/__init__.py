@@ -75,7 +75,8 @@ def run_probe(
 
 #: The runbook advice for a probe stopped by an unreachable component: that component's.
 ADVICE_WHEN_UNREACHABLE = {"api": "api", "web": "web", "database": "database",
-                           "redis": "redis", "s3": "s3", "email provider": "email"}
+                           "redis": "redis", "s3": "s3", "email provider": "email",
+                           reachability.WORKER: "worker"}
 
 
 def blocked(component: str, check: str, target: Target, *, expected: str,
@@ -96,7 +97,7 @@ def blocked(component: str, check: str, target: Target, *, expected: str,
         problem=dead.blocked(), expected=expected,
         observed={"unreachable": dead.component, "asked_at": dead.asked_at,
                   "found_by": dead.found_by},
-        advice=ADVICE_WHEN_UNREACHABLE.get(dead.component, component))
+        advice=ADVICE_WHEN_UNREACHABLE.get(dead.component.partition(":")[0], component))
 
 
 def combine(component: str, check: str, results: list[ProbeResult]) -> ProbeResult:

@@ -401,9 +401,13 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: 
         return Verdict(True, expected, observed=observed)
 
     budget = replace(timeouts, deadline=canary_deadline(timeouts, within_s))
+    # Its queue's worker is asked by this canary, unless an earlier job of the run (the
+    # e-mail check's) already found no worker taking the queue's jobs.
     result = run_probe("queues", f"{queue} canary", target, budget,
-                       lambda: run_async(url, timeouts, queue, work), expected=expected)
-    _answer_for_the_worker(target, queue, result)
+                       lambda: run_async(url, timeouts, queue, work), expected=expected,
+                       needs=("redis", reachability.worker(queue)))
+    answer_for_the_worker(target, queue, result, by=f"queues {queue} canary",
+                          job="canary job")
     return result
 
 
@@ -411,18 +415,19 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str, within_s: 
 _UNTAKEN = frozenset({"waiting", "wait", "prioritized"})
 
 
-def _answer_for_the_worker(target: Target, queue: str, result: ProbeResult) -> None:
-    """The canary answers, for the run, whether ``queue`` has a worker taking jobs: one that
-    took it (completed, failed, even slow) answered; one left waiting did not, and the
-    checks that need that worker fail at once after it (``reachability``)."""
+def answer_for_the_worker(target: Target, queue: str, result: ProbeResult, *, by: str,
+                          job: str) -> None:
+    """A ``job`` the check ``by`` put on ``queue`` (``result.observed["state"]``: its last state)
+    answers, for the run, whether ``queue`` has a worker taking jobs: one that took it
+    (completed, failed, even slow) answered; one left waiting did not, and the checks that
+    need that worker fail at once after it (``reachability``)."""
     gate = reachability.current()
     state = result.observed.get("state")
     if gate is None or not isinstance(state, str) or state == "paused":
         return  # no run's gate, or the canary never got as far as a worker
     taken = state not in _UNTAKEN
     waited = result.observed.get("waited_ms", 0) / 1000
-    gate.record(reachability.worker(queue), target, ok=taken, by=f"queues {queue} canary",
-                elapsed_s=waited,
-                detail=("took the canary job" if taken else
-                        f"a canary job on {queue} was still waiting after {waited:.1f} s: no"
+    gate.record(reachability.worker(queue), target, ok=taken, by=by, elapsed_s=waited,
+                detail=(f"took the {job}" if taken else
+                        f"a {job} on {queue} was still waiting after {waited:.1f} s: no"
                         " worker took it"))
