@@ -324,59 +324,68 @@ class Watcher:
         self.report = report
         self.status = status
         self.state = WatchState.load(settings.state_file, settings.target)
+        #: Rounds of this watch whose bookkeeping is through.
+        self.done = 0
 
     def run(self) -> int:
         """Round after round until ``rounds`` ran (0: until Ctrl-C). Exit code: 130
         interrupted; 2 or 3 when a round says the configuration is wrong; else 1 while a
         paging alert fires at the end, 4 while only warning or info ones do, 0 none."""
-        done = 0
+        self.done = 0
         next_start = time.monotonic()
         try:
             with terminate_as_interrupt():
                 # not a poll: the watch's main loop, rounds paced by the interval until Ctrl-C
-                while self.settings.rounds == 0 or done < self.settings.rounds:
+                while self.settings.rounds == 0 or self.done < self.settings.rounds:
                     self.sleep(max(0.0, next_start - time.monotonic()))
                     next_start = time.monotonic() + self.settings.interval_s
                     code = self._round()
-                    done += 1
                     if code in _FATAL:
                         return code
         except KeyboardInterrupt:
-            self.say(f"watch interrupted after {done} round(s); counters kept in"
+            self.say(f"watch interrupted after {self.done} round(s); counters kept in"
                      f" {self.settings.state_file}")
             return EXIT_INTERRUPTED
         return self._exit_code()
 
     def _round(self) -> int:
+        """One round and its bookkeeping, counted in ``done`` once its bookkeeping is
+        through (an interrupt held meanwhile comes after, with the round counted)."""
         run_id = uuid.uuid4().hex
         started = datetime.now(UTC)
         code = self.run_round(run_id)
         if code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt
         with deferred_interrupt():
-            summary = publish.load_summary(self.settings.reports, run_id)
-            if summary is None:
-                self.say(f"round {self.state.rounds + 1} {started:%H:%M:%S}Z: no result"
-                         f" (exit {code}); counters unchanged")
-                if self.report is not None:
-                    self.report(self.round_document(None, run_id, started, code, []))
-                exposition = (self._write_metrics(None, code, started)
-                              if code not in _FATAL else None)
-                self._update_status(exposition, [], started, code, result=False)
-                return code
-            events = self.state.observe(summary, started, datetime.now(UTC),
-                                        fail_after=self.settings.fail_after,
-                                        resolve_after=self.settings.resolve_after)
-            self.state.save(self.settings.state_file)
-            self.say(self._round_line(summary, started, code))
-            for event in events:
-                self.say(event.line())
+            code = self._bookkeeping(run_id, started, code)
+            self.done += 1
+        return code
+
+    def _bookkeeping(self, run_id: str, started: datetime, code: int) -> int:
+        """The round's results: counters, lines, report, alerts, metrics and status."""
+        summary = publish.load_summary(self.settings.reports, run_id)
+        if summary is None:
+            self.say(f"round {self.state.rounds + 1} {started:%H:%M:%S}Z: no result"
+                     f" (exit {code}); counters unchanged")
             if self.report is not None:
-                self.report(self.round_document(summary, run_id, started, code, events))
-            self._post(events)
-            exposition = self._write_metrics(summary, code, started)
-            self._update_status(exposition, summary.get("scenarios", []), started, code,
-                                result=True)
+                self.report(self.round_document(None, run_id, started, code, []))
+            exposition = (self._write_metrics(None, code, started)
+                          if code not in _FATAL else None)
+            self._update_status(exposition, [], started, code, result=False)
+            return code
+        events = self.state.observe(summary, started, datetime.now(UTC),
+                                    fail_after=self.settings.fail_after,
+                                    resolve_after=self.settings.resolve_after)
+        self.state.save(self.settings.state_file)
+        self.say(self._round_line(summary, started, code))
+        for event in events:
+            self.say(event.line())
+        if self.report is not None:
+            self.report(self.round_document(summary, run_id, started, code, events))
+        self._post(events)
+        exposition = self._write_metrics(summary, code, started)
+        self._update_status(exposition, summary.get("scenarios", []), started, code,
+                            result=True)
         return code
 
     def round_document(self, summary: Mapping[str, Any] | None, run_id: str,

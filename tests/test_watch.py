@@ -16,9 +16,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runbook.watch import WatchState
+from runbook.redact import Redactor
+from runbook.reporting.publish import Delivery
+from runbook.watch import Watcher, WatchSettings, WatchState
 from tests.conftest import RunningSandbox
 from tests.receiver import CLEAN, Receiver
 
@@ -170,3 +173,32 @@ def test_counters_need_n_failures_in_a_row_and_m_passes_in_a_row(tmp_path: Path)
     assert fired == [(6, "alert", 182.0), (11, "resolved", 300.0)]
     assert WatchState.load(state_file, "staging").rounds == 13
     assert WatchState.load(state_file, "production").rounds == 0
+
+
+def test_an_interrupt_during_a_rounds_bookkeeping_comes_after_it_with_the_round_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM right after a round's line is printed (a scheduler stopping the watch as the
+    round ends): held until the bookkeeping is through, then the watch ends as interrupted
+    with that round counted."""
+    monkeypatch.delenv("RUNBOOK_PUSHGATEWAY_URL", raising=False)
+    monkeypatch.delenv("RUNBOOK_WEBHOOK_URL", raising=False)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    said: list[str] = []
+
+    def run_round(run_id: str) -> int:
+        (reports / "summary.json").write_text(json.dumps({"run_id": run_id, "scenarios": []}))
+        return 0
+
+    def say(line: str) -> None:
+        said.append(line)
+        if line.startswith("round 1 "):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = Watcher(WatchSettings(target="t", reports=reports,
+                                    state_file=tmp_path / "watch-state.json", interval_s=0),
+                      run_round, redact=Redactor(), delivery=Delivery(), say=say,
+                      warn=said.append)
+    assert watcher.run() == 130, said
+    assert said[-1].startswith("watch interrupted after 1 round(s)"), said
+    assert (reports / "metrics.prom").exists()  # the bookkeeping after the line ran
