@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -322,11 +323,20 @@ def wait_for_recovery(check: Callable[[], ProbeResult], *, consecutive: int, unt
     observations: list[str] = []
     streak: list[datetime] = []
     asked = time.monotonic() - 1.0 + SETTLE_S
+    # Whether the fault is still in place is asked beside the checks, not between them: the
+    # gap between the last red check and the first green one is the RTO's resolution.
+    beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="still-faulted")
+    pending: Future[str | None] | None = None
 
     def look() -> Recovery | None:
         """One check: the wait's end (recovered, or stalled with the fault in place), else
         ``None``."""
-        nonlocal asked
+        nonlocal asked, pending
+        if pending is not None and pending.done():
+            present, pending = pending.result(), None
+            if present and not streak:
+                return Recovery(False, None, _Timeline(tuple(seen)), tuple(observations),
+                                stalled=present)
         result = check()
         seen.append((result.timing.started_at, result.timing.finished_at, result.ok,
                      result.problem))
@@ -343,17 +353,17 @@ def wait_for_recovery(check: Callable[[], ProbeResult], *, consecutive: int, unt
             streak.clear()
             if result.problem not in observations:
                 observations.append(result.problem)
-            if time.monotonic() - asked >= 1.0:
+            if pending is None and time.monotonic() - asked >= 1.0:
                 asked = time.monotonic()
-                present = still_faulted()
-                if present:
-                    return Recovery(False, None, _Timeline(tuple(seen)), tuple(observations),
-                                    stalled=present)
+                pending = beside.submit(still_faulted)
         return None
 
-    waited = wait_until(look, deadline=until, interval=interval,
-                        accept=lambda ended: ended is not None, describe=lambda _: "not yet",
-                        errors=())
+    try:
+        waited = wait_until(look, deadline=until, interval=interval,
+                            accept=lambda ended: ended is not None,
+                            describe=lambda _: "not yet", errors=())
+    finally:
+        beside.shutdown(wait=True, cancel_futures=True)
     return waited.value or Recovery(False, None, _Timeline(tuple(seen)), tuple(observations))
 
 
