@@ -25,12 +25,14 @@ from dataclasses import dataclass
 
 from runbook.clients import describe_error, http_client, postgres, redis_client
 from runbook.config import Target
-from runbook.results import utcnow
+from runbook.results import ProbeResult, utcnow
 from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
 
-#: A queue's worker is not asked (a job round trip is a check of its own, under the
-#: runbook's limit): the first canary job on the queue answers for it (``record``), and a
-#: canary no worker took (still waiting) makes the queue's worker unreachable for the run.
+#: A queue's worker is asked with a canary job on its queue, under the canary check's own
+#: limit: a canary no worker took (still waiting) makes the queue's worker unreachable for
+#: the run. With a ``WorkerAsker`` the gate asks every queue's worker at once, the first
+#: time a check needs one (the waits overlap); without one, the first job a check put on
+#: the queue answers for it (``record``).
 WORKER = "worker"
 
 
@@ -64,6 +66,23 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "s3": ("s3",),
     "email": ("email provider",),
 }
+
+
+@dataclass(frozen=True)
+class WorkerAnswer:
+    """What asking one queue's worker found: ``taken`` is ``None`` when the canary never
+    got as far as a worker (Redis failed it first); ``result`` is the canary check's own
+    result, handed to that check when it runs (``take_canary``)."""
+
+    taken: bool | None
+    detail: str
+    elapsed_s: float
+    result: ProbeResult
+    within_s: float
+
+
+#: Asks the workers of the queues given at once: one ``WorkerAnswer`` per queue.
+WorkerAsker = Callable[[Target, tuple[str, ...]], dict[str, WorkerAnswer]]
 
 
 @dataclass(frozen=True)
@@ -128,9 +147,14 @@ def _ask(component: str, address: str, timeouts: Timeouts) -> None:
 class Reachability:
     """The run's verdicts, one per component and address, each asked once (thread-safe)."""
 
-    def __init__(self, timeouts: Timeouts) -> None:
+    def __init__(self, timeouts: Timeouts, *, ask_workers: WorkerAsker | None = None,
+                 queues: tuple[str, ...] = ()) -> None:
         self._timeouts = timeouts
         self._ask: Callable[[str, str, Timeouts], None] = _ask
+        self._ask_workers = ask_workers
+        self._queues = queues
+        self._workers_lock = threading.Lock()
+        self._canaries: dict[tuple[str, str], WorkerAnswer] = {}
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -150,7 +174,7 @@ class Reachability:
             address = _address(needed, target)
             if not address:
                 continue
-            answer = self._answer(needed, address, f"{component} {check}")
+            answer = self._answer(needed, address, f"{component} {check}", target)
             if answer is not None and not answer.ok:
                 return answer
         return None
@@ -171,9 +195,46 @@ class Reachability:
         return f"the check {check!r}" + (f" of the scenario {self.scenario!r}"
                                          if self.scenario else "")
 
-    def _answer(self, component: str, address: str, asker: str) -> Answer | None:
+    def take_canary(self, queue: str, target: Target, within_s: float) -> ProbeResult | None:
+        """The canary check's result from the run's asking of ``queue``'s worker, once,
+        when it was asked with the same limit (else ``None``: the check runs its own)."""
+        address = _address(worker(queue), target)
+        with self._lock:
+            asked = self._canaries.get((queue, address or ""))
+            if asked is None or asked.within_s != within_s:
+                return None
+            del self._canaries[(queue, address or "")]
+            return asked.result
+
+    def _ask_all_workers(self, component: str, address: str, target: Target,
+                         asker: str) -> None:
+        """Ask every queue's worker not yet answered at once (``component``'s among them);
+        holds the workers' lock, so a run asks each queue once."""
+        if self._ask_workers is None:
+            return
+        with self._workers_lock:
+            queue = component.partition(":")[2]
+            with self._lock:
+                if (component, address) in self._answers:
+                    return
+                queues = tuple(q for q in dict.fromkeys((queue, *self._queues))
+                               if (worker(q), address) not in self._answers)
+            asked_at = utcnow().strftime("%H:%M:%S")
+            found = self._ask_workers(target, queues)
+            with self._lock:
+                for name, answer in found.items():
+                    self._canaries[(name, address)] = answer
+                    if answer.taken is not None:
+                        self._answers.setdefault((worker(name), address), Answer(
+                            worker(name), answer.taken, answer.detail, asked_at,
+                            round(answer.elapsed_s, 3), self._found_by(asker)))
+
+    def _answer(self, component: str, address: str, asker: str,
+                target: Target | None = None) -> Answer | None:
         key = (component, address)
-        if component.startswith(f"{WORKER}:"):  # answered by its canary, never asked
+        if component.startswith(f"{WORKER}:"):  # asked with a canary job (see WORKER)
+            if target is not None:
+                self._ask_all_workers(component, address, target, asker)
             with self._lock:
                 return self._answers.get(key)
         with self._lock:

@@ -19,7 +19,7 @@ from runbook import reachability
 from runbook.actions import journeys
 from runbook.config import Target
 from runbook.probes import redis as redis_probe
-from runbook.probes.queues import canary_round_trip, counts
+from runbook.probes.queues import ask_workers, canary_round_trip, counts
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 from tests.network import BlackHole
@@ -158,6 +158,36 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
     assert "by the check 'database migration status'" in login["message"], login["message"]
 
 
+def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_that_needs_it(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The first check that needs a worker asks both queues' workers at once, with a canary
+    job each: the e-mail and release checks fail naming that one asking, and each queue's
+    canary check reports its own canary, still waiting."""
+    pid = healthy_sandbox.sandbox.status().components["worker"].pid
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = runbook("check", "--target", "sandbox", "--json", "-k",
+                         "worker_sends or canary_job or release_is_processed",
+                         cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    scenarios = {s["name"]: s for s in lines if s.get("type") == "scenario"}
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert len(scenarios) == 4, list(scenarios)
+    assert {s["outcome"] for s in scenarios.values()} == {"failed"}, scenarios
+    email = scenarios["An e-mail the worker sends is delivered"]["message"]
+    release = scenarios["A requested release is processed by the worker"]["message"]
+    assert "worker:email unreachable" in email, email
+    assert "worker:release-process unreachable" in release, release
+    asking = {m.split("asked once for this run at ")[1] for m in (email, release)}
+    assert len(asking) == 1, asking
+    for queue in ("email", "release-process"):
+        canary = scenarios[f"The worker completes a canary job on the {queue} queue"]
+        assert "the canary job is still waiting: no worker took it" in canary["message"], canary
+
+
 def test_a_send_email_job_no_worker_took_makes_the_email_worker_unreachable_for_the_run(
         ) -> None:
     """The machine's Redis, where no worker works the e-mail queue: the delivery check's
@@ -198,3 +228,32 @@ def test_a_canary_no_worker_took_makes_its_queues_worker_unreachable_for_the_run
     assert "still waiting after" in stopped.detail and "no worker took it" in stopped.detail
     assert f"'queues {queue} canary'" in stopped.blocked()
     assert "its canary job on the queue" in stopped.blocked()
+
+
+def test_a_run_asks_every_queues_worker_at_once_and_each_canary_check_gets_its_own() -> None:
+    """The machine's Redis, two queues nobody works: the first check that needs one
+    queue's worker asks both at once (one wait, not two), and each canary check of the run
+    is then handed its queue's canary once."""
+    first, second = "runbook-test-unworked-a", "runbook-test-unworked-b"
+    target = _target("redis://127.0.0.1:6379/13")
+    gate = reachability.Reachability(TIMEOUTS, ask_workers=ask_workers(TIMEOUTS, 1.0),
+                                     queues=(first, second))
+    with reachability.active(gate):
+        stopped = gate.unreachable("worker", "release round trip", target,
+                                   needs=(reachability.worker(first),))
+        answers = {a.component: a for a in gate.answers()}
+        first_canary = gate.take_canary(first, target, 1.0)
+        canary = canary_round_trip(target, TIMEOUTS, second, within_s=1.0)
+        again = canary_round_trip(target, TIMEOUTS, second, within_s=1.0)
+    assert stopped is not None and stopped.component == f"worker:{first}"
+    assert not answers[f"worker:{second}"].ok
+    assert answers[f"worker:{first}"].asked_at == answers[f"worker:{second}"].asked_at
+    # both canaries waited together: one wait, where one after the other is two
+    assert first_canary is not None
+    one, other = first_canary.timing, canary.timing
+    assert one.started_at < other.finished_at and other.started_at < one.finished_at, (
+        one, other)
+    assert not canary.ok and canary.observed.get("state") == "waiting", canary
+    assert canary.observed.get("removed") is True
+    assert canary.observed.get("job_id") != again.observed.get("job_id")
+    assert "worker:runbook-test-unworked-b unreachable" in again.problem, again.problem

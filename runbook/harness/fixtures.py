@@ -27,6 +27,7 @@ from runbook.errors import ConfigError, RunbookError
 from runbook.harness import scenarios
 from runbook.harness.state import run_state, scenario_state
 from runbook.platforms import NoPlatform, PlatformAdapter, RecordingPlatform, platform_for
+from runbook.probes import queues as queue_probe
 from runbook.reporting import plots
 from runbook.reporting.docs import render_html
 from runbook.timeouts import Timeouts
@@ -65,8 +66,10 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 @pytest.fixture(scope="session")
 def components(timeouts: Timeouts) -> reachability.Reachability:
-    """Whether each component answers, asked once for the run (``runbook.reachability``)."""
-    return reachability.Reachability(timeouts)
+    """Whether each component answers, asked once for the run (``runbook.reachability``);
+    the queues' workers all at once, each with a canary job."""
+    return reachability.Reachability(timeouts, ask_workers=queue_probe.ask_workers(timeouts),
+                                     queues=queue_probe.QUEUES)
 
 
 @pytest.fixture(autouse=True)
