@@ -350,14 +350,22 @@ def ask_workers(timeouts: Timeouts, within_s: float = CANARY_WITHIN_S
 
 def _worker_answer(queue: str, result: ProbeResult, within_s: float
                    ) -> reachability.WorkerAnswer:
+    taken, detail, waited = _worker_verdict(queue, result, job="canary job")
+    return reachability.WorkerAnswer(taken, detail, waited, result, within_s)
+
+
+def _worker_verdict(queue: str, result: ProbeResult, *, job: str
+                    ) -> tuple[bool | None, str, float]:
+    """Whether a ``job`` put on ``queue`` was taken by a worker (``None``: it never got
+    as far as a worker), said in one line, and how long it waited."""
     state = result.observed.get("state")
     waited = float(result.observed.get("waited_ms", 0)) / 1000
-    taken = (None if not isinstance(state, str) or state == "paused"
-             else state not in _UNTAKEN)
-    detail = ("took the canary job" if taken else
-              f"a canary job on {queue} was still waiting after {waited:.1f} s: no worker"
-              " took it")
-    return reachability.WorkerAnswer(taken, detail, waited, result, within_s)
+    if not isinstance(state, str) or state == "paused":
+        return None, "", waited
+    taken = state not in _UNTAKEN
+    return taken, (f"took the {job}" if taken else
+                   f"a {job} on {queue} was still waiting after {waited:.1f} s: no worker"
+                   " took it"), waited
 
 
 def _canary_expected(queue: str, within_s: float) -> str:
@@ -478,12 +486,8 @@ def answer_for_the_worker(target: Target, queue: str, result: ProbeResult, *, by
     (completed, failed, even slow) answered; one left waiting did not, and the checks that
     need that worker fail at once after it (``reachability``)."""
     gate = reachability.current()
-    state = result.observed.get("state")
-    if gate is None or not isinstance(state, str) or state == "paused":
-        return  # no run's gate, or the canary never got as far as a worker
-    taken = state not in _UNTAKEN
-    waited = result.observed.get("waited_ms", 0) / 1000
+    taken, detail, waited = _worker_verdict(queue, result, job=job)
+    if gate is None or taken is None:
+        return  # no run's gate, or the job never got as far as a worker
     gate.record(reachability.worker(queue), target, ok=taken, by=by, elapsed_s=waited,
-                detail=(f"took the {job}" if taken else
-                        f"a {job} on {queue} was still waiting after {waited:.1f} s: no"
-                        " worker took it"))
+                detail=detail)
