@@ -10,8 +10,10 @@ import json
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +40,22 @@ def hole() -> Iterator[BlackHole]:
 def _target(redis_url: str, api_url: str = "http://127.0.0.1:9") -> Target:
     return Target.from_variables("t", {"REDIS_URL": redis_url, "API_URL": api_url},
                                  source="test", environment="staging", platform="sandbox")
+
+
+def _check_with_stopped(sandbox: RunningSandbox, component: str, selection: str, cwd: Path
+                        ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``runbook check --json -k selection`` with ``component`` stopped (SIGSTOP) for the
+    run; the result and its scenarios by name."""
+    pid = sandbox.sandbox.status().components[component].pid
+    assert pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = runbook("check", "--target", "sandbox", "--json", "-k", selection,
+                         cwd=cwd, env={"RUNBOOK_HOME": str(sandbox.home)})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result, {s["name"]: s for s in lines if s.get("type") == "scenario"}
 
 
 def test_a_black_holed_component_is_asked_once_and_named_by_every_later_probe(
@@ -98,17 +116,8 @@ def test_a_probe_declares_more_than_its_component_needs() -> None:
 
 def test_with_redis_stopped_the_run_fails_what_needs_it_with_one_verdict(
         healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
-    pid = healthy_sandbox.sandbox.status().components["redis"].pid
-    assert pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        result = runbook("check", "--target", "sandbox", "--json", "-k",
-                         "redis or queue or database_answers or api_reports",
-                         cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    scenarios = {s["name"]: s for s in lines if s.get("type") == "scenario"}
+    result, scenarios = _check_with_stopped(
+        healthy_sandbox, "redis", "redis or queue or database_answers or api_reports", tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert scenarios["Redis answers PONG"]["outcome"] == "failed"
     assert scenarios["The database answers"]["outcome"] == "passed"
@@ -132,17 +141,8 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
     one, so it does not wait for a database the run already found unreachable; it still
     waits for what a user's login gets from the live API (HTTP 500), the signal of API
     Returns 500 Error."""
-    pid = healthy_sandbox.sandbox.status().components["postgres"].pid
-    assert pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        result = runbook("check", "--target", "sandbox", "--json", "-k",
-                         "log_in or migration_is_applied",
-                         cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    scenarios = {s["name"]: s for s in lines if s.get("type") == "scenario"}
+    result, scenarios = _check_with_stopped(
+        healthy_sandbox, "postgres", "log_in or migration_is_applied", tmp_path)
     login = scenarios["A user can log in and be read back"]
     migrations = scenarios["Every migration is applied and none failed"]
     assert result.returncode == 1, result.stdout + result.stderr
@@ -163,17 +163,8 @@ def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_tha
     """The first check that needs a worker asks both queues' workers at once, with a canary
     job each: the e-mail and release checks fail naming that one asking, and each queue's
     canary check reports its own canary, still waiting."""
-    pid = healthy_sandbox.sandbox.status().components["worker"].pid
-    assert pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        result = runbook("check", "--target", "sandbox", "--json", "-k",
-                         "worker_sends or canary_job or release_is_processed",
-                         cwd=tmp_path, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    scenarios = {s["name"]: s for s in lines if s.get("type") == "scenario"}
+    result, scenarios = _check_with_stopped(
+        healthy_sandbox, "worker", "worker_sends or canary_job or release_is_processed", tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert len(scenarios) == 4, list(scenarios)
     assert {s["outcome"] for s in scenarios.values()} == {"failed"}, scenarios
