@@ -31,9 +31,12 @@ from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
 #: A queue's worker is asked with a canary job on its queue, under the canary check's own
 #: limit: a canary no worker took (still waiting) makes the queue's worker unreachable for
 #: the run. With a ``WorkerAsker`` the gate asks every queue's worker at once, the first
-#: time a check needs one (the waits overlap); without one, the first job a check put on
+#: time a check needs one (the waits overlap), or as the run starts (``ask_workers_ahead``:
+#: the wait then overlaps the other checks too); without one, the first job a check put on
 #: the queue answers for it (``record``).
 WORKER = "worker"
+#: Who asked the workers when the run asked them ahead of its checks (``Answer.found_by``).
+AHEAD = "the run as it started, ahead of the checks that need a worker"
 
 
 def worker(queue: str) -> str:
@@ -155,6 +158,7 @@ class Reachability:
         self._queues = queues
         self._workers_lock = threading.Lock()
         self._canaries: dict[tuple[str, str], WorkerAnswer] = {}
+        self._ahead: threading.Thread | None = None
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -206,8 +210,36 @@ class Reachability:
             del self._canaries[(queue, address or "")]
             return asked.result
 
+    def ask_workers_ahead(self, target: Target) -> None:
+        """Start asking every queue's worker now, in a thread of its own, once per run: a
+        check that needs a worker later waits only for what is left of the asking, and
+        with a worker dead, its canary's wait overlaps the checks that need none. The run
+        calls it as it starts when it holds such checks (``runbook.harness.fixtures``)."""
+        if self._ask_workers is None or not self._queues:
+            return
+        component = worker(self._queues[0])
+        address = _address(component, target)
+        if not address:
+            return
+        with self._lock:
+            if self._ahead is not None:
+                return
+            # Not a daemon: a run that ends (or is interrupted) while the canaries are out
+            # waits for them to be removed, as it does for a check's own.
+            self._ahead = threading.Thread(
+                target=self._ask_all_workers, args=(component, address, target, AHEAD),
+                name="workers-asked-ahead")
+        self._ahead.start()
+
+    def close(self) -> None:
+        """Wait for an asking started ahead to end (its canaries removed)."""
+        with self._lock:
+            ahead = self._ahead
+        if ahead is not None:
+            ahead.join()
+
     def _ask_all_workers(self, component: str, address: str, target: Target,
-                         asker: str) -> None:
+                         found_by: str) -> None:
         """Ask every queue's worker not yet answered at once (``component``'s among them);
         holds the workers' lock, so a run asks each queue once."""
         if self._ask_workers is None:
@@ -227,14 +259,14 @@ class Reachability:
                     if answer.taken is not None:
                         self._answers.setdefault((worker(name), address), Answer(
                             worker(name), answer.taken, answer.detail, asked_at,
-                            round(answer.elapsed_s, 3), self._found_by(asker)))
+                            round(answer.elapsed_s, 3), found_by))
 
     def _answer(self, component: str, address: str, asker: str,
                 target: Target | None = None) -> Answer | None:
         key = (component, address)
         if component.startswith(f"{WORKER}:"):  # asked with a canary job (see WORKER)
             if target is not None:
-                self._ask_all_workers(component, address, target, asker)
+                self._ask_all_workers(component, address, target, self._found_by(asker))
             with self._lock:
                 return self._answers.get(key)
         with self._lock:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 
 from runbook import reachability
 from runbook.actions import journeys
@@ -158,22 +159,37 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
     assert "by the check 'database migration status'" in login["message"], login["message"]
 
 
+WAITING_ON_WORKERS = ("An e-mail the worker sends is delivered",
+                      "The worker completes a canary job on the email queue",
+                      "The worker completes a canary job on the release-process queue",
+                      "A requested release is processed by the worker")
+
+
 def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_that_needs_it(
         healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
-    """The first check that needs a worker asks both queues' workers at once, with a canary
-    job each: the e-mail and release checks fail naming that one asking, and each queue's
+    """The run asks both queues' workers as it starts, with a canary job each, and runs the
+    checks that wait on a worker last (the e-mail check stands before the Redis and database
+    checks in the features): while the canaries wait, the checks that need no worker run
+    and pass. The e-mail and release checks fail naming that one asking, and each queue's
     canary check reports its own canary, still waiting."""
     result, scenarios = _check_with_stopped(
-        healthy_sandbox, "worker", "worker_sends or canary_job or release_is_processed", tmp_path)
+        healthy_sandbox, "worker",
+        "worker_sends or canary_job or release_is_processed or redis_answers"
+        " or database_answers", tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert len(scenarios) == 4, list(scenarios)
-    assert {s["outcome"] for s in scenarios.values()} == {"failed"}, scenarios
+    assert len(scenarios) == 6, list(scenarios)
+    assert {scenarios[name]["outcome"] for name in WAITING_ON_WORKERS} == {"failed"}, scenarios
+    assert scenarios["Redis answers PONG"]["outcome"] == "passed"
+    assert scenarios["The database answers"]["outcome"] == "passed"
+    assert list(scenarios)[2:] == sorted(WAITING_ON_WORKERS, key=list(scenarios).index)
+    assert set(list(scenarios)[2:]) == set(WAITING_ON_WORKERS), list(scenarios)
     email = scenarios["An e-mail the worker sends is delivered"]["message"]
     release = scenarios["A requested release is processed by the worker"]["message"]
     assert "worker:email unreachable" in email, email
     assert "worker:release-process unreachable" in release, release
     asking = {m.split("asked once for this run at ")[1] for m in (email, release)}
     assert len(asking) == 1, asking
+    assert f"by {reachability.AHEAD})" in email, email
     for queue in ("email", "release-process"):
         canary = scenarios[f"The worker completes a canary job on the {queue} queue"]
         assert "the canary job is still waiting: no worker took it" in canary["message"], canary
@@ -248,3 +264,30 @@ def test_a_run_asks_every_queues_worker_at_once_and_each_canary_check_gets_its_o
     assert canary.observed.get("removed") is True
     assert canary.observed.get("job_id") != again.observed.get("job_id")
     assert "worker:runbook-test-unworked-b unreachable" in again.problem, again.problem
+
+
+def test_a_run_without_a_check_that_waits_on_a_worker_puts_no_canary_on_the_queues(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """Asking the workers ahead is for runs that hold a check waiting on one: a run of the
+    Redis check alone adds no job to either queue (each added job is an event in the queue's
+    stream: its newest entry's id, which only grows), where a run of a canary check adds one
+    to each."""
+    redis = Redis.from_url(healthy_sandbox.env["REDIS_URL"])
+
+    def events() -> list[tuple[int, ...]]:
+        newest = [redis.xrevrange(f"bull:{queue}:events", count=1)
+                  for queue in ("email", "release-process")]
+        return [tuple(int(part) for part in entries[0][0].split(b"-")) if entries else (0, 0)
+                for entries in newest]
+
+    def check(selection: str) -> None:
+        (tmp_path / selection).mkdir()
+        done = runbook("check", "--target", "sandbox", "--json", "-k", selection,
+                       cwd=tmp_path / selection, env={"RUNBOOK_HOME": str(healthy_sandbox.home)})
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    before = events()
+    check("redis_answers")
+    assert events() == before
+    check("canary_job and email")
+    assert all(after > earlier for after, earlier in zip(events(), before, strict=True))

@@ -65,11 +65,38 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture(scope="session")
-def components(timeouts: Timeouts) -> reachability.Reachability:
+def components(timeouts: Timeouts) -> Iterator[reachability.Reachability]:
     """Whether each component answers, asked once for the run (``runbook.reachability``);
     the queues' workers all at once, each with a canary job."""
-    return reachability.Reachability(timeouts, ask_workers=queue_probe.ask_workers(timeouts),
+    gate = reachability.Reachability(timeouts, ask_workers=queue_probe.ask_workers(timeouts),
                                      queues=queue_probe.QUEUES)
+    yield gate
+    gate.close()
+
+
+def _gated(item: pytest.Item) -> bool:
+    """A synthetic check, not an operation or a drill (``_unreachable_components_fail_fast``)."""
+    return (scenarios.is_scenario(item) and item.get_closest_marker("synthetic") is not None
+            and not any(item.get_closest_marker(m) is not None
+                        for m in ("operation", "drill", "read-only")))
+
+
+#: Set when the run holds a synthetic check that waits on a queue's worker.
+_ASK_WORKERS_AHEAD = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)  # after the selection (-m, --runbook-sections)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The synthetic checks that wait on a queue's worker run last, and the run asks every
+    queue's worker as its first check starts: with a worker dead, its canary's 10 s wait
+    overlaps the checks that need no worker, instead of holding the run up where the first
+    check needing one stands."""
+    waiting = [item for item in items if _gated(item) and scenarios.waits_on_a_worker(item)]
+    if not waiting:
+        return
+    config.stash[_ASK_WORKERS_AHEAD] = True
+    moved = {id(item) for item in waiting}
+    items[:] = [item for item in items if id(item) not in moved] + waiting
 
 
 @pytest.fixture(autouse=True)
@@ -79,12 +106,12 @@ def _unreachable_components_fail_fast(request: pytest.FixtureRequest) -> Iterato
     out its own timeouts. Operations and drills are not gated: they wait for a target to
     come back (a restart, a recovery), which a verdict held for the run would defeat."""
     item = request.node
-    if (not scenarios.is_scenario(item) or item.get_closest_marker("synthetic") is None
-            or any(item.get_closest_marker(m) is not None
-                   for m in ("operation", "drill", "read-only"))):
+    if not _gated(item):
         yield
         return
     gate: reachability.Reachability = request.getfixturevalue("components")
+    if request.config.stash.get(_ASK_WORKERS_AHEAD, False):
+        gate.ask_workers_ahead(request.getfixturevalue("target"))
     gate.scenario = scenarios.names(item)[1]
     with reachability.active(gate):
         yield

@@ -3,14 +3,42 @@ tier and the drills it runs, read from pytest-bdd's template."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
+from pytest_bdd.steps import step_function_context_registry
 
 from runbook import features
 from runbook.reporting.summary import CADENCES
 
 TIERS = ("critical", "warning", "info")
+#: Set on a step definition whose check waits on a queue's worker (``waits_on_workers``).
+_WAITS_ON_WORKERS = "__runbook_waits_on_workers__"
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def waits_on_workers(step: F) -> F:
+    """Mark a step definition (under its ``@when``) whose check waits on a queue's worker:
+    a canary job, a journey through a queue. A synthetic run asks every queue's worker as it
+    starts and runs the scenarios holding such a step last (``runbook.harness.fixtures``)."""
+    setattr(step, _WAITS_ON_WORKERS, True)
+    return step
+
+
+def waits_on_a_worker(item: pytest.Item) -> bool:
+    """Whether one of the scenario's steps (an outline's row filled in) is bound to a step
+    definition marked ``waits_on_workers``."""
+    found = template(item)
+    if found is None:
+        return False
+    marked = [context for context in list(step_function_context_registry.values())
+              if getattr(context.step_func, _WAITS_ON_WORKERS, False)]
+    return any((context.type is None or context.type == step.type)
+               and context.parser.is_matching(step.name)
+               for step in found.render(example_row(item)).steps for context in marked)
 
 
 def template(item: pytest.Item) -> ScenarioTemplate | None:

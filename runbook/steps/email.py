@@ -8,6 +8,7 @@ from runbook.actions import journeys
 from runbook.checks import require_ok
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import waits_on_workers
 from runbook.probes import email
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
@@ -35,6 +36,7 @@ def _(sender_domain: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer has the worker send a canary e-mail, allowing"
                     " {seconds:g} seconds"), target_fixture="email_delivery")
+@waits_on_workers
 def _(target: Target, timeouts: Timeouts, seconds: float, evidence: Evidence) -> ProbeResult:
     return evidence(journeys.email(target, timeouts, within_s=seconds))
 

@@ -25,6 +25,7 @@ from runbook.checks import (
 )
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import waits_on_workers
 from runbook.platforms import PlatformAdapter
 from runbook.probes import queues, redis
 from runbook.results import ProbeResult
@@ -43,6 +44,7 @@ def _(redis_ping: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer sends a canary job through the {queue} queue,"
                     " allowing {seconds:g} seconds"), target_fixture="canary_job")
+@waits_on_workers
 def _(target: Target, timeouts: Timeouts, queue: str, seconds: float,
       evidence: Evidence) -> ProbeResult:
     return evidence(queues.canary_round_trip(target, timeouts, queue, within_s=seconds))
@@ -154,6 +156,7 @@ def _(target: Target, restart_leaves: RestartLeavesFailed) -> None:
 
 @when(parsers.parse("the on-call engineer requests a canary release through the API, allowing"
                     " {seconds:g} seconds"), target_fixture="release_round_trip")
+@waits_on_workers
 def _(target: Target, timeouts: Timeouts, seconds: float, canary_pool: CanaryPool,
       evidence: Evidence) -> ProbeResult:
     return evidence(journeys.release(target, timeouts, within_s=seconds, pool=canary_pool))
