@@ -16,6 +16,9 @@ real one does, and never takes a secret from its parameters.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -34,6 +37,7 @@ from runbook.errors import ConfigError
 from runbook.platforms import platform_for
 from runbook.probes import resources
 from runbook.results import ProbeResult, Timing, utcnow
+from runbook.sandbox.procs import RUNAWAY_AUTOGROUP_NICE, SERVICE_AUTOGROUP_NICE
 from runbook.sandbox.services.api import CHAOS_CPU_HOG, start_cpu_hog
 from runbook.wait import wait_until
 from tests import gamedays
@@ -92,6 +96,28 @@ def test_the_cpu_hog_hook_starts_only_when_asked() -> None:
     assert start_cpu_hog({}) is None
     assert start_cpu_hog({CHAOS_CPU_HOG: "0"}) is None
     assert start_cpu_hog({CHAOS_CPU_HOG: "yes"}) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                    reason="the kernel has no autogroup scheduler to give a share in")
+def test_the_cpu_hog_takes_a_runaways_cpu_share() -> None:
+    """The hogging API's session gets the largest CPU share (a platform gives the runaway's
+    container a vCPU of its own); a service without the hog keeps the services' share."""
+    if not os.access("/proc/self/autogroup", os.W_OK) or os.geteuid() != 0:
+        pytest.skip("raising an autogroup's share needs CAP_SYS_NICE")
+    # As the supervisor starts the API: a session of its own with the services' share.
+    program = ("import os, sys; from runbook.sandbox.procs import reserve_cpu_share;"
+               " from runbook.sandbox.services.api import start_cpu_hog;"
+               " reserve_cpu_share(os.getpid());"
+               " start_cpu_hog({'RUNBOOK_CHAOS_CPU_HOG': sys.argv[1]});"
+               " print(open('/proc/self/autogroup').read())")
+    shares = {}
+    for hog in ("1", "0"):
+        done = subprocess.run([sys.executable, "-c", program, hog], capture_output=True,
+                              text=True, timeout=60, start_new_session=True, check=False)
+        assert done.returncode == 0, done.stderr
+        shares[hog] = done.stdout.split("nice")[-1].strip()
+    assert shares == {"1": str(RUNAWAY_AUTOGROUP_NICE), "0": str(SERVICE_AUTOGROUP_NICE)}
 
 
 # -- a misconfiguration lives where a real one does ------------------------------------------

@@ -45,6 +45,9 @@ def parent_death_preexec(sig: int) -> Callable[[], None] | None:
 
 #: The autogroup nice value of LegacyVideo's own services (``reserve_cpu_share``).
 SERVICE_AUTOGROUP_NICE = -10
+#: A service running away with a core (the high-cpu game day's hog): the largest share, the
+#: nearest a shared machine comes to the vCPU a platform gives the runaway's container.
+RUNAWAY_AUTOGROUP_NICE = -20
 
 
 def reserve_cpu_share(pid: int, nice: int = SERVICE_AUTOGROUP_NICE) -> bool:
