@@ -1,6 +1,7 @@
 """The test suite's wall time against its goal, and where its CPU goes.
 
-    .venv/bin/python bench/suite_time.py [--goal-s 480] [--json] [-- PYTEST ARGS]
+    .venv/bin/python bench/suite_time.py [--goal-s 480] [--json] [--log FILE]
+        [--processes FILE] [-- PYTEST ARGS]
 
 Runs ``./scripts/test`` (the README's test command, with PYTEST ARGS) once and, while it
 runs, reads every process's CPU time from ``/proc`` every 0.3 s. Prints the wall time, the
@@ -9,7 +10,9 @@ threads), and the run's CPU by kind of process: the sandboxes' services, the run
 pytest runs, the ``runbook`` commands, the test workers. On two cores the suite is bound by
 CPU, so this says what to cut. A process that lives less than a sampling interval is missed
 (a ``runbook --version``); the total from ``/usr/bin/time`` is the truth, the kinds are its
-split.
+split. ``--log`` keeps pytest's whole output (a ``--durations`` table, say);
+``--processes`` writes every process of the run as a JSON line (its kind, CPU seconds, first
+and last seen, command line), for a split finer than the kinds.
 
 Exit 0 when the suite passed within ``--goal-s`` seconds (the project's goal: 8 minutes on a
 2-core machine), 1 when it passed but missed the goal, 2 when it failed.
@@ -76,7 +79,7 @@ class Sampler:
 
     def start(self) -> None:
         self._sample()  # what every process already running had used: not the run's
-        self.baseline = {key: cpu for key, (_, cpu) in self.seen.items()}
+        self.baseline = {key: cpu for key, (_, cpu, *_) in self.seen.items()}
         self._thread.start()
 
     def stop(self) -> None:
@@ -100,12 +103,14 @@ class Sampler:
                 fields = stat[stat.rindex(b")") + 2:].split()
                 cpu = (int(fields[11]) + int(fields[12])) / _TICKS
                 key = (pid, fields[19])
+                now = time.monotonic()
                 if key not in self.seen:
                     with open(f"/proc/{pid}/cmdline", "rb") as handle:
                         command = handle.read().replace(b"\0", b" ").decode(errors="replace")
-                    self.seen[key] = [command, cpu]
+                    self.seen[key] = [command, cpu, now, now]
                 else:
                     self.seen[key][1] = cpu
+                    self.seen[key][3] = now
             except (OSError, ValueError, IndexError):  # gone between listing and reading
                 continue
             parents[pid] = fields[1].decode()
@@ -124,7 +129,7 @@ class Sampler:
         """The run's CPU seconds by kind, and everything else's while it ran."""
         kinds: Counter[str] = Counter()
         others = 0.0
-        for key, (command, total) in self.seen.items():
+        for key, (command, total, *_) in self.seen.items():
             cpu = total - self.baseline.get(key, 0.0)
             if key in self.ours:
                 kinds[_kind(command)] += cpu
@@ -132,11 +137,23 @@ class Sampler:
                 others += cpu
         return kinds, others
 
+    def processes(self, started: float) -> list[dict[str, Any]]:
+        """The run's processes, each with its kind, CPU and when it was seen (seconds into
+        the run), the most CPU first."""
+        rows = [{"kind": _kind(command), "cpu_s": round(total - self.baseline.get(key, 0.0), 2),
+                 "first_s": round(first - started, 1), "last_s": round(last - started, 1),
+                 "pid": int(key[0]), "command": command[:300]}
+                for key, (command, total, first, last) in self.seen.items() if key in self.ours]
+        return sorted(rows, key=lambda row: -row["cpu_s"])
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--goal-s", type=float, default=GOAL_S)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--log", type=Path, help="write pytest's whole output here")
+    parser.add_argument("--processes", type=Path,
+                        help="write the run's processes here, one JSON line each")
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args()
     before = machine()
@@ -149,6 +166,11 @@ def main() -> int:
     sampler.stop()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     kinds, others = sampler.split()
+    if args.log:
+        args.log.write_text(done.stdout + done.stderr)
+    if args.processes:
+        args.processes.write_text("".join(json.dumps(row) + "\n"
+                                          for row in sampler.processes(started)))
     outcome = next((line.strip("= ") for line in reversed(done.stdout.splitlines())
                     if re.search(r"\d+ (passed|failed)", line)), "no pytest summary")
     figures = {
