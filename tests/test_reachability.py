@@ -195,6 +195,36 @@ def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_tha
         assert "the canary job is still waiting: no worker took it" in canary["message"], canary
 
 
+def test_with_the_mail_provider_stopped_no_release_is_requested_to_fail_its_email(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The worker sends a release's e-mail through the provider. With the provider stopped,
+    the release check fails at once on the run's one asking of it (the Resend check's) and
+    requests no release: no release job and no release e-mail reach the queues (BullMQ's
+    ``added`` events), so no e-mail hangs in the worker and then fails on the target, where
+    the failed-e-mail figure would count it."""
+    redis = Redis.from_url(healthy_sandbox.env["REDIS_URL"], decode_responses=True)
+    queues = ("email", "release-process")
+    since = {q: next(iter(redis.xrevrange(f"bull:{q}:events", count=1)), ("0-0",))[0]
+             for q in queues}
+    result, scenarios = _check_with_stopped(
+        healthy_sandbox, "mail", "resend_accepts or release_is_processed", tmp_path)
+    assert result.returncode != 0, result.stdout + result.stderr
+    resend = scenarios["Resend accepts the key and the sender's domain is verified"]
+    release = scenarios["A requested release is processed by the worker"]
+    assert resend["outcome"] == release["outcome"] == "failed", scenarios
+    assert "email provider unreachable" in release["message"], release["message"]
+    assert "by the check 'email API key'" in release["message"], release["message"]
+    asking = {m.split("asked once for this run at ")[1] for m in (resend["message"],
+                                                                   release["message"])}
+    assert len(asking) == 1, asking
+    added = {q: [fields.get("jobId", "") for _, fields in redis.xrange(
+                 f"bull:{q}:events", min=f"({since[q]}") if fields.get("event") == "added"]
+             for q in queues}
+    # the canary jobs that asked the workers, and nothing else
+    assert not [job for jobs in added.values() for job in jobs
+                if not job.startswith(CANARY_ID_PREFIX)], added
+
+
 def test_a_send_email_job_no_worker_took_makes_the_email_worker_unreachable_for_the_run(
         ) -> None:
     """The machine's Redis, where no worker works the e-mail queue: the delivery check's

@@ -276,7 +276,10 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
     (202), and its ``process-release`` job must complete within ``within_s``. A job failed
     with "Invalid or expired token" gets the advice of that Troubleshooting entry
     (``api-secret``). Everything made is removed afterwards: the jobs (the release's and its
-    e-mail's), then the canary with its video and release rows."""
+    e-mail's), then the canary with its video and release rows. It needs the e-mail
+    provider too: the worker sends the release's e-mail through it, and with the provider
+    not answering that job hangs in the worker and then fails, a failed e-mail the check
+    would leave on the target or wait out before removing."""
     expected = (f"a requested release processed by the worker (process-release completed)"
                 f" within {within_s:g} s")
     api = target.require("API_URL")
@@ -347,7 +350,8 @@ def release(target: Target, timeouts: Timeouts, *, within_s: float = RELEASE_WIT
 
     budget = replace(timeouts, deadline=within_s + 2 * CLEANUP_S + timeouts.deadline)
     return run_probe("worker", "release round trip", target, budget, body, expected=expected,
-                     needs=("api", "redis", "database", reachability.worker("release-process")))
+                     needs=("api", "redis", "database", reachability.worker("release-process"),
+                            "email provider"))
 
 
 # -- e-mail ----------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ Feature: Troubleshooting
     Monitor, and the path crosses both services: the API enqueues the release and the
     worker, calling back with a token signed with its own API_SECRET, processes it. A job
     failed with "Invalid or expired token" is the services disagreeing on API_SECRET.
-    Everything made is removed afterwards.
+    Everything made is removed afterwards. The worker sends the release's e-mail through
+    the e-mail provider, so with the provider not answering no release is requested: its
+    e-mail would hang in the worker and fail on the target.
 
     Given the target has the API, its database and the worker
     When the on-call engineer requests a canary release through the API, allowing 8 seconds
