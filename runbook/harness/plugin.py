@@ -15,11 +15,24 @@ Its parts, each a pytest plugin module:
 * ``parallel`` (used by ``gates``): pytest-xdist's controller gathers what workers ran.
 """
 
-pytest_plugins = [
+from __future__ import annotations
+
+import pytest
+
+#: The parts, registered in this order.
+PARTS = (
     "runbook.harness.options",
     "runbook.harness.gates",
     "runbook.harness.fixtures",
     "runbook.harness.evidence",
     "runbook.harness.outcomes",
     "runbook.harness.summary",
-]
+)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the parts as this plugin is registered, as ``pytest_plugins`` would, less
+    the search of every installed distribution's entry points pytest makes for each name
+    listed there (about 9 ms a name, and these names are modules)."""
+    for name in PARTS:
+        pluginmanager.import_plugin(name)

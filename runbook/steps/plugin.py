@@ -5,7 +5,12 @@ check``); the repository's root ``conftest.py`` registers it for the project's o
 team's own project on the package registers it the same way.
 """
 
-pytest_plugins = [
+from __future__ import annotations
+
+import pytest
+
+#: The harness and the step modules, registered in this order.
+PARTS = (
     "runbook.harness.plugin",
     "runbook.steps.target",
     "runbook.steps.service",
@@ -19,4 +24,12 @@ pytest_plugins = [
     "runbook.steps.drill",
     "runbook.steps.manual",
     "runbook.steps.maintenance",
-]
+)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the parts as this plugin is registered, as ``pytest_plugins`` would, less
+    the search of every installed distribution's entry points pytest makes for each name
+    listed there (about 9 ms a name, and these names are modules)."""
+    for name in PARTS:
+        pluginmanager.import_plugin(name)
