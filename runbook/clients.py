@@ -139,6 +139,18 @@ def _session() -> Any:
 _BUILDING = threading.Lock()  # a session builds one client at a time
 
 
+def warm() -> None:
+    """Build now what a process builds once, on first use: the TLS context, and the boto3
+    session with S3's models loaded (a client thrown away, no request made, no credential
+    looked up). For a process that forks runs (the resident pytest of ``runbook watch``):
+    every run it forks inherits them instead of building them again (about 40 and 140 ms
+    of CPU a run). Starts no thread."""
+    _tls_context()
+    with _BUILDING:
+        _session().client("s3", region_name="us-east-1", aws_access_key_id="warm-up",
+                          aws_secret_access_key="warm-up")
+
+
 @functools.lru_cache(maxsize=8)
 def _client(key_id: str | None, secret: str | None, region: str | None, endpoint: str | None,
             connect_s: float, read_s: float) -> S3Client:

@@ -237,18 +237,26 @@ def test_a_watch_killed_with_sigkill_leaves_no_resident(
             process.wait()
 
 
-def test_the_resident_imports_ahead_no_module_pytest_rewrites_and_starts_no_thread() -> None:
+def test_the_resident_imports_and_builds_ahead_no_module_pytest_rewrites_and_starts_no_thread(
+        ) -> None:
     done = subprocess.run(
         [sys.executable, "-P", "-c",
          "import json, sys, threading\n"
          "from runbook.harness import resident\n"
          "names = resident.dependencies()\n"
          "imported = resident.preload(names)\n"
-         "print(json.dumps({'names': names, 'imported': imported,"
+         "resident.warm_up()\n"
+         "from runbook import clients\n"
+         "built = [clients._tls_context.cache_info().currsize,"
+         " clients._session.cache_info().currsize,"
+         " any(key[:3] == ('load_service_model', 's3', 'service-2')"
+         " for key in clients._session()._loader._cache)]\n"
+         "print(json.dumps({'names': names, 'imported': imported, 'built': built,"
          " 'threads': threading.active_count(), 'modules': sorted(sys.modules)}))"],
         capture_output=True, text=True, timeout=120, check=True)
     found = json.loads(done.stdout)
     assert found["threads"] == 1  # forking is safe
+    assert found["built"] == [1, 1, True]  # the rounds inherit them
     assert {"pytest", "runbook.probes.api"} <= set(found["imported"])
     assert {"httpx", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
             "runbook.drills.engine"} <= set(found["modules"])

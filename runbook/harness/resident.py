@@ -13,10 +13,11 @@ a time.
 Only what pytest does not rewrite is imported ahead: the dependencies of the plugins and of
 the harness and step modules, never those modules themselves (pytest rewrites their asserts
 on import, and warns about a module already imported). Each round's pytest imports them,
-with the test module and conftest, afresh in its child. A round ends without the teardown
-of every module a new interpreter would do at exit (its threads, exit handlers and output
-are seen to). The resident ends when the socket
-closes, and with its parent (``PR_SET_PDEATHSIG``), even when the parent is killed.
+with the test module and conftest, afresh in its child. What a round builds once on first
+use, the clients' TLS context and S3's models, is built ahead too (``warm_up``). A round
+ends without the teardown of every module a new interpreter would do at exit (its threads,
+exit handlers and output are seen to). The resident ends when the socket closes, and with
+its parent (``PR_SET_PDEATHSIG``), even when the parent is killed.
 """
 
 from __future__ import annotations
@@ -116,6 +117,19 @@ def preload(names: Iterable[str]) -> list[str]:
     return imported
 
 
+def warm_up() -> None:
+    """Build what each round would build on first use and a fork inherits (the clients' TLS
+    context, S3's models): once here, not once per round. One that fails is left to the
+    rounds, which report it as ever."""
+    # Imported here, after ``preload`` has imported it (the probes need it): importing it
+    # with this module would load the network clients into anything that reads the
+    # resident's protocol.
+    from runbook import clients
+
+    with contextlib.suppress(Exception):
+        clients.warm()
+
+
 def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
     """One length-prefixed JSON message, with ``fds`` passed alongside."""
     body = json.dumps(message).encode()
@@ -212,6 +226,7 @@ def main(argv: list[str]) -> int:
     # Ctrl-C reaches the whole process group: it stops the round, never the resident.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     imported = preload(dependencies())
+    warm_up()
     # What was imported stays out of the rounds' garbage collections (and its pages shared).
     gc.freeze()
     send(channel, {"ready": os.getpid(), "preloaded": len(imported)})
