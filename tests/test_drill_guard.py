@@ -87,3 +87,15 @@ def test_restore_reverts_newest_first_and_keeps_going_after_a_failure(tmp_path: 
     assert restore(ledger, revert) == 1
     assert order == ["last", "broken", "first"]
 
+
+
+def test_a_guard_that_only_watches_loads_neither_the_drills_nor_the_targets() -> None:
+    """Every drill and game day starts a guard process; nearly all of them only watch. It
+    imports the drills, the targets and pydantic only when it has a fault to revert."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import json, sys, runbook.drills.restorer;"
+         " print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, timeout=60, check=True)
+    heavy = {"runbook.drills.catalog", "runbook.targets", "runbook.config", "pydantic"}
+    loaded = heavy & set(json.loads(done.stdout))
+    assert not loaded, sorted(loaded)

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runbook.targets import RunSpec
+if TYPE_CHECKING:  # the guard process imports this module: not the targets' pydantic
+    from runbook.targets import RunSpec
 
 POLL_S = 0.2
 

@@ -5,8 +5,8 @@ what it did beside the ledger.
 
 It sits above the catalog (importing it registers every fault), so the engine, which arms
 guards, never imports the drills it runs. The catalog is imported only when there is a fault
-to revert: a guard that only watches (nearly all of them) costs a few milliseconds of CPU,
-not the second or two that loading every drill takes.
+to revert, and the targets with it: a guard that only watches (nearly all of them) costs a
+few milliseconds of CPU, not the second or two that loading every drill takes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from runbook.drills.guard import POLL_S
-from runbook.targets import RUN_VARIABLE, RunSpec
 
 
 def _alive(pid: int) -> bool:
@@ -65,6 +64,7 @@ def revert_for_real(name: str, params: Mapping[str, Any]) -> str:
     # imported only with a fault to revert: a guard that only watches never loads the drills
     from runbook.drills import catalog, faults  # every drill, and its faults' reverts
     from runbook.drills.context import context_for  # the target's clients, likewise
+    from runbook.targets import RUN_VARIABLE, RunSpec  # pydantic's models, likewise
 
     assert catalog.DRILLS  # importing it registers every fault
     run = RunSpec.from_environ()
