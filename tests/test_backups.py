@@ -141,15 +141,16 @@ def test_the_schedule_comes_from_the_environment() -> None:
 
 def test_the_supervisor_backs_up_on_its_schedule_and_keeps_the_newest(
         scheduled: Sandbox) -> None:
+    # Until KEEP scheduled backups are kept and more than KEEP were taken: the schedule has
+    # then pruned one. The moment the KEEPth is kept, none need have been pruned yet.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
+        log = scheduled.logs("postgres", lines=400)
+        taken = log.count(".dump taken")
         found = sandbox_backups(scheduled)
-        if sum(1 for b in found if b.reason == "schedule") >= KEEP:
+        if sum(1 for b in found if b.reason == "schedule") >= KEEP and taken > KEEP:
             break
         time.sleep(0.2)
-    log = scheduled.logs("postgres", lines=400)
-    taken = log.count(".dump taken")
-    found = sandbox_backups(scheduled)
     assert sum(1 for b in found if b.reason == "schedule") >= KEEP, log[-2000:]
     assert len(found) <= KEEP + 1, [b.name for b in found]  # one may be mid-prune
     assert taken > KEEP, "no backup was pruned yet"
