@@ -91,7 +91,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     queue's worker as its first check starts: with a worker dead, its canary's 10 s wait
     overlaps the checks that need no worker, instead of holding the run up where the first
     check needing one stands."""
-    waiting = [item for item in items if _gated(item) and scenarios.waits_on_a_worker(item)]
+    marked = scenarios.worker_waiting_steps()
+    waiting = [item for item in items
+               if _gated(item) and scenarios.waits_on_a_worker(item, marked)]
     if not waiting:
         return
     config.stash[_ASK_WORKERS_AHEAD] = True

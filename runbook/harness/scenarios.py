@@ -9,7 +9,7 @@ from typing import TypeVar
 import pytest
 from pytest_bdd.parser import ScenarioTemplate
 from pytest_bdd.scenario import scenario_wrapper_template_registry
-from pytest_bdd.steps import step_function_context_registry
+from pytest_bdd.steps import StepFunctionContext, step_function_context_registry
 
 from runbook import features
 from runbook.reporting.summary import CADENCES
@@ -28,14 +28,18 @@ def waits_on_workers(step: F) -> F:
     return step
 
 
-def waits_on_a_worker(item: pytest.Item) -> bool:
-    """Whether one of the scenario's steps (an outline's row filled in) is bound to a step
-    definition marked ``waits_on_workers``."""
+def worker_waiting_steps() -> list[StepFunctionContext]:
+    """The step definitions registered now that are marked ``waits_on_workers``."""
+    return [context for context in list(step_function_context_registry.values())
+            if getattr(context.step_func, _WAITS_ON_WORKERS, False)]
+
+
+def waits_on_a_worker(item: pytest.Item, marked: list[StepFunctionContext]) -> bool:
+    """Whether one of the scenario's steps (an outline's row filled in) is bound to one of
+    the ``marked`` step definitions (``worker_waiting_steps``, listed once per collection)."""
     found = template(item)
     if found is None:
         return False
-    marked = [context for context in list(step_function_context_registry.values())
-              if getattr(context.step_func, _WAITS_ON_WORKERS, False)]
     return any((context.type is None or context.type == step.type)
                and context.parser.is_matching(step.name)
                for step in found.render(example_row(item)).steps for context in marked)
