@@ -12,6 +12,7 @@ Its parts, each a pytest plugin module:
 * ``evidence``: what a step attaches to the report (``evidence(record)``), and the labels;
 * ``outcomes``: each scenario's outcome in the runbook's words;
 * ``summary``: the exit code, ``summary.json``, history and the terminal summary;
+* ``steplookup``: pytest-bdd's search for a step's definitions, indexed once per session;
 * ``parallel`` (used by ``gates``): pytest-xdist's controller gathers what workers ran.
 """
 
@@ -27,6 +28,7 @@ PARTS = (
     "runbook.harness.evidence",
     "runbook.harness.outcomes",
     "runbook.harness.summary",
+    "runbook.harness.steplookup",
 )
 
 
