@@ -35,6 +35,15 @@ def test_a_known_secret_is_masked_in_every_form(form: str) -> None:
         ("token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX2hlcmU", "c2lnbmF0dXJl"),
         ("RESEND_API_KEY=re_1234567890abcdef", "re_1234567890abcdef"),
         ('{"api_secret": "zzzzyyyyxxxx"}', "zzzzyyyyxxxx"),
+        # Each pattern alone, in another case where it allows one.
+        ("REDIS_URL=rediss://default:Zq9-secretpw@cache:6380", "Zq9-secretpw"),
+        ("authorization: BASIC dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA"),
+        ("seen eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX2hlcmU in a log",
+         "c2lnbmF0dXJl"),
+        ("key re_AbCdEfGh12345 in a message", "re_AbCdEfGh12345"),
+        ("PASSWD: hunter2hunter", "hunter2hunter"),
+        ("X-Api-Key: k3y-v4lue-1234", "k3y-v4lue-1234"),
+        ("refresh_Token=abcdefgh123", "abcdefgh123"),
     ],
 )
 def test_credential_shaped_text_is_masked_whoever_it_belongs_to(text: str, leak: str) -> None:
