@@ -786,7 +786,8 @@ def watch(
     if status is not None:
         status.target = run.name
     watcher = Watcher(settings, run_round, redact=redact, delivery=delivery, say=say, warn=warn,
-                      report=reply.json if as_json else None, status=status)
+                      report=reply.json if as_json else None, status=status,
+                      forked_cpu=(lambda: forks.rounds_cpu_s) if forks is not None else None)
     human.print(f"watching {run.name} every {interval:g} s: alert after {fail_after} failing"
                 f" rounds, resolve after {resolve_after} passing; Ctrl-C stops", markup=False)
     if server is not None:

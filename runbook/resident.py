@@ -53,6 +53,8 @@ class Round:
         self.pid = pid
         self.stdout = stdout
         self.returncode: int | None = None
+        #: The round's CPU seconds (user and system), as the resident reaped it.
+        self.cpu_s = 0.0
         self.args = [_MODULE, str(pid)]
 
     def poll(self) -> int | None:
@@ -102,6 +104,9 @@ class Resident:
         self._buffer = b""
         self._lock = threading.Lock()
         self.pid: int | None = None
+        #: The CPU seconds of every round forked so far (their processes, as reaped): the
+        #: watch counts each round's from it.
+        self.rounds_cpu_s = 0.0
 
     def spawn(self, command: Sequence[str], env: Mapping[str, str]) -> Round:
         """Fork ``command`` (``python -P -m pytest ARGS``) from the resident, with ``env``,
@@ -216,6 +221,8 @@ class Resident:
             ended = self._message(timeout)
             if ended is not None and ended.get("pid") == round_.pid:
                 round_.returncode = int(ended["returncode"])
+                round_.cpu_s = float(ended.get("cpu_s", 0.0))
+                self.rounds_cpu_s += round_.cpu_s
                 return True
             if ended is None and timeout is not None and self._alive():
                 return False

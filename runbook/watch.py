@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 import time
@@ -306,14 +307,17 @@ class Watcher:
     ``run_round(run_id)`` runs one check and returns its exit code (130 when interrupted);
     ``say`` prints a terminal line, ``warn`` a warning; ``report`` (``--json``) gets each
     round as a document (``round_document``); ``status`` (``--listen``) is given each
-    round's metrics, outcomes and alerts.
+    round's metrics, outcomes and alerts; ``forked_cpu()`` gives the CPU seconds of the
+    rounds a resident pytest ran so far (``Resident.rounds_cpu_s``), which this process's
+    own accounting does not see.
     """
 
     def __init__(self, settings: WatchSettings, run_round: Callable[[str], int], *,
                  redact: Redactor, delivery: publish.Delivery, say: Callable[[str], None],
                  warn: Callable[[str], None], sleep: Callable[[float], None] = time.sleep,
                  report: Callable[[dict[str, Any]], None] | None = None,
-                 status: live.LiveStatus | None = None) -> None:
+                 status: live.LiveStatus | None = None,
+                 forked_cpu: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.run_round = run_round
         self.redact = redact
@@ -323,6 +327,8 @@ class Watcher:
         self.sleep = sleep
         self.report = report
         self.status = status
+        self.forked_cpu = forked_cpu
+        self._round_cpu_from = 0.0
         self.state = WatchState.load(settings.state_file, settings.target)
         #: Rounds of this watch whose bookkeeping is through.
         self.done = 0
@@ -353,6 +359,7 @@ class Watcher:
         through (an interrupt held meanwhile comes after, with the round counted)."""
         run_id = uuid.uuid4().hex
         started = datetime.now(UTC)
+        self._round_cpu_from = self._cpu()
         code = self.run_round(run_id)
         if code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt
@@ -388,6 +395,14 @@ class Watcher:
                             result=True)
         return code
 
+    def _cpu(self) -> float:
+        """CPU seconds so far: this process's, the processes it reaped (a plain round's
+        pytest) and the resident's rounds."""
+        times = os.times()
+        forked = self.forked_cpu() if self.forked_cpu is not None else 0.0
+        return (times.user + times.system + times.children_user + times.children_system
+                + forked)
+
     def round_document(self, summary: Mapping[str, Any] | None, run_id: str,
                        started: datetime, code: int, events: list[Event]) -> dict[str, Any]:
         """One round as ``runbook watch --json`` prints it: its outcome counts, failing
@@ -404,6 +419,7 @@ class Watcher:
             "run_id": run_id,
             "started_at": _iso(started),
             "elapsed_s": round((datetime.now(UTC) - started).total_seconds(), 3),
+            "cpu_s": round(self._cpu() - self._round_cpu_from, 3),
             "exit_code": code,
             "result": summary is not None,
             "counts": counts,

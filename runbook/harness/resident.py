@@ -7,8 +7,8 @@ what a run needs and forks a fresh pytest session for each round.
 carries a run's pytest arguments, environment and directory, with the write end of the
 round's output pipe; the resident forks, the child runs ``pytest`` there as ``python -m
 pytest`` would (its output on the pipe, the environment replaced, default signal handlers).
-The resident answers the child's pid at once and its exit code when it ends, one round at
-a time.
+The resident answers the child's pid at once and its exit code and CPU time (user and system,
+the child's and what it waited for) when it ends, one round at a time.
 
 Only what pytest does not rewrite is imported ahead: the dependencies of the plugins and of
 the harness and step modules, never those modules themselves (pytest rewrites their asserts
@@ -211,8 +211,9 @@ def serve(channel: socket.socket) -> tuple[dict[str, Any], int] | None:
         os.close(fds[0])
         try:
             send(channel, {"pid": pid})
-            _, status = os.waitpid(pid, 0)
-            send(channel, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+            _, status, usage = os.wait4(pid, 0)
+            send(channel, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status),
+                           "cpu_s": round(usage.ru_utime + usage.ru_stime, 4)})
         except OSError:
             return None
 
