@@ -10,18 +10,22 @@ component back before the next test.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 
-from runbook import shipped
+from runbook import runner, shipped
 from runbook.actions.users import CanaryUser, canary_user
 from runbook.drills.context import context_for
 from runbook.drills.faults import DrillContext
@@ -72,6 +76,25 @@ def pytest_configure(config: pytest.Config) -> None:
     # In the test processes only, not in a helper that imports this module (a process a
     # test kills must not take the sandbox down with it).
     own_sandboxes()
+
+
+def collect_shipped(where: Path, plugin: str, source: str) -> dict[str, Any]:
+    """Collect the shipped scenarios (``--collect-only``, with the runner's configuration) in
+    a new pytest that loads ``source`` as the plugin module ``plugin`` (written in ``where``);
+    what the plugin wrote as JSON to the file named by ``RUNBOOK_TEST_OUT``."""
+    (where / f"{plugin}.py").write_text(source, encoding="utf-8")
+    out = where / f"{plugin}.json"
+    env = {**runner.environment("x", where), **RunSpec.sandbox(where).to_environ(),
+           "PYTHONPATH": str(where), "RUNBOOK_TEST_OUT": str(out)}
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "pytest", str(runner.SCENARIOS), "-c",
+         str(shipped.PYTEST_INI), "--rootdir", str(shipped.PACKAGE), "-o",
+         f"bdd_features_base_dir={runner.features_directory()}", "--runbook-reports",
+         str(where / "reports"), "-p", plugin, "-p", "no:cacheprovider", "--collect-only", "-q"],
+        cwd=where, capture_output=True, text=True, timeout=120, env=env)
+    assert out.exists(), done.stdout + done.stderr
+    found: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return found
 
 
 def write_project(where: Path) -> None:

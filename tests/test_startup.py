@@ -5,16 +5,13 @@ what the start-up made frozen out of its passes."""
 from __future__ import annotations
 
 import gc
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runbook import runner, shipped, startup
-from runbook.targets import RunSpec
+from runbook import startup
+from tests.conftest import collect_shipped
 
 #: Loaded into the collecting pytest: the collector's state as the harness configures, and
 #: as the session ends.
@@ -31,7 +28,7 @@ def pytest_configure(config):
 def pytest_sessionfinish(session):
     seen["finish"] = gc.isenabled()
     seen["frozen"] = gc.get_freeze_count()
-    with open(os.environ["GC_OUT"], "w") as out:
+    with open(os.environ["RUNBOOK_TEST_OUT"], "w") as out:
         json.dump(seen, out)
 '''
 
@@ -46,19 +43,7 @@ def collector() -> Iterator[None]:
 
 
 def test_a_run_collects_with_the_collector_off_and_runs_with_it_on(tmp_path: Path) -> None:
-    (tmp_path / "observe_gc.py").write_text(OBSERVE, encoding="utf-8")
-    out = tmp_path / "gc.json"
-    env = {**runner.environment("x", tmp_path), **RunSpec.sandbox(tmp_path).to_environ(),
-           "PYTHONPATH": str(tmp_path), "GC_OUT": str(out)}
-    done = subprocess.run(
-        [sys.executable, "-P", "-m", "pytest", str(runner.SCENARIOS), "-c",
-         str(shipped.PYTEST_INI), "--rootdir", str(shipped.PACKAGE), "-o",
-         f"bdd_features_base_dir={runner.features_directory()}", "--runbook-reports",
-         str(tmp_path / "reports"), "-p", "observe_gc", "-p", "no:cacheprovider",
-         "--collect-only", "-q"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
-    assert out.exists(), done.stdout + done.stderr
-    seen = json.loads(out.read_text(encoding="utf-8"))
+    seen = collect_shipped(tmp_path, "observe_gc", OBSERVE)
     # Configured after the steps plugin paused it; on again once collected, with the
     # start-up's objects frozen (tens of thousands).
     assert seen["configure"] is False, seen

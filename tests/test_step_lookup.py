@@ -3,13 +3,9 @@ step of every shipped scenario, what pytest-bdd's own search finds, in the same 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-from runbook import runner, shipped
-from runbook.targets import RunSpec
+from tests.conftest import collect_shipped
 
 #: Loaded into the collecting pytest: compares both searches on every collected scenario.
 COMPARE = '''
@@ -34,26 +30,14 @@ def pytest_collection_finish(session):
             found += bool(theirs)
             if mine != theirs:
                 differ.append(f"{item.nodeid}: {step.type} {step.name!r}")
-    with open(os.environ["STEP_LOOKUP_OUT"], "w") as out:
+    with open(os.environ["RUNBOOK_TEST_OUT"], "w") as out:
         json.dump({"installed": indexed is not steplookup.UNINDEXED, "items": len(session.items),
                    "steps": steps, "found": found, "differ": differ}, out)
 '''
 
 
 def test_the_index_finds_what_pytest_bdd_finds_for_every_shipped_step(tmp_path: Path) -> None:
-    (tmp_path / "compare_lookup.py").write_text(COMPARE, encoding="utf-8")
-    out = tmp_path / "lookup.json"
-    env = {**runner.environment("x", tmp_path), **RunSpec.sandbox(tmp_path).to_environ(),
-           "PYTHONPATH": str(tmp_path), "STEP_LOOKUP_OUT": str(out)}
-    done = subprocess.run(
-        [sys.executable, "-P", "-m", "pytest", str(runner.SCENARIOS), "-c",
-         str(shipped.PYTEST_INI), "--rootdir", str(shipped.PACKAGE), "-o",
-         f"bdd_features_base_dir={runner.features_directory()}", "--runbook-reports",
-         str(tmp_path / "reports"), "-p", "compare_lookup", "-p", "no:cacheprovider",
-         "--collect-only", "-q"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
-    assert out.exists(), done.stdout + done.stderr
-    result = json.loads(out.read_text(encoding="utf-8"))
+    result = collect_shipped(tmp_path, "compare_lookup", COMPARE)
     assert result["installed"], "the harness did not install its index in pytest-bdd's place"
     assert result["items"] >= 100 and result["steps"] >= 3 * result["items"], result
     # Every shipped step has a definition: a search that finds nothing would agree too.
