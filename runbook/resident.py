@@ -53,8 +53,6 @@ class Round:
         self.pid = pid
         self.stdout = stdout
         self.returncode: int | None = None
-        #: The round's CPU seconds (user and system), as the resident reaped it.
-        self.cpu_s = 0.0
         self.args = [_MODULE, str(pid)]
 
     def poll(self) -> int | None:
@@ -221,8 +219,7 @@ class Resident:
             ended = self._message(timeout)
             if ended is not None and ended.get("pid") == round_.pid:
                 round_.returncode = int(ended["returncode"])
-                round_.cpu_s = float(ended.get("cpu_s", 0.0))
-                self.rounds_cpu_s += round_.cpu_s
+                self.rounds_cpu_s += float(ended.get("cpu_s", 0.0))
                 return True
             if ended is None and timeout is not None and self._alive():
                 return False

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 bdd_scenario: Any = importlib.import_module("pytest_bdd.scenario")
 #: pytest-bdd's own search, put back when the session ends.
 UNINDEXED: Callable[..., Iterable[FixtureDef[object]]] = bdd_scenario.find_fixturedefs_for_step
-_INDEX = pytest.StashKey["StepIndex"]()
 
 
 class StepIndex:
@@ -86,11 +85,8 @@ class StepIndex:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    index = StepIndex()
-    config.stash[_INDEX] = index
-    bdd_scenario.find_fixturedefs_for_step = index.find
+    bdd_scenario.find_fixturedefs_for_step = StepIndex().find
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if config.stash.get(_INDEX, None) is not None:
-        bdd_scenario.find_fixturedefs_for_step = UNINDEXED
+    bdd_scenario.find_fixturedefs_for_step = UNINDEXED
