@@ -6,9 +6,10 @@ bench/backup_roundtrip.py measures the Database Backup operation (dump, restore 
 scratch database, compare, drop). The DR drills restore differently: the database-failure
 and corruption drills call ``runbook.sandbox.backups.restore_backup`` on the sandbox's newest
 backup, which checks the dump's SHA-256, recreates the role if missing, drops and recreates
-the application database, runs ``pg_restore --exit-on-error --jobs=2`` from the dump file,
-and compares every table with the figures recorded when the backup was taken. That path is
-measured here.
+the application database, runs ``pg_restore --exit-on-error --verbose --jobs=2`` from the
+dump file, and compares every table with the figures recorded when the backup was taken (a
+table checksummed by row hash sums is read as soon as pg_restore says its data is in, while
+the indexes are built; the rest after). That path is measured here.
 
 Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards), grows its
 application database by ``--rows`` rows (as bench/backup_roundtrip.py does), takes one

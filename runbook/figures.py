@@ -48,7 +48,10 @@ unexplained`` then says which differences a drill did not expect.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -198,14 +201,17 @@ def _digest_query(table: TableInfo) -> sql.Composed:
 
 def read_figures(dsn: str, timeouts: Timeouts, *, cutoff: datetime | None = None,
                  like: Figures | None = None, row_level: bool = False,
-                 snapshot: str | None = None, statement_s: float = 60.0) -> Figures:
+                 snapshot: str | None = None, statement_s: float = 60.0,
+                 landed: Mapping[str, TableFigure] | None = None) -> Figures:
     """Read every table's figures from ``dsn``'s database, read-only, in one snapshot (the
     exported ``snapshot`` when given, so the figures are a ``pg_dump --snapshot``'s).
 
     The "before" side: no ``like``; ``cutoff`` ``None`` takes the snapshot's own time. The
     "after" side: ``like=before``, which reads each table by the method ``before`` recorded
-    for it and, unless ``cutoff`` is given, up to ``before.cutoff``. Raises
-    ``psycopg.Error`` when the database cannot be read.
+    for it and, unless ``cutoff`` is given, up to ``before.cutoff``. ``landed``: figures a
+    restore already read as each table's data landed (``LandedFigures``), taken for a table
+    still present instead of reading it again. Raises ``psycopg.Error`` when the database
+    cannot be read.
     """
     if cutoff is None and like is not None:
         cutoff = like.cutoff
@@ -223,6 +229,10 @@ def read_figures(dsn: str, timeouts: Timeouts, *, cutoff: datetime | None = None
         limit = cutoff if cutoff is not None else taken_at
         tables: dict[str, TableFigure] = {}
         for table in list_tables(conn):
+            early = (landed or {}).get(table.qualified)
+            if early is not None and not row_level:
+                tables[table.qualified] = early
+                continue
             known = like.tables.get(table.qualified) if like is not None else None
             if known is not None:
                 method = known.method
@@ -239,6 +249,74 @@ def read_figures(dsn: str, timeouts: Timeouts, *, cutoff: datetime | None = None
             tables[table.qualified] = TableFigure(rows, checksum, filtered, digests, method)
         conn.rollback()
     return Figures(str(database), taken_at, limit, tables)
+
+
+class LandedFigures:
+    """The figures of the tables a restore has finished loading, read while it goes on (its
+    indexes and constraints still to build), on a connection of their own, in a thread:
+    ``landed(name)`` as each table's data is in, ``close()`` for what was read, which
+    ``read_figures(landed=...)`` takes instead of reading those tables again.
+
+    Only what a read at the end would give the same: a table ``like`` checksummed by row
+    hash sums (no order, so its primary key need not exist yet) and read up to the cut-off
+    (rows the application writes after the restore are left out either way). Any other
+    table, a name that is not one table, and any read that fails are left to the read at the
+    end, so the check is never weaker than reading everything there.
+    """
+
+    def __init__(self, dsn: str, timeouts: Timeouts, like: Figures, *,
+                 statement_s: float = 60.0) -> None:
+        self._endpoint = parse_dsn(dsn)
+        self._timeouts = timeouts
+        self._like = like
+        self._statement_s = statement_s
+        self._names: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._figures: dict[str, TableFigure] = {}
+        self._thread = threading.Thread(target=self._read, name="landed figures", daemon=True)
+        self._thread.start()
+
+    def landed(self, name: str) -> None:
+        """Table ``name`` (unqualified, as pg_restore names it) has all its rows."""
+        self._names.put(name)
+
+    def close(self, timeout_s: float = 60.0) -> dict[str, TableFigure]:
+        """Wait for the tables named so far (up to ``timeout_s``); the figures read, by
+        qualified name (none when the reads did not end in time)."""
+        self._names.put(None)
+        self._thread.join(timeout_s)
+        return {} if self._thread.is_alive() else dict(self._figures)
+
+    def _read(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        tables: dict[str, list[TableInfo]] = {}
+        try:
+            while (name := self._names.get()) is not None:
+                if conn is None:
+                    conn = open_connection(
+                        self._endpoint, connect_timeout_s=self._timeouts.connect,
+                        statement_timeout_s=self._statement_s, read_only=True,
+                        settings=COMPARE_SETTINGS, application=_APPLICATION)
+                    for info in list_tables(conn):
+                        tables.setdefault(info.name, []).append(info)
+                found = tables.get(name, [])
+                if len(found) != 1:
+                    continue
+                table = found[0]
+                known = self._like.tables.get(table.qualified)
+                if known is None or known.method != ROW_HASH_SUMS \
+                        or CUTOFF_COLUMN not in table.columns:
+                    continue
+                query, filtered = figure_query(table, ROW_HASH_SUMS)
+                row = conn.execute(query, {"cutoff": self._like.cutoff}).fetchone()
+                if row is not None:
+                    self._figures[table.qualified] = TableFigure(
+                        int(row[0]), str(row[1]), filtered, method=ROW_HASH_SUMS)
+        except psycopg.Error:
+            pass  # what was not read here is read at the end
+        finally:
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
 
 
 @dataclass(frozen=True)
@@ -362,6 +440,7 @@ __all__ = [
     "ROW_LEVEL_LIMIT",
     "Figures",
     "IntegrityReport",
+    "LandedFigures",
     "TableComparison",
     "TableFigure",
     "checksum_query",

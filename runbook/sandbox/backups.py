@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -48,7 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.clients import describe_error
 from runbook.errors import SandboxError
-from runbook.figures import Figures, IntegrityReport, compare, read_figures
+from runbook.figures import (
+    Figures,
+    IntegrityReport,
+    LandedFigures,
+    TableFigure,
+    compare,
+    read_figures,
+)
 from runbook.pg import PgEndpoint, drop_database, open_connection, parse_dsn
 from runbook.redact import Redactor
 from runbook.results import Activity, Record, TimedResult, Timing, utcnow
@@ -447,10 +455,51 @@ class _Steps:
                 output=self.redact(output)[-4000:], error=error))
 
 
+#: pg_restore --verbose, parallel: a table's rows are all in ("finished item 3391 TABLE DATA
+#: Video"; the tag is the table's name without its schema).
+_TABLE_DATA_DONE = re.compile(r"^pg_restore: finished item \d+ TABLE DATA (.+)$")
+
+
+def _pg_restore(argv: Sequence[str], env: Mapping[str, str],
+                landed: Callable[[str], None]) -> tuple[int, str]:
+    """Run ``argv`` (a ``pg_restore --verbose``), calling ``landed(table)`` as each table's
+    data is in; its exit code and the line that says why it failed (its last error, else its
+    last line). Raises ``subprocess.TimeoutExpired`` after ``COMMAND_TIMEOUT_S`` (killed)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=dict(env), start_new_session=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            lines.append(line)
+            done = _TABLE_DATA_DONE.match(line)
+            if done:
+                landed(done.group(1))
+
+    reader = threading.Thread(target=read, name="pg_restore output", daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=COMMAND_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        reader.join(5.0)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    errors = [line for line in lines if line.startswith("pg_restore: error:")]
+    return code, (errors or lines or [""])[-1]
+
+
 def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts | None = None,
                    jobs: int = 2) -> RestoreRecord:
     """Replace ``sandbox``'s application database with ``backup`` and prove the restored
-    tables equal the figures recorded at backup time.
+    tables equal the figures recorded at backup time. The figures of a table are read as
+    soon as pg_restore has its rows in, while it builds the indexes and constraints, where
+    that reads the same (``runbook.figures.LandedFigures``); the rest once it has ended.
 
     Raises ``SandboxError`` before touching anything when the backup is damaged (SHA-256)
     or the sandbox was never started. A failure after that is recorded in ``problem`` (the
@@ -496,18 +545,22 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
             "sql", f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE); CREATE DATABASE'
             f' "{APP_DATABASE}" OWNER "{APP_ROLE}" TEMPLATE template0'), recreate)
         pg_restore = str(sandbox.bindir / "pg_restore")
-        argv = [pg_restore, "--exit-on-error", f"--jobs={max(1, jobs)}",
+        argv = [pg_restore, "--exit-on-error", "--verbose", f"--jobs={max(1, jobs)}",
                 f"--dbname={_conninfo(app_admin, timeouts)}",
                 str(backup.path)]
+        landed: dict[str, TableFigure] = {}
 
         def restore() -> str:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  env=app_admin.tool_env(), timeout=COMMAND_TIMEOUT_S,
-                                  check=False, start_new_session=True)
-            text = done.stderr.decode("utf-8", "replace").strip()
-            if done.returncode != 0:
-                last = text.splitlines()[-1] if text else ""
-                raise SandboxError(f"pg_restore failed (exit {done.returncode}): {last}")
+            # The figures of each table are read as soon as its rows are in, while pg_restore
+            # builds the indexes and constraints (LandedFigures says what it may read early).
+            reader = LandedFigures(app_admin.dsn(), timeouts, backup.figures,
+                                   statement_s=STATEMENT_TIMEOUT_S)
+            try:
+                code, last = _pg_restore(argv, app_admin.tool_env(), reader.landed)
+            finally:
+                landed.update(reader.close())
+            if code != 0:
+                raise SandboxError(f"pg_restore failed (exit {code}): {last}")
             return f"{backup.name} restored ({backup.size_bytes} bytes)"
 
         steps.run("pg_restore", argv, restore)
@@ -515,12 +568,14 @@ def restore_backup(sandbox: Sandbox, backup: BackupInfo, *, timeouts: Timeouts |
         def verify() -> str:
             nonlocal integrity
             after = read_figures(app_admin.dsn(), timeouts, like=backup.figures,
-                                 statement_s=STATEMENT_TIMEOUT_S)
+                                 statement_s=STATEMENT_TIMEOUT_S, landed=landed)
             integrity = compare(backup.figures, after)
             if not integrity.matches:
                 raise SandboxError("the restored tables differ from the backup's figures: "
                                    + integrity.problem())
-            return f"{len(after.tables)} tables, {after.rows} rows match the backup"
+            early = sum(1 for name in after.tables if name in landed)
+            return (f"{len(after.tables)} tables, {after.rows} rows match the backup"
+                    f" ({early} of them read as their data landed, during pg_restore)")
 
         methods = sorted({t.method for t in backup.figures.tables.values()})
         steps.run("compare with the backup's figures",
