@@ -9,6 +9,7 @@ session's sandbox keeps its data.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import shutil
@@ -311,6 +312,33 @@ def test_a_damaged_backup_is_refused_before_anything_is_touched(
     finally:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
             conn.execute('DELETE FROM "AuditLog" WHERE "id" = %s', ("test-damaged-backup",))
+
+
+def test_a_dump_pg_restore_cannot_read_fails_the_restore_in_one_line(
+        unscheduled: Sandbox, tmp_path: Path) -> None:
+    """A dump cut short after it was recorded (its size and SHA-256 recorded of the cut
+    file, so the check before touching anything passes): pg_restore fails, and the problem
+    is its own error line, not the last of its --verbose progress."""
+    good = take_backup(unscheduled, keep=None)
+    cut = tmp_path / good.path.name
+    raw = good.path.read_bytes()
+    cut.write_bytes(raw[: len(raw) * 2 // 3])
+    short = dataclasses.replace(good, path=cut, size_bytes=cut.stat().st_size,
+                                sha256=hashlib.sha256(cut.read_bytes()).hexdigest())
+    assert short.verify() == ""
+    try:
+        failed = restore_backup(unscheduled, short)
+        assert not failed.ok
+        assert failed.problem.startswith("pg_restore failed (exit 1): pg_restore: error: "), \
+            failed.problem
+        assert "\n" not in failed.problem
+        assert failed.integrity is None  # nothing compared after a failed restore
+        secrets = unscheduled.secrets().values()
+        shown = json.dumps(failed.evidence())
+        assert not [s for s in secrets if s in shown]
+    finally:
+        again = restore_backup(unscheduled, good)
+    assert again.ok, again.problem
 
 
 # -- the freshness check -------------------------------------------------------------------
