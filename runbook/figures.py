@@ -238,17 +238,22 @@ def read_figures(dsn: str, timeouts: Timeouts, *, cutoff: datetime | None = None
                 method = known.method
             else:
                 method = ROW_HASH_SUMS if _hashable(conn, table) else ORDERED_MD5
-            query, filtered = figure_query(table, method)
-            found = conn.execute(query, {"cutoff": limit}).fetchone()
-            assert found is not None
-            rows, checksum = int(found[0]), str(found[1])
-            digests: dict[str, str] | None = None
-            if row_level and rows <= ROW_LEVEL_LIMIT:
-                digests = {str(k): str(v) for k, v in conn.execute(
-                    _digest_query(table), {"cutoff": limit}).fetchall()}
-            tables[table.qualified] = TableFigure(rows, checksum, filtered, digests, method)
+            figure = _read_table(conn, table, method, limit)
+            if row_level and figure.rows <= ROW_LEVEL_LIMIT:
+                figure = replace(figure, row_digests={str(k): str(v) for k, v in conn.execute(
+                    _digest_query(table), {"cutoff": limit}).fetchall()})
+            tables[table.qualified] = figure
         conn.rollback()
     return Figures(str(database), taken_at, limit, tables)
+
+
+def _read_table(conn: psycopg.Connection[Any], table: TableInfo, method: str,
+                cutoff: datetime) -> TableFigure:
+    """``table``'s rows up to ``cutoff`` and their checksum by ``method``."""
+    query, filtered = figure_query(table, method)
+    found = conn.execute(query, {"cutoff": cutoff}).fetchone()
+    assert found is not None  # count(*) always returns a row
+    return TableFigure(int(found[0]), str(found[1]), filtered, method=method)
 
 
 class LandedFigures:
@@ -306,11 +311,8 @@ class LandedFigures:
                 if known is None or known.method != ROW_HASH_SUMS \
                         or CUTOFF_COLUMN not in table.columns:
                     continue
-                query, filtered = figure_query(table, ROW_HASH_SUMS)
-                row = conn.execute(query, {"cutoff": self._like.cutoff}).fetchone()
-                if row is not None:
-                    self._figures[table.qualified] = TableFigure(
-                        int(row[0]), str(row[1]), filtered, method=ROW_HASH_SUMS)
+                self._figures[table.qualified] = _read_table(conn, table, ROW_HASH_SUMS,
+                                                             self._like.cutoff)
         except psycopg.Error:
             pass  # what was not read here is read at the end
         finally:
