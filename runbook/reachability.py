@@ -6,7 +6,10 @@ most, during an incident, would be when they are slowest. Instead, the first pro
 needs a component asks it once, within its own deadline (connect plus one round trip:
 ``PING``, ``SELECT 1``, one HTTP request answered with any status), and the verdict holds
 for the rest of the run: every later probe that needs an unreachable component fails at
-once, naming the component, what it did, when, and the check that found it. A component
+once, naming the component, what it did, when, and the check that found it. A run whose
+checks are marked as needing a component (``runbook.harness.scenarios.needs``) asks it as
+its first check starts instead, in a thread, and runs those checks last: with it dead, the
+deadline overlaps the other checks, and the verdict names the run's asking. A component
 that answers, however slowly, is reachable: its probes still measure it against the
 runbook's thresholds.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -35,8 +38,9 @@ from runbook.timeouts import DeadlineExceeded, Timeouts, call_with_deadline
 #: the wait then overlaps the other checks too); without one, the first job a check put on
 #: the queue answers for it (``record``).
 WORKER = "worker"
-#: Who asked the workers when the run asked them ahead of its checks (``Answer.found_by``).
-AHEAD = "the run as it started, ahead of the checks that need a worker"
+#: Who asked when the run asked ahead of its checks (``Answer.found_by``): the workers, and
+#: the components its checks are marked as needing (``ask_ahead``).
+AHEAD = "the run as it started, ahead of the checks that need it"
 
 
 def worker(queue: str) -> str:
@@ -159,6 +163,7 @@ class Reachability:
         self._workers_lock = threading.Lock()
         self._canaries: dict[tuple[str, str], WorkerAnswer] = {}
         self._ahead: threading.Thread | None = None
+        self._asking: dict[tuple[str, str], threading.Thread] = {}
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -231,12 +236,36 @@ class Reachability:
                 name="workers-asked-ahead")
         self._ahead.start()
 
+    def ask_ahead(self, target: Target, components: Iterable[str]) -> None:
+        """Start asking each of ``components`` (not a queue's worker: ``ask_workers_ahead``)
+        now, each in a thread of its own, once per run: a check that needs one later waits
+        only for what is left of its asking (the per-component lock), and with one dead,
+        its deadline overlaps the checks that run before. The run calls it as its first
+        check starts, with what its checks are marked as needing (``runbook.harness``)."""
+        for component in components:
+            address = _address(component, target)
+            if not address or component.startswith(f"{WORKER}:") or component == WORKER:
+                continue
+            key = (component, address)
+            with self._lock:
+                if key in self._asking or key in self._answers:
+                    continue
+                thread = threading.Thread(
+                    target=self._answer, args=(component, address, ""),
+                    kwargs={"found_by": AHEAD}, name=f"{component} asked ahead", daemon=True)
+                self._asking[key] = thread
+            thread.start()
+
     def close(self) -> None:
-        """Wait for an asking started ahead to end (its canaries removed)."""
+        """Wait for the askings started ahead to end (the workers' canaries removed; each
+        other asking ends within its own deadline)."""
         with self._lock:
             ahead = self._ahead
+            asking = list(self._asking.values())
         if ahead is not None:
             ahead.join()
+        for thread in asking:
+            thread.join(self._timeouts.deadline + 1)
 
     def _ask_all_workers(self, component: str, address: str, target: Target,
                          found_by: str) -> None:
@@ -262,7 +291,7 @@ class Reachability:
                             round(answer.elapsed_s, 3), found_by))
 
     def _answer(self, component: str, address: str, asker: str,
-                target: Target | None = None) -> Answer | None:
+                target: Target | None = None, *, found_by: str = "") -> Answer | None:
         key = (component, address)
         if component.startswith(f"{WORKER}:"):  # asked with a canary job (see WORKER)
             if target is not None:
@@ -288,7 +317,7 @@ class Reachability:
             answer = Answer(component, not problem,
                             problem or f"answered in {elapsed * 1000:.0f} ms",
                             asked_at.strftime("%H:%M:%S"), round(elapsed, 3),
-                            self._found_by(asker))
+                            found_by or self._found_by(asker))
             with self._lock:
                 self._answers[key] = answer
             return answer

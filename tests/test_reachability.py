@@ -82,6 +82,29 @@ def test_a_black_holed_component_is_asked_once_and_named_by_every_later_probe(
     assert not answer.ok and answer.elapsed_s <= 2.0 + 0.5
 
 
+def test_a_component_asked_ahead_is_asked_once_and_its_verdict_named_by_later_probes(
+        hole: BlackHole) -> None:
+    """``ask_ahead`` asks in a thread of its own; a probe that needs the component while
+    the asking is under way waits for it instead of asking again, and every probe names
+    the run's asking. A second ``ask_ahead`` asks nothing more."""
+    target = _target(f"redis://127.0.0.1:{hole.port}/0")
+    gate = reachability.Reachability(TIMEOUTS)
+    asked: list[str] = []
+    real = gate._ask
+    gate._ask = lambda *a: (asked.append(a[0]), real(*a))[1]  # type: ignore[method-assign]
+    gate.ask_ahead(target, ("redis", "worker:email", "web"))  # no WEB_URL: nothing to ask
+    gate.ask_ahead(target, ("redis",))
+    with reachability.active(gate):
+        results = [redis_probe.ping(target, TIMEOUTS), counts(target, TIMEOUTS, "email")]
+    gate.close()
+    assert asked == ["redis"], asked
+    for result in results:
+        assert result.problem.startswith("redis unreachable:"), result.problem
+        assert f"by {reachability.AHEAD})" in result.problem, result.problem
+    [answer] = gate.answers()
+    assert not answer.ok and answer.found_by == reachability.AHEAD
+
+
 def test_a_component_that_answers_is_measured_by_its_own_probe() -> None:
     """The machine's Redis answers: the probe runs its body (its own figures recorded)."""
     target = _target("redis://127.0.0.1:6379/13")
@@ -138,8 +161,9 @@ def test_with_redis_stopped_the_run_fails_what_needs_it_with_one_verdict(
 
 def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_users_get(
         healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
-    """The login makes its canary user in the database: it asks the database before making
-    one, so it does not wait for a database the run already found unreachable; it still
+    """The run asks the database as its first check starts (both checks are marked as
+    needing it) and runs them after the others. The login makes its canary user in the
+    database: it does not wait for a database the run already found unreachable; it still
     waits for what a user's login gets from the live API (HTTP 500), the signal of API
     Returns 500 Error."""
     result, scenarios = _check_with_stopped(
@@ -152,11 +176,34 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
     # else nothing within the runbook's read timeout (the sandbox API's is as long).
     assert re.search(r"a login (answered HTTP 500|got no answer within 5 s)",
                      login["message"]), login["message"]
-    # one asking (the migration check's, which runs first), named by both
-    asked = {s["message"].split("database unreachable: ")[1].split(" by the check")[0]
+    # one asking, the run's, named by both
+    asked = {s["message"].split("database unreachable: ")[1].split(" by ")[0]
              for s in (login, migrations)}
     assert len(asked) == 1, asked
-    assert "by the check 'database migration status'" in login["message"], login["message"]
+    for scenario in (login, migrations):
+        assert f"by {reachability.AHEAD})" in scenario["message"], scenario["message"]
+
+
+def test_with_the_web_front_end_stopped_the_run_asks_it_ahead_and_checks_it_after_the_rest(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The web check is marked as needing the front end: the run asks it as its first check
+    starts and runs the web check after the checks that need nothing marked (the API's,
+    which stands after it in the features), so the asking's read timeout overlaps them. The
+    web check fails naming the run's asking; the checks that do not need the front end
+    pass."""
+    result, scenarios = _check_with_stopped(
+        healthy_sandbox, "web", "web_front_end or api_reports or database_answers", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    names = list(scenarios)
+    web = scenarios["The web front end answers HTTP 200"]
+    assert web["outcome"] == "failed"
+    assert "web unreachable: " in web["message"], web["message"]
+    assert "one HTTP request to WEB_URL" in web["message"], web["message"]
+    assert f"by {reachability.AHEAD})" in web["message"], web["message"]
+    assert scenarios["The API reports status ok with a current timestamp"]["outcome"] == "passed"
+    assert scenarios["The database answers"]["outcome"] == "passed"
+    # the features list the web check before the API's: the run moved it after
+    assert names[0] == "The API reports status ok with a current timestamp", names
 
 
 WAITING_ON_WORKERS = ("An e-mail the worker sends is delivered",

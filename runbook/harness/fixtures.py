@@ -83,22 +83,37 @@ def _gated(item: pytest.Item) -> bool:
 
 #: Set when the run holds a synthetic check that waits on a queue's worker.
 _ASK_WORKERS_AHEAD = pytest.StashKey[bool]()
+#: What the run's synthetic checks are marked as needing (``scenarios.needs``).
+_ASK_AHEAD = pytest.StashKey[tuple[str, ...]]()
 
 
 @pytest.hookimpl(trylast=True)  # after the selection (-m, --runbook-sections)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The synthetic checks that wait on a queue's worker run last, and the run asks every
-    queue's worker as its first check starts: with a worker dead, its canary's 10 s wait
-    overlaps the checks that need no worker, instead of holding the run up where the first
-    check needing one stands."""
-    marked = scenarios.worker_waiting_steps()
-    waiting = [item for item in items
-               if _gated(item) and scenarios.waits_on_a_worker(item, marked)]
-    if not waiting:
-        return
-    config.stash[_ASK_WORKERS_AHEAD] = True
-    moved = {id(item) for item in waiting}
-    items[:] = [item for item in items if id(item) not in moved] + waiting
+    """The run asks, as its first check starts, every queue's worker and every component its
+    synthetic checks are marked as needing; those checks run after the others, the ones
+    that wait on a worker last. With a component dead, its asking (a canary's 10 s, a
+    connect or read timeout) overlaps the checks that need it not, instead of holding the
+    run up where the first check needing it stands."""
+    waiting_marked = scenarios.worker_waiting_steps()
+    needing_marked = scenarios.needing_steps()
+    waiting: list[pytest.Item] = []
+    needing: list[pytest.Item] = []
+    needed: dict[str, None] = {}
+    for item in items:
+        if not _gated(item):
+            continue
+        if scenarios.waits_on_a_worker(item, waiting_marked):
+            waiting.append(item)
+        elif components := scenarios.components_needed(item, needing_marked):
+            needing.append(item)
+            needed.update(dict.fromkeys(components))
+    if waiting:
+        config.stash[_ASK_WORKERS_AHEAD] = True
+    if needed:
+        config.stash[_ASK_AHEAD] = tuple(needed)
+    moved = {id(item) for item in (*needing, *waiting)}
+    if moved:
+        items[:] = [item for item in items if id(item) not in moved] + needing + waiting
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +129,8 @@ def _unreachable_components_fail_fast(request: pytest.FixtureRequest) -> Iterato
     gate: reachability.Reachability = request.getfixturevalue("components")
     if request.config.stash.get(_ASK_WORKERS_AHEAD, False):
         gate.ask_workers_ahead(request.getfixturevalue("target"))
+    if ahead := request.config.stash.get(_ASK_AHEAD, ()):
+        gate.ask_ahead(request.getfixturevalue("target"), ahead)
     gate.scenario = scenarios.names(item)[1]
     with reachability.active(gate):
         yield

@@ -3,7 +3,7 @@ tier and the drills it runs, read from pytest-bdd's template."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import pytest
@@ -17,6 +17,10 @@ from runbook.reporting.summary import CADENCES
 TIERS = ("critical", "warning", "info")
 #: Set on a step definition whose check waits on a queue's worker (``waits_on_workers``).
 _WAITS_ON_WORKERS = "__runbook_waits_on_workers__"
+#: The components a step definition's check cannot do without (``needs``).
+_NEEDS = "__runbook_needs__"
+#: An argument of the step and the components each of its values needs (``needs(by=...)``).
+_NEEDS_BY = "__runbook_needs_by__"
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -28,21 +32,71 @@ def waits_on_workers(step: F) -> F:
     return step
 
 
+def needs(*components: str, by: tuple[str, Mapping[str, tuple[str, ...]]] | None = None
+          ) -> Callable[[F], F]:
+    """Mark a step definition (under its ``@when``) whose check cannot do without these
+    components (``runbook.reachability.ASKED_WITH``'s names: ``database``, ``web``, ...), or
+    (``by``: an argument of the step and what each of its values needs) without those its
+    argument names. A synthetic run asks each such component once as its first check starts,
+    in a thread of its own, and runs the scenarios holding such a step after the others, so
+    with one of them dead its asking overlaps the checks that need none
+    (``runbook.harness.fixtures``). A step left unmarked loses nothing but that overlap: its
+    check asks when it runs, or waits for what is left of the run's asking."""
+
+    def mark(step: F) -> F:
+        setattr(step, _NEEDS, (*getattr(step, _NEEDS, ()), *components))
+        if by is not None:
+            setattr(step, _NEEDS_BY, by)
+        return step
+
+    return mark
+
+
 def worker_waiting_steps() -> list[StepFunctionContext]:
     """The step definitions registered now that are marked ``waits_on_workers``."""
     return [context for context in list(step_function_context_registry.values())
             if getattr(context.step_func, _WAITS_ON_WORKERS, False)]
 
 
-def waits_on_a_worker(item: pytest.Item, marked: list[StepFunctionContext]) -> bool:
-    """Whether one of the scenario's steps (an outline's row filled in) is bound to one of
-    the ``marked`` step definitions (``worker_waiting_steps``, listed once per collection)."""
+def needing_steps() -> list[StepFunctionContext]:
+    """The step definitions registered now that are marked with ``needs``."""
+    return [context for context in list(step_function_context_registry.values())
+            if getattr(context.step_func, _NEEDS, ())
+            or getattr(context.step_func, _NEEDS_BY, None)]
+
+
+def _bound(item: pytest.Item, marked: list[StepFunctionContext]
+           ) -> list[tuple[StepFunctionContext, str]]:
+    """The scenario's steps (an outline's row filled in) bound to one of the ``marked`` step
+    definitions: each definition with the step's text."""
     found = template(item)
     if found is None:
-        return False
-    return any((context.type is None or context.type == step.type)
-               and context.parser.is_matching(step.name)
-               for step in found.render(example_row(item)).steps for context in marked)
+        return []
+    return [(context, step.name) for step in found.render(example_row(item)).steps
+            for context in marked
+            if (context.type is None or context.type == step.type)
+            and context.parser.is_matching(step.name)]
+
+
+def waits_on_a_worker(item: pytest.Item, marked: list[StepFunctionContext]) -> bool:
+    """Whether one of the scenario's steps is bound to one of the ``marked`` step
+    definitions (``worker_waiting_steps``, listed once per collection)."""
+    return bool(_bound(item, marked))
+
+
+def components_needed(item: pytest.Item, marked: list[StepFunctionContext]) -> tuple[str, ...]:
+    """The components the scenario's steps are marked as needing (``needs``; ``marked`` is
+    ``needing_steps``, listed once per collection), in the order the marks name them."""
+    found: list[str] = []
+    for context, text in _bound(item, marked):
+        found += getattr(context.step_func, _NEEDS, ())
+        by: tuple[str, Mapping[str, tuple[str, ...]]] | None = getattr(
+            context.step_func, _NEEDS_BY, None)
+        if by is not None:
+            argument, needed = by
+            value = (context.parser.parse_arguments(text) or {}).get(argument)
+            found += needed.get(str(value), ())
+    return tuple(dict.fromkeys(found))
 
 
 def template(item: pytest.Item) -> ScenarioTemplate | None:

@@ -11,12 +11,14 @@ from runbook.actions.backup import BackupRecord
 from runbook.checks import require_ok, require_record
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import needs
 from runbook.probes import postgres
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer checks the database", target_fixture="database_answer")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(postgres.answers(target, timeouts))
 
@@ -28,6 +30,7 @@ def _(database_answer: ProbeResult) -> None:
 
 @when("the on-call engineer introspects the database schema read-only",
       target_fixture="database_schema")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(postgres.schema(target, timeouts))
 
@@ -38,6 +41,7 @@ def _(database_schema: ProbeResult) -> None:
 
 
 @when("the on-call engineer checks the migration status", target_fixture="migrations")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(database.migration_status(target, timeouts))
 
@@ -68,6 +72,7 @@ def _(target: Target, backup_record: BackupRecord) -> None:
 @when(parsers.re(r"the on-call engineer looks for queries running over (?P<ms>\d+)"
                  r" milliseconds, watching for (?P<seconds>[\d.]+) seconds?"),
       converters={"ms": int, "seconds": float}, target_fixture="slow_queries")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, ms: int, seconds: float,
       evidence: Evidence) -> ProbeResult:
     return evidence(postgres.slow_queries(target, timeouts, threshold_ms=ms, watch_s=seconds))

@@ -21,6 +21,7 @@ from runbook.drills.incidents.disaster import seeded_check
 from runbook.drills.record import DrillRecord, PhaseListener
 from runbook.errors import CheckFailed
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import needs
 from runbook.probes import backups, e2e
 from runbook.results import ProbeResult
 from runbook.sections import next_steps
@@ -125,6 +126,7 @@ def _(drill_record: DrillRecord) -> None:
 
 @when(parsers.parse("the on-call engineer checks the age of the newest database backup"
                     " against {hours:g} hour"), target_fixture="backup_age")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, hours: float, evidence: Evidence) -> ProbeResult:
     return evidence(backups.backup_freshness(target, timeouts, max_age_s=hours * 3600))
 

@@ -17,6 +17,7 @@ from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
 from runbook.drills import quarterly
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import needs
 from runbook.platforms import PlatformAdapter
 from runbook.probes import audit, maintenance, queues, resources
 from runbook.results import ProbeResult
@@ -70,6 +71,7 @@ def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
 @when(parsers.parse("the on-call engineer reviews the audit log of the last {days:d} days for"
                     " {failures:d} failed logins from one address within {minutes:d} minutes"),
       target_fixture="login_bursts")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, days: int, failures: int, minutes: int, evidence: Evidence
       ) -> ProbeResult:
     return evidence(audit.login_bursts(target, timeouts, window_s=days * 86400.0, failures=failures,
@@ -79,6 +81,7 @@ def _(target: Target, timeouts: Timeouts, days: int, failures: int, minutes: int
 @when(parsers.parse("the on-call engineer looks for password guessing in the audit log of the"
                     " last {window:d} minutes: {failures:d} failed logins from one address"
                     " within {minutes:d} minutes"), target_fixture="login_bursts")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, window: int, failures: int, minutes: int,
       evidence: Evidence) -> ProbeResult:
     return evidence(audit.login_bursts(target, timeouts, window_s=window * 60.0, failures=failures,
@@ -92,6 +95,7 @@ def _(login_bursts: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer reviews the admin actions of the last {days:d} days"
                     " against the addresses seen before"), target_fixture="admin_addresses")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, days: int, evidence: Evidence) -> ProbeResult:
     return evidence(audit.admin_addresses(target, timeouts, window_s=days * 86400.0))
 

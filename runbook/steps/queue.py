@@ -25,7 +25,7 @@ from runbook.checks import (
 )
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
-from runbook.harness.scenarios import waits_on_workers
+from runbook.harness.scenarios import needs, waits_on_workers
 from runbook.platforms import PlatformAdapter
 from runbook.probes import queues, redis
 from runbook.results import ProbeResult
@@ -33,6 +33,7 @@ from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer pings Redis", target_fixture="redis_ping")
+@needs("redis")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(redis.ping(target, timeouts))
 
@@ -57,6 +58,7 @@ def _(canary_job: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer counts the {queue} queue's jobs"),
       target_fixture="queue_counts")
+@needs("redis")
 def _(target: Target, timeouts: Timeouts, queue: str, evidence: Evidence) -> ProbeResult:
     return evidence(queues.counts(target, timeouts, queue))
 

@@ -9,6 +9,7 @@ from runbook.actions.users import CanaryPool
 from runbook.checks import require_at_most, require_ok
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import needs
 from runbook.probes import api, resources, status, web
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
@@ -30,6 +31,7 @@ def _(api_health: ProbeResult, seconds: float) -> None:
 
 
 @when("the on-call engineer opens the web front end", target_fixture="web_page")
+@needs("web")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(web.front_page(target, timeouts))
 
@@ -41,6 +43,8 @@ def _(web_page: ProbeResult) -> None:
 
 @when(parsers.parse("the on-call engineer checks the {component} as the Component Status table"
                     " says"), target_fixture="component_status")
+@needs(by=("component", {"Database": ("database",), "Redis": ("redis",), "Worker": ("redis",),
+                        "S3": ("s3",)}))
 def _(target: Target, timeouts: Timeouts, component: str, evidence: Evidence) -> ProbeResult:
     return evidence(status.check(component, target, timeouts))
 
@@ -52,6 +56,7 @@ def _(component_status: ProbeResult) -> None:
 
 @when("the on-call engineer logs in as a canary user and reads it back",
       target_fixture="login_round_trip")
+@needs("database")
 def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool,
       evidence: Evidence) -> ProbeResult:
     return evidence(journeys.login(target, timeouts, canary_pool))

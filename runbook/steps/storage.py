@@ -9,12 +9,14 @@ from runbook.actions.users import CanaryPool
 from runbook.checks import require_ok
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
+from runbook.harness.scenarios import needs
 from runbook.probes import storage
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer tests S3 access", target_fixture="s3_bucket")
+@needs("s3")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(storage.bucket(target, timeouts))
 
@@ -26,6 +28,7 @@ def _(s3_bucket: ProbeResult) -> None:
 
 @when("the on-call engineer writes, reads and deletes a canary object",
       target_fixture="s3_canary")
+@needs("s3")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(storage.canary_object(target, timeouts))
 
@@ -36,6 +39,7 @@ def _(s3_canary: ProbeResult) -> None:
 
 
 @when("the on-call engineer checks the bucket's CORS configuration", target_fixture="s3_cors")
+@needs("s3")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(storage.cors(target, timeouts))
 
@@ -47,6 +51,7 @@ def _(s3_cors: ProbeResult) -> None:
 
 @when("the on-call engineer uploads a canary through a presigned URL",
       target_fixture="s3_presigned")
+@needs("s3")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(storage.presigned_upload(target, timeouts))
 
@@ -58,6 +63,7 @@ def _(s3_presigned: ProbeResult) -> None:
 
 @when("the on-call engineer uploads a canary video through the API",
       target_fixture="api_upload")
+@needs("s3", "database")
 def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool,
       evidence: Evidence) -> ProbeResult:
     return evidence(journeys.upload(target, timeouts, canary_pool))
