@@ -187,12 +187,13 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
 def test_with_the_web_front_end_stopped_the_run_asks_it_ahead_and_checks_it_after_the_rest(
         healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
     """The web check is marked as needing the front end: the run asks it as its first check
-    starts and runs the web check after the checks that need nothing marked (the API's,
-    which stands after it in the features), so the asking's read timeout overlaps them. The
-    web check fails naming the run's asking; the checks that do not need the front end
-    pass."""
+    starts and runs it, with the other checks marked as needing a component (the migration
+    check, marked as needing the database), after the checks that need nothing marked (the
+    API's, which the features list after the migration check), so the asking's read timeout
+    overlaps them. The web check fails naming the run's asking; the checks that do not need
+    the front end pass."""
     result, scenarios = _check_with_stopped(
-        healthy_sandbox, "web", "web_front_end or api_reports or database_answers", tmp_path)
+        healthy_sandbox, "web", "web_front_end or api_reports or migration_is_applied", tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     names = list(scenarios)
     web = scenarios["The web front end answers HTTP 200"]
@@ -201,9 +202,11 @@ def test_with_the_web_front_end_stopped_the_run_asks_it_ahead_and_checks_it_afte
     assert "one HTTP request to WEB_URL" in web["message"], web["message"]
     assert f"by {reachability.AHEAD})" in web["message"], web["message"]
     assert scenarios["The API reports status ok with a current timestamp"]["outcome"] == "passed"
-    assert scenarios["The database answers"]["outcome"] == "passed"
-    # the features list the web check before the API's: the run moved it after
-    assert names[0] == "The API reports status ok with a current timestamp", names
+    assert scenarios["Every migration is applied and none failed"]["outcome"] == "passed"
+    # the features list the migration check first: the run moved it and the web check after
+    assert names == ["The API reports status ok with a current timestamp",
+                     "Every migration is applied and none failed",
+                     "The web front end answers HTTP 200"], names
 
 
 WAITING_ON_WORKERS = ("An e-mail the worker sends is delivered",
@@ -245,7 +248,8 @@ def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_tha
 def test_with_the_mail_provider_stopped_no_release_is_requested_to_fail_its_email(
         healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
     """The worker sends a release's e-mail through the provider. With the provider stopped,
-    the release check fails at once on the run's one asking of it (the Resend check's) and
+    the release check fails at once on the run's one asking of it (as the run started: the
+    Resend check is marked as needing the provider) and
     requests no release: no release job and no release e-mail reach the queues (BullMQ's
     ``added`` events), so no e-mail hangs in the worker and then fails on the target, where
     the failed-e-mail figure would count it."""
@@ -260,7 +264,7 @@ def test_with_the_mail_provider_stopped_no_release_is_requested_to_fail_its_emai
     release = scenarios["A requested release is processed by the worker"]
     assert resend["outcome"] == release["outcome"] == "failed", scenarios
     assert "email provider unreachable" in release["message"], release["message"]
-    assert "by the check 'email API key'" in release["message"], release["message"]
+    assert f"by {reachability.AHEAD})" in release["message"], release["message"]
     asking = {m.split("asked once for this run at ")[1] for m in (resend["message"],
                                                                    release["message"])}
     assert len(asking) == 1, asking

@@ -8,13 +8,14 @@ from runbook.actions import journeys
 from runbook.checks import require_ok
 from runbook.config import Target
 from runbook.harness.evidence import Evidence
-from runbook.harness.scenarios import waits_on_workers
+from runbook.harness.scenarios import needs, waits_on_workers
 from runbook.probes import email
 from runbook.results import ProbeResult
 from runbook.timeouts import Timeouts
 
 
 @when("the on-call engineer checks the Resend API key", target_fixture="resend_key")
+@needs("email provider")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(email.api_key(target, timeouts))
 
@@ -25,6 +26,7 @@ def _(resend_key: ProbeResult) -> None:
 
 
 @when("the on-call engineer checks the sender's domain", target_fixture="sender_domain")
+@needs("email provider")
 def _(target: Target, timeouts: Timeouts, evidence: Evidence) -> ProbeResult:
     return evidence(email.sender_domain(target, timeouts))
 
