@@ -256,6 +256,16 @@ class Reachability:
                 self._asking[key] = thread
             thread.start()
 
+    def still_asking(self, target: Target, components: Iterable[str]) -> bool:
+        """Whether one of ``components`` is being asked ahead now, with no answer yet."""
+        with self._lock:
+            for component in components:
+                key = (component, _address(component, target) or "")
+                thread = self._asking.get(key)
+                if thread is not None and thread.is_alive() and key not in self._answers:
+                    return True
+        return False
+
     def close(self) -> None:
         """Wait for the askings started ahead to end (the workers' canaries removed; each
         other asking ends within its own deadline)."""

@@ -245,6 +245,23 @@ def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_tha
         assert "the canary job is still waiting: no worker took it" in canary["message"], canary
 
 
+def test_as_the_moved_checks_start_those_whose_components_answered_go_before_the_rest(
+        healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """The features list the web check before the database's. With the front end stopped,
+    when the moved checks start (after the API's CPU, measured over a second) the database
+    has answered and the front end is still being asked: the database check runs first,
+    while the asking goes on, and the web check after it."""
+    result, scenarios = _check_with_stopped(
+        healthy_sandbox, "web", "api_processs_cpu or web_front_end or database_answers",
+        tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert list(scenarios) == ["The API process's CPU stays under 80 percent",
+                               "The database answers",
+                               "The web front end answers HTTP 200"], list(scenarios)
+    assert scenarios["The database answers"]["outcome"] == "passed"
+    assert scenarios["The web front end answers HTTP 200"]["outcome"] == "failed"
+
+
 def test_with_the_mail_provider_stopped_no_release_is_requested_to_fail_its_email(
         healthy_sandbox: RunningSandbox, tmp_path: Path) -> None:
     """The worker sends a release's e-mail through the provider. With the provider stopped,

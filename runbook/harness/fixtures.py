@@ -24,7 +24,7 @@ from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
 from runbook.drills.record import DrillRecord, PhaseListener, ProgressFile, write_record
 from runbook.errors import ConfigError, RunbookError
-from runbook.harness import scenarios
+from runbook.harness import parallel, scenarios
 from runbook.harness.state import run_state, scenario_state
 from runbook.platforms import NoPlatform, PlatformAdapter, RecordingPlatform, platform_for
 from runbook.probes import queues as queue_probe
@@ -85,6 +85,10 @@ def _gated(item: pytest.Item) -> bool:
 _ASK_WORKERS_AHEAD = pytest.StashKey[bool]()
 #: What the run's synthetic checks are marked as needing (``scenarios.needs``).
 _ASK_AHEAD = pytest.StashKey[tuple[str, ...]]()
+#: The checks moved after the others for what they need, with what each needs.
+_NEEDING = pytest.StashKey[dict[int, tuple[str, ...]]]()
+#: The run's gate and target, once its first gated check has started.
+_GATE = pytest.StashKey[tuple[reachability.Reachability, Target]]()
 
 
 @pytest.hookimpl(trylast=True)  # after the selection (-m, --runbook-sections)
@@ -107,6 +111,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif components := scenarios.components_needed(item, needing_marked):
             needing.append(item)
             needed.update(dict.fromkeys(components))
+            config.stash.setdefault(_NEEDING, {})[id(item)] = components
     if waiting:
         config.stash[_ASK_WORKERS_AHEAD] = True
     if needed:
@@ -114,6 +119,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     moved = {id(item) for item in (*needing, *waiting)}
     if moved:
         items[:] = [item for item in items if id(item) not in moved] + needing + waiting
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """As the checks moved for what they need are about to start, those whose components
+    are all answered go first, those still being asked after them: with one component dead,
+    the healthy ones' checks run while its asking goes on. Once per run; not in a parallel
+    run's worker, which runs the items the controller sends it by their place."""
+    yield
+    needing = item.config.stash.get(_NEEDING, None)
+    if not needing or nextitem is None or id(nextitem) not in needing \
+            or id(item) in needing or parallel.is_worker(item.config):
+        return
+    found = item.config.stash.get(_GATE, None)
+    if found is None:
+        return
+    gate, target = found
+    items = item.session.items
+    start = items.index(nextitem)
+    group = items[start:start + len(needing)]
+    if len(group) != len(needing) or any(id(i) not in needing for i in group):
+        return  # not the order the collection made
+    asking = {i: gate.still_asking(target, needing[id(i)]) for i in group}
+    reordered = [i for i in group if not asking[i]] + [i for i in group if asking[i]]
+    items[start:start + len(group)] = reordered
 
 
 @pytest.fixture(autouse=True)
@@ -130,7 +160,9 @@ def _unreachable_components_fail_fast(request: pytest.FixtureRequest) -> Iterato
     if request.config.stash.get(_ASK_WORKERS_AHEAD, False):
         gate.ask_workers_ahead(request.getfixturevalue("target"))
     if ahead := request.config.stash.get(_ASK_AHEAD, ()):
-        gate.ask_ahead(request.getfixturevalue("target"), ahead)
+        target = request.getfixturevalue("target")
+        gate.ask_ahead(target, ahead)
+        request.config.stash[_GATE] = (gate, target)
     gate.scenario = scenarios.names(item)[1]
     with reachability.active(gate):
         yield
