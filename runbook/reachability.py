@@ -283,6 +283,11 @@ class Reachability:
         holds the workers' lock, so a run asks each queue once."""
         if self._ask_workers is None:
             return
+        # The canaries go on Redis: with Redis not answering, no canary is put (none left
+        # behind, no removal waited for); every check that needs a worker needs Redis first.
+        redis = self._answer("redis", address, "", found_by=found_by)
+        if redis is not None and not redis.ok:
+            return
         with self._workers_lock:
             queue = component.partition(":")[2]
             with self._lock:

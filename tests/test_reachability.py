@@ -105,6 +105,26 @@ def test_a_component_asked_ahead_is_asked_once_and_its_verdict_named_by_later_pr
     assert not answer.ok and answer.found_by == reachability.AHEAD
 
 
+def test_with_redis_not_answering_the_workers_are_not_asked_and_no_canary_is_put(
+        hole: BlackHole) -> None:
+    """The workers' asking asks Redis first (the run's one asking of it): a Redis that does
+    not answer gets no canary job, so none is left behind and no removal is waited for."""
+    target = _target(f"redis://127.0.0.1:{hole.port}/0")
+    asked_workers: list[tuple[str, ...]] = []
+
+    def asker(_target: Target, queues: tuple[str, ...]) -> dict[str, reachability.WorkerAnswer]:
+        asked_workers.append(queues)
+        return {}
+
+    gate = reachability.Reachability(TIMEOUTS, ask_workers=asker, queues=("email",))
+    gate.ask_workers_ahead(target)
+    gate.close()
+    assert asked_workers == []
+    [answer] = gate.answers()
+    assert answer.component == "redis" and not answer.ok
+    assert answer.found_by == reachability.AHEAD
+
+
 def test_a_component_that_answers_is_measured_by_its_own_probe() -> None:
     """The machine's Redis answers: the probe runs its body (its own figures recorded)."""
     target = _target("redis://127.0.0.1:6379/13")
