@@ -9,9 +9,11 @@ for the rest of the run: every later probe that needs an unreachable component f
 once, naming the component, what it did, when, and the check that found it. A run whose
 checks are marked as needing a component (``runbook.harness.scenarios.needs``) asks it as
 its first check starts instead, in a thread, and runs those checks last: with it dead, the
-deadline overlaps the other checks, and the verdict names the run's asking. A component
-that answers, however slowly, is reachable: its probes still measure it against the
-runbook's thresholds.
+deadline overlaps the other checks, and the verdict names the run's asking. What users get
+while a component is down (a login's HTTP 500 with the database gone), which a check asks
+only then, is asked as soon as the component is suspect (``ask_meanwhile``): its wait
+overlaps the asking and the other checks too. A component that answers, however slowly, is
+reachable: its probes still measure it against the runbook's thresholds.
 
 A run installs a ``Reachability`` for its one-shot checks only (``active``): a drill's waits
 ask the same checks again and again until the target is back, which a verdict held for the
@@ -41,6 +43,11 @@ WORKER = "worker"
 #: Who asked when the run asked ahead of its checks (``Answer.found_by``): the workers, and
 #: the components its checks are marked as needing (``ask_ahead``).
 AHEAD = "the run as it started, ahead of the checks that need it"
+#: A component asked ahead that has not answered within this long is suspect, and what users
+#: get meanwhile is asked then (``ask_meanwhile``). A database, Redis or a service that works
+#: answers a connect and one round trip in milliseconds, across the internet in a few
+#: hundred; its asking goes on to its own deadline before it is called unreachable.
+SUSPECT_AFTER_S = 1.0
 
 
 def worker(queue: str) -> str:
@@ -90,6 +97,21 @@ class WorkerAnswer:
 
 #: Asks the workers of the queues given at once: one ``WorkerAnswer`` per queue.
 WorkerAsker = Callable[[Target, tuple[str, ...]], dict[str, WorkerAnswer]]
+#: What a check asks about users' experience while a component is down (``ask_meanwhile``).
+Meanwhile = Callable[[Target, Timeouts], object]
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a ``Meanwhile`` returned, asked while ``component`` had not answered, and when."""
+
+    value: object
+    component: str
+    asked_at: str
+
+    def said(self) -> str:
+        """When, and why then, for a check's message."""
+        return f"asked at {self.asked_at} while the {self.component} was not answering"
 
 
 @dataclass(frozen=True)
@@ -164,6 +186,9 @@ class Reachability:
         self._canaries: dict[tuple[str, str], WorkerAnswer] = {}
         self._ahead: threading.Thread | None = None
         self._asking: dict[tuple[str, str], threading.Thread] = {}
+        self._meanwhile: dict[tuple[Meanwhile, str],
+                              tuple[threading.Event, list[Asked], float]] = {}
+        self._watching: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._answers: dict[tuple[str, str], Answer] = {}
@@ -256,6 +281,60 @@ class Reachability:
                 self._asking[key] = thread
             thread.start()
 
+    def ask_meanwhile(self, component: str, target: Target, ask: Meanwhile, *,
+                      after_s: float = SUSPECT_AFTER_S) -> None:
+        """Once per run, call ``ask(target, timeouts)`` in a thread of its own as soon as
+        ``component``, asked ahead (``ask_ahead``, called before), is suspect: no answer
+        ``after_s`` into its asking, or an answer that it is unreachable. A check that
+        wants what users get while the component is down takes it later (``asked``)
+        instead of waiting for it then. A component that answers in time: nothing is asked
+        (not even a request on a healthy run); one not asked ahead: nothing either."""
+        address = _address(component, target)
+        if not address:
+            return
+        key = (component, address)
+        with self._lock:
+            if (ask, address) in self._meanwhile:
+                return
+            asking = self._asking.get(key)
+            if asking is None and key not in self._answers:
+                return
+            done, found = threading.Event(), list[Asked]()
+            # The suspicion's wait, then ``ask`` within its own timeouts.
+            limit_s = after_s + self._timeouts.connect + self._timeouts.read + 1
+            self._meanwhile[(ask, address)] = (done, found, limit_s)
+
+        def watch() -> None:
+            try:
+                if asking is not None:
+                    asking.join(after_s)
+                with self._lock:
+                    answer = self._answers.get(key)
+                if answer is not None and answer.ok:
+                    return
+                asked_at = utcnow().strftime("%H:%M:%S")
+                found.append(Asked(ask(target, self._timeouts), component, asked_at))
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=watch, name=f"meanwhile {component}", daemon=True)
+        with self._lock:
+            self._watching.append(thread)
+        thread.start()
+
+    def asked(self, ask: Meanwhile, component: str, target: Target) -> Asked | None:
+        """What ``ask_meanwhile`` asked with ``ask`` this run, once it has its answer (its
+        own timeouts bound the wait); ``None`` when nothing was asked: the component
+        answered in time, the run did not set ``ask`` to be asked, or it did not end in
+        time (the check then asks itself)."""
+        with self._lock:
+            entry = self._meanwhile.get((ask, _address(component, target) or ""))
+        if entry is None:
+            return None
+        done, found, limit_s = entry
+        done.wait(limit_s)
+        return found[0] if found else None
+
     def still_asking(self, target: Target, components: Iterable[str]) -> bool:
         """Whether one of ``components`` is being asked ahead now, with no answer yet."""
         with self._lock:
@@ -268,13 +347,16 @@ class Reachability:
 
     def close(self) -> None:
         """Wait for the askings started ahead to end (the workers' canaries removed; each
-        other asking ends within its own deadline)."""
+        other asking, and what was asked meanwhile, ends within its own deadline)."""
         with self._lock:
             ahead = self._ahead
             asking = list(self._asking.values())
+            watching = list(self._watching)
         if ahead is not None:
             ahead.join()
         for thread in asking:
+            thread.join(self._timeouts.deadline + 1)
+        for thread in watching:
             thread.join(self._timeouts.deadline + 1)
 
     def _ask_all_workers(self, component: str, address: str, target: Target,

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,48 @@ def test_with_redis_not_answering_the_workers_are_not_asked_and_no_canary_is_put
     assert answer.found_by == reachability.AHEAD
 
 
+def test_what_users_get_is_asked_as_soon_as_a_component_is_suspect_and_only_then(
+        hole: BlackHole) -> None:
+    """``ask_meanwhile``: with the component silent past ``after_s``, the run calls the ask
+    once, long before the component's own deadline, and a check takes its answer, saying
+    when; with the component answering in time, nothing is asked."""
+    target = _target(f"redis://127.0.0.1:{hole.port}/0")
+    gate = reachability.Reachability(Timeouts(connect=1.5, read=1.5, deadline=3.0))
+    calls: list[float] = []
+
+    def ask(_target: Target, _timeouts: Timeouts) -> int:
+        calls.append(time.monotonic())
+        return 500
+
+    started = time.monotonic()
+    gate.ask_ahead(target, ("redis",))
+    gate.ask_meanwhile("redis", target, ask, after_s=0.2)
+    gate.ask_meanwhile("redis", target, ask, after_s=0.2)  # once per run
+    asked = gate.asked(ask, "redis", target)
+    gate.close()
+    assert asked is not None and asked.value == 500
+    assert asked.component == "redis"
+    assert "while the redis was not answering" in asked.said()
+    assert len(calls) == 1
+    # asked on suspicion, before the asking's own verdict (3 s at the earliest)
+    assert calls[0] - started < 1.5, calls[0] - started
+    [answer] = gate.answers()
+    assert not answer.ok
+
+    healthy = _target("redis://127.0.0.1:6379/13")
+    gate = reachability.Reachability(Timeouts(connect=3.0, read=3.0, deadline=6.0))
+    gate.ask_ahead(healthy, ("redis",))
+    gate.ask_meanwhile("redis", healthy, ask, after_s=2.0)
+    assert gate.asked(ask, "redis", healthy) is None
+    gate.close()
+    assert len(calls) == 1
+    # not asked ahead: nothing to be suspect of, nothing asked
+    gate = reachability.Reachability(TIMEOUTS)
+    gate.ask_meanwhile("redis", target, ask, after_s=0.0)
+    assert gate.asked(ask, "redis", target) is None
+    assert len(calls) == 1
+
+
 def test_a_component_that_answers_is_measured_by_its_own_probe() -> None:
     """The machine's Redis answers: the probe runs its body (its own figures recorded)."""
     target = _target("redis://127.0.0.1:6379/13")
@@ -185,7 +228,8 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
     needing it) and runs them after the others. The login makes its canary user in the
     database: it does not wait for a database the run already found unreachable; it still
     waits for what a user's login gets from the live API (HTTP 500), the signal of API
-    Returns 500 Error."""
+    Returns 500 Error, asked as soon as the database was silent past
+    ``reachability.SUSPECT_AFTER_S`` (the step's ``needs(meanwhile=...)``)."""
     result, scenarios = _check_with_stopped(
         healthy_sandbox, "postgres", "log_in or migration_is_applied", tmp_path)
     login = scenarios["A user can log in and be read back"]
@@ -196,6 +240,8 @@ def test_with_the_database_stopped_the_login_asks_it_once_and_still_sees_what_us
     # else nothing within the runbook's read timeout (the sandbox API's is as long).
     assert re.search(r"a login (answered HTTP 500|got no answer within 5 s)",
                      login["message"]), login["message"]
+    # ... asked as the database went silent, not after the login check's own wait for it
+    assert "while the database was not answering)" in login["message"], login["message"]
     # one asking, the run's, named by both
     asked = {s["message"].split("database unreachable: ")[1].split(" by ")[0]
              for s in (login, migrations)}

@@ -92,9 +92,10 @@ def narrow_500(result: ProbeResult) -> ProbeResult:
     return result
 
 
-def _login_answer(target: Target, timeouts: Timeouts) -> int | None:
+def user_login_answer(target: Target, timeouts: Timeouts) -> int | None:
     """What the API answers a login for an address no user has (401 when it works): the
-    user-facing symptom when no canary could be made. ``None``: no answer."""
+    user-facing symptom when no canary could be made. ``None``: no answer. A run asks it as
+    soon as the database is suspect (the login step's ``needs(meanwhile=...)``)."""
     try:
         with http_client(timeouts) as client:
             answer = client.post(f"{target.require('API_URL')}{users.LOGIN_PATH}",
@@ -137,12 +138,17 @@ def _no_canary(target: Target, timeouts: Timeouts, expected: str, seen: str, *,
                database: bool) -> ProbeResult:
     """The login check's failure when no canary could be made (``seen`` says why;
     ``database``: the database refused it), with what a user's login gets meanwhile."""
-    status = _login_answer(target, timeouts)
+    gate = reachability.current()
+    asked = gate.asked(user_login_answer, "database", target) if gate and database else None
+    if asked is not None and (asked.value is None or isinstance(asked.value, int)):
+        status, when = asked.value, f" ({asked.said()})"
+    else:
+        status, when = user_login_answer(target, timeouts), ""
     five_hundred = re.search(r"HTTP 5\d\d", seen) is not None or (
         status is not None and status >= 500)
     advice = "api-500" if five_hundred else ("database" if database else "api")
-    answered = (f"; a login answered HTTP {status}" if status is not None else
-                f"; a login got no answer within {timeouts.read:g} s")
+    answered = (f"; a login answered HTTP {status}{when}" if status is not None else
+                f"; a login got no answer within {timeouts.read:g} s{when}")
     return _failed("api", "end to end", target, timeouts, expected,
                    f"no canary user to log in as: {seen}{answered}", advice)
 

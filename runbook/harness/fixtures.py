@@ -85,6 +85,8 @@ def _gated(item: pytest.Item) -> bool:
 _ASK_WORKERS_AHEAD = pytest.StashKey[bool]()
 #: What the run's synthetic checks are marked as needing (``scenarios.needs``).
 _ASK_AHEAD = pytest.StashKey[tuple[str, ...]]()
+#: What the run's checks ask while a component they need is down (``needs(meanwhile=)``).
+_ASK_MEANWHILE = pytest.StashKey[tuple[tuple[str, Callable[..., object]], ...]]()
 #: The checks moved after the others for what they need, with what each needs.
 _NEEDING = pytest.StashKey[dict[int, tuple[str, ...]]]()
 #: The run's gate and target, once its first gated check has started.
@@ -103,6 +105,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     waiting: list[pytest.Item] = []
     needing: list[pytest.Item] = []
     needed: dict[str, None] = {}
+    meanwhile: dict[tuple[str, Callable[..., object]], None] = {}
     for item in items:
         if not _gated(item):
             continue
@@ -111,11 +114,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         elif components := scenarios.components_needed(item, needing_marked):
             needing.append(item)
             needed.update(dict.fromkeys(components))
+            meanwhile.update(dict.fromkeys(scenarios.asked_meanwhile(item, needing_marked)))
             config.stash.setdefault(_NEEDING, {})[id(item)] = components
     if waiting:
         config.stash[_ASK_WORKERS_AHEAD] = True
     if needed:
         config.stash[_ASK_AHEAD] = tuple(needed)
+    if meanwhile:
+        config.stash[_ASK_MEANWHILE] = tuple(meanwhile)
     moved = {id(item) for item in (*needing, *waiting)}
     if moved:
         items[:] = [item for item in items if id(item) not in moved] + needing + waiting
@@ -162,6 +168,8 @@ def _unreachable_components_fail_fast(request: pytest.FixtureRequest) -> Iterato
     if ahead := request.config.stash.get(_ASK_AHEAD, ()):
         target = request.getfixturevalue("target")
         gate.ask_ahead(target, ahead)
+        for component, ask in request.config.stash.get(_ASK_MEANWHILE, ()):
+            gate.ask_meanwhile(component, target, ask)
         request.config.stash[_GATE] = (gate, target)
     gate.scenario = scenarios.names(item)[1]
     with reachability.active(gate):

@@ -21,6 +21,8 @@ _WAITS_ON_WORKERS = "__runbook_waits_on_workers__"
 _NEEDS = "__runbook_needs__"
 #: An argument of the step and the components each of its values needs (``needs(by=...)``).
 _NEEDS_BY = "__runbook_needs_by__"
+#: What the check asks while a component it needs is down (``needs(meanwhile=...)``).
+_MEANWHILE = "__runbook_meanwhile__"
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -32,8 +34,8 @@ def waits_on_workers(step: F) -> F:
     return step
 
 
-def needs(*components: str, by: tuple[str, Mapping[str, tuple[str, ...]]] | None = None
-          ) -> Callable[[F], F]:
+def needs(*components: str, by: tuple[str, Mapping[str, tuple[str, ...]]] | None = None,
+          meanwhile: Callable[..., object] | None = None) -> Callable[[F], F]:
     """Mark a step definition (under its ``@when``) whose check cannot do without these
     components (``runbook.reachability.ASKED_WITH``'s names: ``database``, ``web``, ...), or
     (``by``: an argument of the step and what each of its values needs) without those its
@@ -41,12 +43,20 @@ def needs(*components: str, by: tuple[str, Mapping[str, tuple[str, ...]]] | None
     in a thread of its own, and runs the scenarios holding such a step after the others, so
     with one of them dead its asking overlaps the checks that need none
     (``runbook.harness.fixtures``). A step left unmarked loses nothing but that overlap: its
-    check asks when it runs, or waits for what is left of the run's asking."""
+    check asks when it runs, or waits for what is left of the run's asking.
+
+    ``meanwhile(target, timeouts)``: what the check asks about users' experience when one of
+    ``components`` is down (what a user's login gets with the database gone). The run asks it
+    as soon as the component is suspect (``Reachability.ask_meanwhile``), and the check takes
+    that answer (``Reachability.asked``) instead of waiting for it when it runs."""
 
     def mark(step: F) -> F:
         setattr(step, _NEEDS, (*getattr(step, _NEEDS, ()), *components))
         if by is not None:
             setattr(step, _NEEDS_BY, by)
+        if meanwhile is not None:
+            setattr(step, _MEANWHILE, (*getattr(step, _MEANWHILE, ()),
+                                       *((component, meanwhile) for component in components)))
         return step
 
     return mark
@@ -96,6 +106,16 @@ def components_needed(item: pytest.Item, marked: list[StepFunctionContext]) -> t
             argument, needed = by
             value = (context.parser.parse_arguments(text) or {}).get(argument)
             found += needed.get(str(value), ())
+    return tuple(dict.fromkeys(found))
+
+
+def asked_meanwhile(item: pytest.Item, marked: list[StepFunctionContext]
+                    ) -> tuple[tuple[str, Callable[..., object]], ...]:
+    """What the scenario's steps ask while a component they need is down (``needs``'s
+    ``meanwhile``), with the component: ``(component, ask)`` pairs."""
+    found: list[tuple[str, Callable[..., object]]] = []
+    for context, _ in _bound(item, marked):
+        found += getattr(context.step_func, _MEANWHILE, ())
     return tuple(dict.fromkeys(found))
 
 

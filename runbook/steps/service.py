@@ -56,7 +56,7 @@ def _(component_status: ProbeResult) -> None:
 
 @when("the on-call engineer logs in as a canary user and reads it back",
       target_fixture="login_round_trip")
-@needs("database")
+@needs("database", meanwhile=journeys.user_login_answer)
 def _(target: Target, timeouts: Timeouts, canary_pool: CanaryPool,
       evidence: Evidence) -> ProbeResult:
     return evidence(journeys.login(target, timeouts, canary_pool))
