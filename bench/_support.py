@@ -136,16 +136,19 @@ class CheckRun:
 
 
 def runbook_check(home: Path, args: Sequence[str], workdir: Path, *,
-                  features: Path | None = None, kept: bool = False) -> CheckRun:
+                  features: Path | None = None, kept: bool = False,
+                  variables: Mapping[str, str] | None = None) -> CheckRun:
     """Run ``runbook check ARGS --reports <dir>`` in ``workdir`` against the sandbox of
     ``home`` and time it from start to exit. The reports directory is emptied first, unless
-    ``kept`` (then it is ``reports-kept``, holding the earlier runs' history, as a user's)."""
+    ``kept`` (then it is ``reports-kept``, holding the earlier runs' history, as a user's).
+    ``variables`` go into its environment (a ``--target env`` run's target)."""
     reports = workdir / ("reports-kept" if kept else "reports")
     if not kept:
         shutil.rmtree(reports, ignore_errors=True)
     command = [*runbook_command(), "check", *args, "--reports", str(reports)]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=workdir, env=check_env(home, features),
+    done = subprocess.run(command, cwd=workdir, env={**check_env(home, features),
+                                                     **(variables or {})},
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace",
                           timeout=CHECK_TIMEOUT_S, check=False)
