@@ -189,12 +189,20 @@ def main() -> int:
     kinds = tuple(n.strip() for n in args.kinds.split(",") if n.strip())
     unknown = sorted(set(only) - set(COMPONENTS))
     unknown_kinds = sorted(set(kinds) - set(KINDS))
-    if unknown or unknown_kinds or not kinds or args.runs < 1:
-        print(f"bench: unknown component(s) {unknown}; choose from {', '.join(COMPONENTS)}"
-              if unknown else f"bench: unknown kind(s) {unknown_kinds}; choose from"
-              f" {', '.join(KINDS)}" if unknown_kinds or not kinds
-              else "bench: --runs must be at least 1", file=sys.stderr)
+    problem = (
+        f"unknown component(s) {unknown}; choose from {', '.join(COMPONENTS)}" if unknown
+        else "--only names no component; name one or more" if not only
+        else f"unknown kind(s) {unknown_kinds}; choose from {', '.join(KINDS)}"
+        if unknown_kinds
+        else "--kinds names no kind; name one or more" if not kinds
+        else "--runs must be at least 1" if args.runs < 1
+        else f"--kinds dropped applies to {', '.join(DROPPED)}, and --only names none of them"
+        if kinds == ("dropped",) and not set(only) & set(DROPPED) else "")
+    if problem:
+        print(f"bench: {problem}", file=sys.stderr)
         return 2
+    # The worker alone has no address to drop: its dropped kind would measure nothing.
+    kinds = tuple(k for k in kinds if k == "stopped" or set(only) & set(DROPPED))
     return conclude(lambda: measure(args.runs, only, kinds), report, as_json=args.json)
 
 
