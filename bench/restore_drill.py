@@ -1,6 +1,6 @@
 """The disaster recovery restore against a plain ``pg_restore`` of the same dump.
 
-    .venv/bin/python bench/restore_drill.py [--runs 5] [--rows 100000] [--json]
+    .venv/bin/python bench/restore_drill.py [--runs 5] [--rows 100000] [--deferred] [--json]
 
 bench/backup_roundtrip.py measures the Database Backup operation (dump, restore into a
 scratch database, compare, drop). The DR drills restore differently: the database-failure
@@ -18,7 +18,9 @@ backup (``take_backup``), then each run measures, alternating which goes first:
 * drill: ``restore_backup(sandbox, backup)``, timed from the call to its return;
 * plain: ``dropdb --force``, ``createdb -T template0 -O legacyvideo``, ``pg_restore
   --exit-on-error --jobs=2`` of the same dump file (the drill's own pg_restore flags);
-* plain, one job: the same with ``pg_restore`` without ``--jobs`` (shown, not judged).
+* plain, one job: the same with ``pg_restore`` without ``--jobs`` (shown, not judged);
+* with ``--deferred``, the drill with every table's figures read after pg_restore, none as
+  it lands (shown, not judged): what reading them early gains or costs on this machine.
 
 One warm-up run of each is discarded. Prints the medians, the drill's phases, the ratio
 drill / plain (the median of each run's own ratio) against the goal of 1.2x, and the same
@@ -29,11 +31,13 @@ ratio less the drill's comparison step (shown, not judged), with the load averag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,7 @@ from _support import (
 )
 from backup_roundtrip import _grow as grow_database
 
+from runbook.figures import LandedFigures
 from runbook.pg import PgEndpoint, parse_dsn
 from runbook.sandbox import Sandbox
 from runbook.sandbox.backups import BackupInfo, restore_backup, take_backup
@@ -87,10 +92,25 @@ def plain_restore(bindir: Path, admin: PgEndpoint, dump: Path, jobs: int | None)
     return time.monotonic() - started
 
 
-def drill_restore(box: Sandbox, backup: BackupInfo, phases: dict[str, list[float]]) -> float:
-    """Seconds for the drill's ``restore_backup``; its phases are appended to ``phases``."""
+@contextlib.contextmanager
+def figures_read_after() -> Iterator[None]:
+    """``restore_backup`` as it read every table's figures after pg_restore: the reader of
+    the landed tables is told of none, so ``read_figures`` reads them all at the end."""
+    landed = LandedFigures.landed
+    LandedFigures.landed = lambda self, name: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        LandedFigures.landed = landed  # type: ignore[method-assign]
+
+
+def drill_restore(box: Sandbox, backup: BackupInfo, phases: dict[str, list[float]], *,
+                  deferred: bool = False) -> float:
+    """Seconds for the drill's ``restore_backup``; its phases are appended to ``phases``.
+    ``deferred``: every table's figures read after pg_restore (``figures_read_after``)."""
     started = time.monotonic()
-    record = restore_backup(box, backup, timeouts=Timeouts())
+    with figures_read_after() if deferred else contextlib.nullcontext():
+        record = restore_backup(box, backup, timeouts=Timeouts())
     seconds = time.monotonic() - started
     if not record.ok:
         raise BenchError(f"the drill's restore failed: {record.problem}")
@@ -101,21 +121,25 @@ def drill_restore(box: Sandbox, backup: BackupInfo, phases: dict[str, list[float
     return seconds
 
 
-def bench(box: Sandbox, runs: int, rows: int) -> dict[str, Any]:
+def bench(box: Sandbox, runs: int, rows: int, deferred: bool = False) -> dict[str, Any]:
     admin = parse_dsn(box.superuser_dsn("postgres"))
     total_rows = grow_database(admin.with_dbname(APP_DATABASE), rows) if rows else None
     backup = take_backup(box, reason="bench", keep=None)
     series = {"drill": Series(), "plain": Series(), "plain_one_job": Series()}
+    if deferred:
+        series["drill_deferred"] = Series()
     phases: dict[str, list[float]] = {}
     ratios: list[float] = []
     unproved: list[float] = []
     for run in range(runs + 1):
         names = list(series)
         seconds: dict[str, float] = {}
-        for which in names[run % 3:] + names[:run % 3]:
+        for which in names[run % len(names):] + names[:run % len(names)]:
             load = load_1min()
             if which == "drill":
                 seconds[which] = drill_restore(box, backup, phases if run else {})
+            elif which == "drill_deferred":
+                seconds[which] = drill_restore(box, backup, {}, deferred=True)
             else:
                 seconds[which] = plain_restore(box.bindir, admin, backup.path,
                                                JOBS if which == "plain" else None)
@@ -160,6 +184,12 @@ def report(result: dict[str, Any]) -> None:
         ("drill / plain", f"{result['ratio']:.2f}x", f"runs: {per_run}"),
         ("  less its comparison (not judged)", f"{result['ratio_without_compare']:.2f}x", ""),
     ]
+    if "drill_deferred" in result:
+        deferred = result["drill_deferred"]
+        rows.append(("drill, every table read after pg_restore (not judged)",
+                     f"{deferred['median_s']:.3f} s ("
+                     f"{deferred['median_s'] / result['plain']['median_s']:.2f}x)",
+                     f"{deferred['load_1min']:.2f}"))
     print_table(rows)
     verdict = "met" if result["goal_met"] else "MISSED"
     print(f"goal: restore within {result['goal_ratio']:g}x of plain pg_restore: {verdict}")
@@ -170,12 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured runs (after a warm-up)")
     parser.add_argument("--rows", type=int, default=100_000,
                         help="rows to add to the sandbox's database first (0: the seed only)")
+    parser.add_argument("--deferred", action="store_true",
+                        help="also the drill with every table read after pg_restore (shown)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
     def measure() -> dict[str, Any]:
         with fresh_sandbox() as box:
-            return bench(box, max(1, args.runs), max(0, args.rows))
+            return bench(box, max(1, args.runs), max(0, args.rows), args.deferred)
 
     return conclude(measure, report, as_json=args.json)
 
