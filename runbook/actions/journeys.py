@@ -140,7 +140,7 @@ def _no_canary(target: Target, timeouts: Timeouts, expected: str, seen: str, *,
     ``database``: the database refused it), with what a user's login gets meanwhile."""
     gate = reachability.current()
     asked = gate.asked(user_login_answer, "database", target) if gate and database else None
-    if asked is not None and (asked.value is None or isinstance(asked.value, int)):
+    if asked is not None and isinstance(asked.value, int | None):
         status, when = asked.value, f" ({asked.said()})"
     else:
         status, when = user_login_answer(target, timeouts), ""

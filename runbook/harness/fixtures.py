@@ -111,11 +111,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if scenarios.waits_on_a_worker(item, waiting_marked):
             waiting.append(item)
-        elif components := scenarios.components_needed(item, needing_marked):
+        elif (needs := scenarios.components_needed(item, needing_marked)).components:
             needing.append(item)
-            needed.update(dict.fromkeys(components))
-            meanwhile.update(dict.fromkeys(scenarios.asked_meanwhile(item, needing_marked)))
-            config.stash.setdefault(_NEEDING, {})[id(item)] = components
+            needed.update(dict.fromkeys(needs.components))
+            meanwhile.update(dict.fromkeys(needs.meanwhile))
+            config.stash.setdefault(_NEEDING, {})[id(item)] = needs.components
     if waiting:
         config.stash[_ASK_WORKERS_AHEAD] = True
     if needed:

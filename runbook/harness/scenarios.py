@@ -4,6 +4,7 @@ tier and the drills it runs, read from pytest-bdd's template."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
@@ -94,29 +95,31 @@ def waits_on_a_worker(item: pytest.Item, marked: list[StepFunctionContext]) -> b
     return bool(_bound(item, marked))
 
 
-def components_needed(item: pytest.Item, marked: list[StepFunctionContext]) -> tuple[str, ...]:
-    """The components the scenario's steps are marked as needing (``needs``; ``marked`` is
-    ``needing_steps``, listed once per collection), in the order the marks name them."""
+@dataclass(frozen=True)
+class Needs:
+    """What a scenario's steps are marked as needing (``needs``): the components, in the
+    order the marks name them, and what they ask while one of those is down
+    (``(component, ask)`` pairs, from ``meanwhile``)."""
+
+    components: tuple[str, ...] = ()
+    meanwhile: tuple[tuple[str, Callable[..., object]], ...] = ()
+
+
+def components_needed(item: pytest.Item, marked: list[StepFunctionContext]) -> Needs:
+    """What the scenario's steps are marked as needing (``needs``; ``marked`` is
+    ``needing_steps``, listed once per collection), its steps bound once."""
     found: list[str] = []
+    meanwhile: list[tuple[str, Callable[..., object]]] = []
     for context, text in _bound(item, marked):
         found += getattr(context.step_func, _NEEDS, ())
+        meanwhile += getattr(context.step_func, _MEANWHILE, ())
         by: tuple[str, Mapping[str, tuple[str, ...]]] | None = getattr(
             context.step_func, _NEEDS_BY, None)
         if by is not None:
             argument, needed = by
             value = (context.parser.parse_arguments(text) or {}).get(argument)
             found += needed.get(str(value), ())
-    return tuple(dict.fromkeys(found))
-
-
-def asked_meanwhile(item: pytest.Item, marked: list[StepFunctionContext]
-                    ) -> tuple[tuple[str, Callable[..., object]], ...]:
-    """What the scenario's steps ask while a component they need is down (``needs``'s
-    ``meanwhile``), with the component: ``(component, ask)`` pairs."""
-    found: list[tuple[str, Callable[..., object]]] = []
-    for context, _ in _bound(item, marked):
-        found += getattr(context.step_func, _MEANWHILE, ())
-    return tuple(dict.fromkeys(found))
+    return Needs(tuple(dict.fromkeys(found)), tuple(dict.fromkeys(meanwhile)))
 
 
 def template(item: pytest.Item) -> ScenarioTemplate | None:
