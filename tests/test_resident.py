@@ -271,7 +271,7 @@ def test_the_resident_imports_and_builds_ahead_no_module_pytest_rewrites_and_sta
     assert found["threads"] == 1  # forking is safe
     assert found["built"] == [1, 1, True]  # the rounds inherit them
     assert {"pytest", "runbook.probes.api"} <= set(found["imported"])
-    assert {"httpx", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
+    assert {"httpx", "httpcore", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
             "runbook.drills.engine"} <= set(found["modules"])
     rewritten = [name for name in found["modules"]
                  if name in ("pytest_timeout", "pytest_bdd.plugin", "allure_pytest_bdd.plugin",
