@@ -1,7 +1,7 @@
 """A ``runbook watch`` round (after the first) against the raw floor of the same scenarios,
 in wall and CPU time, with the resident pytest and without it.
 
-    .venv/bin/python bench/watch_round.py [--rounds 5] [--json]
+    .venv/bin/python bench/watch_round.py [--rounds 5] [--history 20000] [--json]
 
 Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards), then measures:
 
@@ -13,7 +13,10 @@ Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards), then 
   ``FLOOR`` mirrors (``-k``); one it does not mirror stops the benchmark;
 * watch (resident, the default) and watch ``--no-resident`` (a new pytest process every
   round): ``runbook watch --interval 0 --json`` for 1 + ``--rounds`` rounds each, the first
-  round left out (the resident starts there). A round's wall time is one start to the next
+  round left out (the resident starts there). Before each, the reports' history is seeded
+  with ``--history`` entries (the scenarios' own, from a one-round watch, over and over): a
+  watch that has run for a day keeps it at its limit, ``HISTORY_LIMIT``, the default; 0
+  starts from an empty reports directory. A round's wall time is one start to the next
   (the last: its own elapsed time), so the watch's work between rounds counts; its CPU time
   is the round's own figure, ``cpu_s`` of its JSON line (user and system of its pytest
   process, forked by the resident or not, and of the watch's work for it). The rounds'
@@ -56,18 +59,25 @@ from _support import (
 )
 from synthetic_floor import FLOOR, Floor, run_floor
 
+from runbook.reporting.summary import HISTORY_LIMIT
 from runbook.sandbox import Sandbox
 
 #: The goal: a round after the first within this many times the floor, wall and CPU.
 GOAL_RATIO = 1.5
 
 
-def watch(home: Path, workdir: Path, rounds: int, *options: str) -> dict[str, Any]:
-    """Run ``runbook watch --rounds ROUNDS --interval 0 --json OPTIONS`` in ``workdir``:
+def watch(home: Path, workdir: Path, rounds: int, *options: str,
+          history: list[str] | None = None) -> dict[str, Any]:
+    """Run ``runbook watch --rounds ROUNDS --interval 0 --json OPTIONS`` in ``workdir``,
+    its reports directory new but for ``history`` (the lines of its ``history.jsonl``):
     its rounds' documents, the wall seconds of each (start to next start; the last, its
-    own), its CPU seconds (itself and what it waited for) and the load before it."""
+    own), its CPU seconds (itself and what it waited for), the load before it and the
+    lines of the history it left."""
     reports = workdir / "reports"
     shutil.rmtree(reports, ignore_errors=True)
+    if history:
+        reports.mkdir()
+        (reports / "history.jsonl").write_text("".join(history), encoding="utf-8")
     (home / "watch-state.json").unlink(missing_ok=True)
     command = [*runbook_command(), "watch", "--rounds", str(rounds), "--interval", "0",
                "--json", "--reports", str(reports), *options]
@@ -98,7 +108,9 @@ def watch(home: Path, workdir: Path, rounds: int, *options: str) -> dict[str, An
     starts = [datetime.fromisoformat(d["started_at"]) for d in documents]
     walls = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     walls.append(float(documents[-1]["elapsed_s"]))
-    return {"documents": documents, "walls": walls, "load": load, "ran": ran}
+    return {"documents": documents, "walls": walls, "load": load, "ran": ran,
+            "history": (reports / "history.jsonl").read_text(
+                encoding="utf-8").splitlines(keepends=True)}
 
 
 def cpu_of_children() -> float:
@@ -106,11 +118,13 @@ def cpu_of_children() -> float:
     return usage.children_user + usage.children_system
 
 
-def measured_watch(home: Path, workdir: Path, rounds: int, *options: str) -> dict[str, Any]:
-    """A round after the first of ``runbook watch OPTIONS``: median wall and CPU seconds of
-    rounds 2..N (each round's own ``cpu_s``)."""
+def measured_watch(home: Path, workdir: Path, rounds: int, *options: str,
+                   history: list[str]) -> dict[str, Any]:
+    """A round after the first of ``runbook watch OPTIONS`` (the reports' history seeded
+    with ``history``): median wall and CPU seconds of rounds 2..N (each round's own
+    ``cpu_s``)."""
     before = cpu_of_children()
-    long = watch(home, workdir, rounds + 1, *options)
+    long = watch(home, workdir, rounds + 1, *options, history=history)
     whole = cpu_of_children() - before
     figures = [float(d["cpu_s"]) for d in long["documents"]]
     if sum(figures) > whole:
@@ -153,12 +167,17 @@ def measured_floor(box: Sandbox, rounds: int, scenarios: list[str]) -> dict[str,
             "cpu_s": round(statistics.median(cpus), 3), "load_1min": round(load, 2)}
 
 
-def bench(box: Sandbox, rounds: int, workdir: Path) -> dict[str, Any]:
+def bench(box: Sandbox, rounds: int, workdir: Path, history: int) -> dict[str, Any]:
     # The synthetic scenarios the floor mirrors (a scenario it does not is left out of the
     # rounds, and named).
     mirrored = "-k", " or ".join(sorted({name.split("[", 1)[0] for name in FLOOR}))
-    resident = measured_watch(box.home, workdir, rounds, *mirrored)
-    plain = measured_watch(box.home, workdir, rounds, "--no-resident", *mirrored)
+    seed: list[str] = []
+    if history:
+        entries = watch(box.home, workdir, 1, *mirrored)["history"]
+        seed = list(itertools.islice(itertools.cycle(entries), history))
+    resident = measured_watch(box.home, workdir, rounds, *mirrored, history=seed)
+    plain = measured_watch(box.home, workdir, rounds, "--no-resident", *mirrored,
+                           history=seed)
     if resident["ran"] != plain["ran"]:
         raise BenchError("the watch ran other scenarios with --no-resident")
     floor = measured_floor(box, rounds, resident["ran"])
@@ -168,6 +187,7 @@ def bench(box: Sandbox, rounds: int, workdir: Path) -> dict[str, Any]:
     return {
         "rounds": rounds,
         "scenarios": len(resident["ran"]),
+        "history": history,
         "floor_not_run": sorted(set(FLOOR) - set(resident["ran"])),
         "cpus": os.cpu_count(),
         "floor": floor,
@@ -182,7 +202,8 @@ def bench(box: Sandbox, rounds: int, workdir: Path) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> None:
     print(f"runbook watch round vs raw floor: {result['scenarios']} scenarios a round,"
-          f" {result['rounds']} rounds after the first; now {result['machine']}")
+          f" {result['rounds']} rounds after the first, {result['history']:,} entries in the"
+          f" reports' history before; now {result['machine']}")
     if result["floor_not_run"]:
         print(f"  (in FLOOR but not a synthetic scenario now: {result['floor_not_run']})")
     floor, resident, plain = result["floor"], result["resident"], result["plain"]
@@ -218,13 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5,
                         help="measured rounds after the first (and floor runs)")
+    parser.add_argument("--history", type=int, default=HISTORY_LIMIT,
+                        help="entries in the reports' history before each watch (default:"
+                             " its limit, as a watch's after a day; 0: a new reports"
+                             " directory)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    if args.history < 0:
+        parser.error(f"--history {args.history}: give a number of entries, 0 or more")
 
     def measure() -> dict[str, Any]:
         with fresh_sandbox() as box, tempfile.TemporaryDirectory(
                 prefix="runbook-bench-") as work:
-            return bench(box, max(2, args.rounds), Path(work))
+            return bench(box, max(2, args.rounds), Path(work), args.history)
 
     return conclude(measure, report, as_json=args.json)
 
