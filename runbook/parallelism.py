@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbook.reporting.summary import HistoryIndex
+
 #: What one pytest-xdist worker adds before the first scenario runs, seconds: an interpreter,
 #: the imports, a collection of every feature (bench/scaling.py: 2 workers' start-up 2.70 s,
 #: one process's 1.52 s).
@@ -97,7 +99,12 @@ def matches(expression: str, present: Callable[[str], bool]) -> bool:
 
 
 def latest_durations(history: Path, target: str) -> dict[str, Mapping[str, Any]]:
-    """Each scenario's latest history line on ``target`` (node id to the line)."""
+    """Each scenario's latest history line on ``target`` (node id to the line; from the
+    history's index, its name, tags and duration, when the index is of the history as it
+    is now)."""
+    index = HistoryIndex.of(history)
+    if index is not None:
+        return dict(index.latest.get(target, {}))
     latest: dict[str, Mapping[str, Any]] = {}
     try:
         lines: Iterable[str] = history.read_text(encoding="utf-8").splitlines()

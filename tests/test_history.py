@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from runbook import parallelism
 from runbook.reporting import summary
 from runbook.reporting.summary import (
+    LATEST_FIELDS,
     HistoryIndex,
     ScenarioOutcome,
     append_history,
@@ -29,8 +31,8 @@ def _outcome(nodeid: str, outcome: str, minutes: float) -> ScenarioOutcome:
                            finished_at=(START + timedelta(minutes=minutes)).isoformat())
 
 
-def _run(history: Path, *outcomes: ScenarioOutcome) -> None:
-    append_history(history, outcomes, run_id="r", target="sandbox", environment="sandbox")
+def _run(history: Path, *outcomes: ScenarioOutcome, target: str = "sandbox") -> None:
+    append_history(history, outcomes, run_id="r", target=target, environment=target)
 
 
 def _every_entry(history: Path) -> dict[str, str]:
@@ -75,6 +77,25 @@ def test_a_run_reads_the_index_and_not_the_whole_history(
     assert last_passes(history) == expected
     _run(history, _outcome("t::c", "passed", 20))
     assert last_passes(history) == {**expected, "t::c": (START + timedelta(minutes=20)).isoformat()}
+
+
+def test_the_latest_entry_of_each_scenario_on_each_target_comes_from_the_index(
+        tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    _runs(history)
+    _run(history, _outcome("t::a", "failed", 30), target="staging")
+    _run(history, _outcome("t::b", "passed", 31), target="staging")
+    for target, nodeids in (("sandbox", {"t::a", "t::b", "t::c"}),
+                            ("staging", {"t::a", "t::b"})):
+        from_index = parallelism.latest_durations(history, target)
+        assert set(from_index) == nodeids
+        assert all(set(entry) == set(LATEST_FIELDS) for entry in from_index.values())
+        HistoryIndex.path(history).rename(tmp_path / "aside.json")
+        every_entry = parallelism.latest_durations(history, target)
+        (tmp_path / "aside.json").rename(HistoryIndex.path(history))
+        assert from_index == {nodeid: {name: entry[name] for name in LATEST_FIELDS}
+                              for nodeid, entry in every_entry.items()}
+    assert parallelism.latest_durations(history, "production") == {}
 
 
 def test_a_history_changed_behind_its_index_is_read_in_full(tmp_path: Path) -> None:

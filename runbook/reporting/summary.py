@@ -168,18 +168,7 @@ def last_passes(history: Path) -> dict[str, str]:
     index = HistoryIndex.of(history)
     if index is not None:
         return dict(index.last_passes)
-    return _passes_in(read_history(history))
-
-
-def _passes_in(entries: Iterable[Mapping[str, Any]],
-               into: dict[str, str] | None = None) -> dict[str, str]:
-    found = {} if into is None else into
-    for entry in entries:
-        if entry.get("outcome") in ("passed", "flaky") and entry.get("finished_at"):
-            nodeid = str(entry.get("nodeid", ""))
-            if entry["finished_at"] > found.get(nodeid, ""):
-                found[nodeid] = str(entry["finished_at"])
-    return found
+    return _Tally().add(read_history(history)).last_passes
 
 
 def read_history(history: Path) -> Iterable[dict[str, Any]]:
@@ -206,19 +195,47 @@ def _parsed(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 HISTORY_LIMIT = 20_000
 
 
+#: What the index keeps of a scenario's latest entry on a target (``parallelism``).
+LATEST_FIELDS = ("name", "tags", "duration_s")
+
+
+@dataclass
+class _Tally:
+    """What the index holds, added up entry by entry in the history's order."""
+
+    entries: int = 0
+    last_passes: dict[str, str] = field(default_factory=dict)
+    latest: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, entries: Iterable[Mapping[str, Any]]) -> _Tally:
+        for entry in entries:
+            nodeid = str(entry.get("nodeid", ""))
+            finished = str(entry.get("finished_at") or "")
+            if (entry.get("outcome") in ("passed", "flaky")
+                    and finished > self.last_passes.get(nodeid, "")):
+                self.last_passes[nodeid] = finished
+            if "nodeid" in entry and "target" in entry:
+                self.latest.setdefault(str(entry["target"]), {})[nodeid] = {
+                    name: entry[name] for name in LATEST_FIELDS if name in entry}
+        return self
+
+
 @dataclass(frozen=True)
 class HistoryIndex:
-    """What every run reads of ``history.jsonl`` (each scenario's last pass, how many entries
-    it holds), kept beside it in ``history.index.json`` so that a run reads a few kilobytes
-    instead of parsing the whole history: at its limit, 20,000 entries and about 15 MB, that
-    took about 0.15 s of CPU a run (2.4 ms with the index). The index is of the history whose size and modification
-    time (nanoseconds) it records; a history written, trimmed, edited or replaced since by
-    anything else no longer matches them, and is read in full again."""
+    """What every run reads of ``history.jsonl`` (each scenario's last pass; its latest
+    entry on each target, for ``parallelism``; how many entries it holds), kept beside it
+    in ``history.index.json`` so that a run reads a few kilobytes instead of parsing the
+    whole history: at its limit, 20,000 entries and about 15 MB, that took about 0.15 s of
+    CPU a run (2.4 ms with the index). The index is of the history whose size and
+    modification time (nanoseconds) it records; a history written, trimmed, edited or
+    replaced since by anything else no longer matches them, and is read in full again."""
 
     size: int
     mtime_ns: int
     entries: int
     last_passes: Mapping[str, str]
+    #: target -> nodeid -> ``LATEST_FIELDS`` of the scenario's latest entry there.
+    latest: Mapping[str, Mapping[str, Mapping[str, Any]]]
 
     @staticmethod
     def path(history: Path) -> Path:
@@ -233,23 +250,35 @@ class HistoryIndex:
             document = json.loads(cls.path(history).read_text(encoding="utf-8"))
             index = cls(int(document["size"]), int(document["mtime_ns"]),
                         int(document["entries"]),
-                        {str(k): str(v) for k, v in dict(document["last_passes"]).items()})
+                        {str(k): str(v) for k, v in dict(document["last_passes"]).items()},
+                        {str(t): {str(n): dict(e) for n, e in dict(by_node).items()}
+                         for t, by_node in dict(document["latest"]).items()})
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if (index.size, index.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
             return None
         return index
 
+    def tally(self) -> _Tally:
+        return _Tally(self.entries, dict(self.last_passes),
+                      {t: {n: dict(e) for n, e in by_node.items()}
+                       for t, by_node in self.latest.items()})
+
     @classmethod
-    def write(cls, history: Path, entries: int, passes: Mapping[str, str]) -> None:
-        """Record ``entries`` and ``passes`` as the index of ``history`` as it is now."""
+    def write(cls, history: Path, tally: _Tally) -> None:
+        """Record ``tally`` as the index of ``history`` as it is now."""
         stat = history.stat()
-        document = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "entries": entries,
-                    "last_passes": dict(passes)}
+        document = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                    "entries": tally.entries, "last_passes": tally.last_passes,
+                    "latest": tally.latest}
         path = cls.path(history)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(document), encoding="utf-8")
         tmp.replace(path)
+
+
+def _tally_of(lines: list[str]) -> _Tally:
+    return _Tally(len(lines)).add(_parsed(lines))
 
 
 @contextlib.contextmanager
@@ -280,18 +309,17 @@ def append_history(history: Path, outcomes: Sequence[ScenarioOutcome], *, run_id
         with history.open("a", encoding="utf-8") as handle:
             handle.write("".join(f"{json.dumps(d)}\n" for d in documents))
         if index is None:
-            kept = history.read_text(encoding="utf-8").splitlines(keepends=True)
-            entries, passes = len(kept), _passes_in(_parsed(kept))
+            tally = _tally_of(history.read_text(encoding="utf-8").splitlines(keepends=True))
         else:
-            entries = index.entries + len(documents)
-            passes = _passes_in(documents, into=dict(index.last_passes))
-        if entries > HISTORY_LIMIT * 1.25:
+            tally = index.tally().add(documents)
+            tally.entries += len(documents)
+        if tally.entries > HISTORY_LIMIT * 1.25:
             kept = history.read_text(encoding="utf-8").splitlines(keepends=True)[-HISTORY_LIMIT:]
             tmp = history.with_suffix(".tmp")
             tmp.write_text("".join(kept), encoding="utf-8")
             tmp.replace(history)
-            entries, passes = len(kept), _passes_in(_parsed(kept))
-        HistoryIndex.write(history, entries, passes)
+            tally = _tally_of(kept)
+        HistoryIndex.write(history, tally)
 
 
 def _outcome_json(outcome: ScenarioOutcome) -> dict[str, Any]:
