@@ -731,6 +731,9 @@ def watch(
     resident: Annotated[bool, typer.Option(
         help="fork each round from a pytest started once (no per-round start-up);"
              " --no-resident: a new pytest process every round")] = True,
+    keep_results: Annotated[int, typer.Option(
+        min=1, help="keep the Allure results of the last N rounds in REPORTS/allure-results;"
+                    " older ones go")] = 60,
 ) -> None:
     """Run the @synthetic scenarios every interval; alert after N failing rounds in a row,
     resolve after M passing ones, each once to the webhook; metrics.prom every round."""
@@ -759,7 +762,8 @@ def watch(
     human = err if as_json else out
     settings = WatchSettings(target=run.name, reports=reports.resolve(),
                              state_file=state_file(_home()), interval_s=interval,
-                             fail_after=fail_after, resolve_after=resolve_after, rounds=rounds)
+                             fail_after=fail_after, resolve_after=resolve_after, rounds=rounds,
+                             keep_results=keep_results)
 
     def warn(line: str) -> None:
         err.print(f"runbook: warning: {redact(line)}", markup=False)

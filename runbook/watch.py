@@ -11,6 +11,7 @@ rewritten (and pushed) every round with the alert state.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -299,6 +300,9 @@ class WatchSettings:
     fail_after: int = 3
     resolve_after: int = 2
     rounds: int = 0  # 0: until interrupted
+    #: The Allure results of this many rounds, the last ones, stay in the reports'
+    #: ``allure-results``; older ones go, so a watch that runs for weeks keeps its disk.
+    keep_results: int = 60
 
 
 class Watcher:
@@ -329,6 +333,9 @@ class Watcher:
         self.status = status
         self.forked_cpu = forked_cpu
         self._round_cpu_from = 0.0
+        #: When the rounds whose Allure results are kept started (epoch seconds).
+        self._kept_rounds: collections.deque[float] = collections.deque(
+            maxlen=max(1, settings.keep_results))
         self.state = WatchState.load(settings.state_file, settings.target)
         #: Rounds of this watch whose bookkeeping is through.
         self.done = 0
@@ -359,6 +366,7 @@ class Watcher:
         through (an interrupt held meanwhile comes after, with the round counted)."""
         run_id = uuid.uuid4().hex
         started = datetime.now(UTC)
+        self._kept_rounds.append(time.time())
         self._round_cpu_from = self._cpu()
         code = self.run_round(run_id)
         if code == EXIT_INTERRUPTED:
@@ -366,6 +374,9 @@ class Watcher:
         with deferred_interrupt():
             code = self._bookkeeping(run_id, started, code)
             self.done += 1
+            if len(self._kept_rounds) == self._kept_rounds.maxlen:
+                # Written before the oldest kept round started: an older round's.
+                publish.prune_results(self.settings.reports, self._kept_rounds[0])
         return code
 
     def _bookkeeping(self, run_id: str, started: datetime, code: int) -> int:

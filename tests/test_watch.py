@@ -150,6 +150,46 @@ def test_a_healthy_watch_never_alerts_and_stops_cleanly_on_ctrl_c(
     assert firing(tmp_path / "reports") == {REDIS: 0.0, API: 0.0}
 
 
+def _attachments(result: object) -> list[str]:
+    """The attachment files an Allure result names, its steps' included."""
+    if isinstance(result, dict):
+        own = [a["source"] for a in result.get("attachments", [])]
+        return own + [s for step in result.get("steps", []) for s in _attachments(step)]
+    return []
+
+
+def test_a_watch_keeps_the_allure_results_of_its_last_rounds_only(
+    healthy_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    home = healthy_sandbox.home
+    (home / "watch-state.json").unlink(missing_ok=True)
+    results = tmp_path / "reports" / "allure-results"
+    results.mkdir(parents=True)
+    # A result of a run before the watch, an hour old, and a file that is not a result.
+    old = results / "0f3c1e2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b-result.json"
+    old.write_text("{}")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    (results / "notes.txt").write_text("kept")
+    done = subprocess.run(
+        [sys.executable, "-m", "runbook.cli", "watch", "--target", "sandbox",
+         "-k", "redis_answers_pong", "--interval", "0", "--rounds", "4", "--keep-results", "2",
+         "--json"],
+        cwd=tmp_path, env={**CLEAN, "RUNBOOK_HOME": str(home)}, capture_output=True,
+        text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = [datetime.fromisoformat(json.loads(line)["started_at"])
+               for line in done.stdout.splitlines() if line.startswith('{"type": "round"')]
+    assert len(started) == 4
+    kept = [json.loads(path.read_text()) for path in results.glob("*-result.json")]
+    # One scenario a round: the results of rounds 3 and 4, none of rounds 1 and 2.
+    assert len(kept) == 2
+    assert all(r["start"] >= started[2].timestamp() * 1000 - 1 for r in kept), kept
+    attachments = {source for r in kept for source in _attachments(r)}
+    assert attachments and attachments == {
+        p.name for p in results.glob("*-attachment.*")}  # theirs and no other
+    assert not old.exists() and (results / "notes.txt").read_text() == "kept"
+
+
 def test_counters_need_n_failures_in_a_row_and_m_passes_in_a_row(tmp_path: Path) -> None:
     """A flapping check: a pass in between restarts the count; the alert carries the
     latency from the first round of its failing streak."""

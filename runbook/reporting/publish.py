@@ -1,5 +1,6 @@
 """After a run: ``reports/metrics.prom`` from its summary and drill records, the push to a
-Pushgateway, and the webhook messages of the tiers that failed.
+Pushgateway, the webhook messages of the tiers that failed, and (for a watch) the Allure
+results of rounds older than it keeps.
 
 Nothing here changes a run's exit code: an output that cannot be delivered is one warning.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +19,13 @@ from typing import Any
 from runbook.redact import Redactor, url_secrets
 from runbook.reporting import alerts, metrics
 
+#: Where a run's Allure results go, under its reports directory (``runner.Selection``).
+ALLURE_RESULTS = "allure-results"
+#: What Allure writes for each result: ``<uuid>-result.json``, ``<uuid>-container.json``,
+#: ``<uuid>-attachment.<ext>``. Nothing else in the directory is a run's result.
+_ALLURE_RESULT = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"-(result\.json|container\.json|attachment\.[A-Za-z0-9]+)")
 #: Where the Pushgateway is when ``--pushgateway`` is not given.
 PUSHGATEWAY_VARIABLE = "RUNBOOK_PUSHGATEWAY_URL"
 METRICS_FILE = "metrics.prom"
@@ -132,3 +141,25 @@ def publish_run(reports: Path, *, run_id: str, code: int, target: str, started: 
     if summary is not None:
         alerts.notify_failures(summary, reports / "junit.xml", redact,
                                explicit=delivery.webhook, warn=warn)
+
+
+def prune_results(reports: Path, written_before: float) -> int:
+    """Remove from ``reports/allure-results`` the Allure results (results, containers,
+    attachments) last written before ``written_before`` (seconds since the epoch): a watch
+    keeps its last rounds' results, not every round's (about 400 kB a round of the synthetic
+    suite). The rest of the directory stays. How many files went."""
+    removed = 0
+    try:
+        entries = list(os.scandir(reports / ALLURE_RESULTS))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _ALLURE_RESULT.fullmatch(entry.name):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < written_before:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:  # gone meanwhile, or not ours to remove: left as it is
+            continue
+    return removed
