@@ -4,6 +4,7 @@ only when it is not; either way it gets what reading every entry gives."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -167,3 +168,19 @@ def test_runs_appending_at_once_lose_no_entry_and_leave_the_index_of_the_history
     index = HistoryIndex.of(history)
     assert index is not None and index.entries == len(lines)
     assert dict(index.last_passes) == _every_entry(history)
+
+
+def test_where_no_lock_can_be_taken_runs_write_no_index_and_read_the_whole_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    history = tmp_path / "history.jsonl"
+    _runs(history)
+    assert HistoryIndex.of(history) is not None
+
+    def no_lock(fd: int, operation: int) -> None:
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_lock)
+    _run(history, _outcome("t::c", "passed", 40))
+    assert not HistoryIndex.path(history).exists()
+    assert last_passes(history) == _every_entry(history)
+    assert last_passes(history)["t::c"] == (START + timedelta(minutes=40)).isoformat()

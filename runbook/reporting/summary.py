@@ -282,13 +282,19 @@ def _tally_of(lines: list[str]) -> _Tally:
 
 
 @contextlib.contextmanager
-def _writing(directory: Path) -> Iterator[None]:
-    """One writer of the history at a time (a lock on its directory: the history and its
-    index are replaced when trimmed, so neither can hold it)."""
-    fd = os.open(directory, os.O_RDONLY)
+def _writing(history: Path) -> Iterator[bool]:
+    """One writer of the history at a time: a lock on ``history.lock`` beside it (the history
+    and its index are replaced when trimmed, so neither can hold it; opened for writing, as
+    NFS's locks need). Whether the lock is held: a file system that takes no lock gives
+    none, and the writer goes on without one, as writers did before the index."""
+    fd = os.open(history.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            yield False
+        else:
+            yield True
     finally:
         os.close(fd)
 
@@ -304,22 +310,37 @@ def append_history(history: Path, outcomes: Sequence[ScenarioOutcome], *, run_id
     documents = [{"run_id": run_id, "finished_at": o.finished_at or finished,
                   "target": target, "environment": environment, **_outcome_json(o)}
                  for o in outcomes]
-    with _writing(history.parent):
-        index = HistoryIndex.of(history)
+    with _writing(history) as alone:
+        index = HistoryIndex.of(history) if alone else None
         with history.open("a", encoding="utf-8") as handle:
             handle.write("".join(f"{json.dumps(d)}\n" for d in documents))
+        if not alone:
+            # Another writer may append between this one's lines and its index: no index,
+            # and every run reads the whole history, as before there was one.
+            HistoryIndex.path(history).unlink(missing_ok=True)
+            _trim(history, len(history.read_text(encoding="utf-8").splitlines()))
+            return
         if index is None:
             tally = _tally_of(history.read_text(encoding="utf-8").splitlines(keepends=True))
         else:
             tally = index.tally().add(documents)
             tally.entries += len(documents)
-        if tally.entries > HISTORY_LIMIT * 1.25:
-            kept = history.read_text(encoding="utf-8").splitlines(keepends=True)[-HISTORY_LIMIT:]
-            tmp = history.with_suffix(".tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            tmp.replace(history)
+        kept = _trim(history, tally.entries)
+        if kept is not None:
             tally = _tally_of(kept)
         HistoryIndex.write(history, tally)
+
+
+def _trim(history: Path, entries: int) -> list[str] | None:
+    """Trim ``history`` to its last ``HISTORY_LIMIT`` entries when it holds more than a
+    quarter over (``entries``); the lines kept, ``None`` when it was not trimmed."""
+    if entries <= HISTORY_LIMIT * 1.25:
+        return None
+    kept = history.read_text(encoding="utf-8").splitlines(keepends=True)[-HISTORY_LIMIT:]
+    tmp = history.with_suffix(".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    tmp.replace(history)
+    return kept
 
 
 def _outcome_json(outcome: ScenarioOutcome) -> dict[str, Any]:
