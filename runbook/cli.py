@@ -914,7 +914,7 @@ def report(
     """Render reports/allure-results as HTML in reports/allure-report with the Allure 3 CLI,
     with the run's incident categories and the history of earlier runs (the trend), the
     results grouped by runbook section, each synthetic check's latencies over the runs."""
-    results = reports.resolve() / "allure-results"
+    results = reports.resolve() / publish.ALLURE_RESULTS
     if not any(results.glob("*-result.json")):
         raise _fail(f"no Allure results in {results}; run runbook check or runbook drill first",
                     EXIT_USAGE)

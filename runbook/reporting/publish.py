@@ -19,7 +19,8 @@ from typing import Any
 from runbook.redact import Redactor, url_secrets
 from runbook.reporting import alerts, metrics
 
-#: Where a run's Allure results go, under its reports directory (``runner.Selection``).
+#: Where a run's Allure results go, under its reports directory (``runner.Selection``
+#: spells it out: the pytest process imports the runner, and not this module).
 ALLURE_RESULTS = "allure-results"
 #: What Allure writes for each result: ``<uuid>-result.json``, ``<uuid>-container.json``,
 #: ``<uuid>-attachment.<ext>``. Nothing else in the directory is a run's result.
