@@ -17,15 +17,14 @@ bench/scaling.py on a 2-core machine against the sandbox (docs/measurements.md).
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook.reporting.summary import HistoryIndex
+from runbook.reporting.summary import HistoryIndex, read_history
 
 #: What one pytest-xdist worker adds before the first scenario runs, seconds: an interpreter,
 #: the imports, a collection of every feature (bench/scaling.py: 2 workers' start-up 2.70 s,
@@ -105,19 +104,8 @@ def latest_durations(history: Path, target: str) -> dict[str, Mapping[str, Any]]
     index = HistoryIndex.of(history)
     if index is not None:
         return dict(index.latest.get(target, {}))
-    latest: dict[str, Mapping[str, Any]] = {}
-    try:
-        lines: Iterable[str] = history.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return latest
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("target") == target and "nodeid" in entry:
-            latest[str(entry["nodeid"])] = entry
-    return latest
+    return {str(entry["nodeid"]): entry for entry in read_history(history)
+            if entry.get("target") == target and "nodeid" in entry}
 
 
 def _selected(nodeid: str, entry: Mapping[str, Any], marks: str, match: str | None) -> bool:
