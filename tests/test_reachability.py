@@ -6,17 +6,21 @@ verdict, and the checks that do not need it pass."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bullmq import Queue
 from redis import Redis
 
 from runbook import reachability
@@ -24,6 +28,7 @@ from runbook.actions import journeys
 from runbook.config import Target
 from runbook.probes import redis as redis_probe
 from runbook.probes.queues import CANARY_ID_PREFIX, ask_workers, canary_round_trip, counts
+from runbook.sandbox.services.worker import redis_options
 from runbook.timeouts import Timeouts
 from tests.conftest import RunningSandbox
 from tests.network import BlackHole
@@ -287,7 +292,8 @@ def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_tha
     checks that wait on a worker last (the e-mail check stands before the Redis and database
     checks in the features): while the canaries wait, the checks that need no worker run
     and pass. The e-mail and release checks fail naming that one asking, and each queue's
-    canary check reports its own canary, still waiting."""
+    canary check reports its own canary, still waiting, and why it was not waited for
+    longer: no connection of the worker waited for a job and no job was active."""
     result, scenarios = _check_with_stopped(
         healthy_sandbox, "worker",
         "worker_sends or canary_job or release_is_processed or redis_answers"
@@ -309,6 +315,10 @@ def test_with_the_worker_stopped_one_asking_of_both_queues_fails_every_check_tha
     for queue in ("email", "release-process"):
         canary = scenarios[f"The worker completes a canary job on the {queue} queue"]
         assert "the canary job is still waiting: no worker took it" in canary["message"], canary
+        # decided by what Redis showed of the worker within the read timeout, not after 10 s
+        assert (f"none of the 2 Redis connections named for the {queue} queue waited for a"
+                " job" in canary["message"]), canary
+    assert "a worker stopped or hung" in email and "a worker stopped or hung" in release
 
 
 def test_as_the_moved_checks_start_those_whose_components_answered_go_before_the_rest(
@@ -463,3 +473,98 @@ def test_a_run_without_a_check_that_waits_on_a_worker_puts_no_canary_on_the_queu
     check("canary_job and email")
     added = canaries_added(before)
     assert all(len(jobs) == 1 for jobs in added.values()), added
+
+
+# -- a worker stopped, busy, or asked outside a run ----------------------------------------
+
+SCRATCH_REDIS = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture
+def own_worker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A BullMQ worker process of the test's own (``tests/bullmq_worker.py``) on a queue of
+    its own on the machine's Redis, blocked waiting for jobs; stopped and its keys removed
+    afterwards."""
+    queue = f"runbook-test-{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen([sys.executable, "-m", "tests.bullmq_worker", SCRATCH_REDIS,
+                                queue], cwd=Path(__file__).resolve().parents[1])
+    redis = Redis.from_url(SCRATCH_REDIS, decode_responses=True)
+    try:
+        assert _wait_for(lambda: _waiting_connections(redis, queue) > 0, 15), (
+            "the test's worker did not start waiting for jobs")
+        yield queue, process
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+        process.wait(10)
+        keys = list(redis.scan_iter(f"bull:{queue}:*"))
+        if keys:
+            redis.delete(*keys)
+        redis.close()
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _waiting_connections(redis: Redis, queue: str) -> int:
+    """Connections named for ``queue``'s workers blocked waiting for a job."""
+    return sum(1 for c in redis.client_list()
+               if c["name"].startswith(f"bull:{queue}:w:") and "b" in c["flags"])
+
+
+def test_a_worker_stopped_long_before_the_run_is_found_within_the_read_timeout(
+        own_worker: tuple[str, subprocess.Popen[bytes]]) -> None:
+    """A worker stopped (SIGSTOP) after its last wait for a job ran out: none of its
+    connections waits for a job again and none of the queue's jobs is active, so a run's
+    canary ends after the read timeout, not the allowance, saying so, and leaves no job.
+    Outside a run's gate (a drill waiting for a restarted worker), the same canary is given
+    its whole allowance."""
+    queue, process = own_worker
+    redis = Redis.from_url(SCRATCH_REDIS, decode_responses=True)
+    os.kill(process.pid, signal.SIGSTOP)
+    assert _wait_for(lambda: _waiting_connections(redis, queue) == 0, 15)
+    timeouts = Timeouts(connect=0.5, read=1.0, deadline=2.0)
+    with reachability.active(reachability.Reachability(timeouts)):
+        canary = canary_round_trip(_target(SCRATCH_REDIS), timeouts, queue, within_s=8)
+    assert not canary.ok and canary.observed["state"] == "waiting", canary
+    found = canary.observed.get("no_worker")
+    assert found and found["connections"] == 2, canary.observed  # a Python worker holds two
+    assert (f"none of the 2 Redis connections named for the {queue} queue waited for a job"
+            in canary.problem and "a worker stopped or hung" in canary.problem), canary.problem
+    assert canary.observed["removed"] is True
+    assert not list(redis.scan_iter(f"bull:{queue}:{CANARY_ID_PREFIX}*"))
+    alone = canary_round_trip(_target(SCRATCH_REDIS), timeouts, queue, within_s=1.5)
+    assert not alone.ok and "no_worker" not in alone.observed, alone.observed
+    assert alone.observed["waited_ms"] >= 1500, alone.observed
+    redis.close()
+
+
+def test_a_busy_worker_is_given_the_whole_allowance(
+        own_worker: tuple[str, subprocess.Popen[bytes]]) -> None:
+    """A worker busy with a long job is not waiting for jobs, but its job is active: a run's
+    canary behind it is given its whole allowance, as the feature's "allowing 10 seconds"
+    says, and not judged by the read timeout."""
+    queue, _ = own_worker
+    redis = Redis.from_url(SCRATCH_REDIS, decode_responses=True)
+
+    async def enqueue() -> None:
+        bull = Queue(queue, {"connection": redis_options(SCRATCH_REDIS)})
+        await bull.add("slow", {"sleep_s": 30}, {"jobId": "runbook-test-slow"})
+        await bull.close()
+
+    asyncio.run(enqueue())
+    assert _wait_for(lambda: redis.llen(f"bull:{queue}:active") == 1, 10)
+    timeouts = Timeouts(connect=0.5, read=0.5, deadline=2.0)
+    with reachability.active(reachability.Reachability(timeouts)):
+        canary = canary_round_trip(_target(SCRATCH_REDIS), timeouts, queue, within_s=2)
+    assert not canary.ok and canary.observed["state"] == "waiting", canary
+    assert "no_worker" not in canary.observed, canary.observed
+    assert canary.observed["waited_ms"] >= 2000, canary.observed
+    assert canary.observed["removed"] is True
+    redis.close()

@@ -50,6 +50,9 @@ CANARY_JOB = "canary"
 CANARY_ID_PREFIX = "runbook-canary-"
 #: How often the canary's state is read while waiting for it.
 POLL_INTERVAL_S = 0.02
+#: How often a canary no worker has taken yet looks for a worker waiting for jobs or
+#: working one (``_no_worker_for``).
+LOOK_INTERVAL_S = 0.1
 #: The Redis client name of the runbook's own connections (never mistaken for a worker).
 CLIENT_NAME = REDIS_CLIENT_NAME
 
@@ -327,7 +330,10 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str,
             return asked
         if stopped is not None:
             return stopped
-    result = _canary_job(target, timeouts, queue, within_s)
+    # In a run's synthetic checks a worker is asked as any component is: within the read
+    # timeout; elsewhere (a drill waiting for a restarted worker) only the allowance decides.
+    result = _canary_job(target, timeouts, queue, within_s, no_worker_after_s=(
+        timeouts.read if gate is not None and within_s <= CANARY_WITHIN_S else None))
     answer_for_the_worker(target, queue, result, by=f"queues {queue} canary",
                           job="canary job")
     return result
@@ -341,7 +347,8 @@ def ask_workers(timeouts: Timeouts, within_s: float = CANARY_WITHIN_S
     def ask(target: Target, queues: tuple[str, ...]) -> dict[str, reachability.WorkerAnswer]:
         with ThreadPoolExecutor(max_workers=max(1, len(queues)),
                                 thread_name_prefix="worker-canary") as pool:
-            futures = {q: pool.submit(_canary_job, target, timeouts, q, within_s)
+            futures = {q: pool.submit(_canary_job, target, timeouts, q, within_s,
+                                      no_worker_after_s=timeouts.read)
                        for q in queues}
             return {q: _worker_answer(q, f.result(), within_s) for q, f in futures.items()}
 
@@ -363,18 +370,26 @@ def _worker_verdict(queue: str, result: ProbeResult, *, job: str
     if not isinstance(state, str) or state == "paused":
         return None, "", waited
     taken = state not in _UNTAKEN
-    return taken, (f"took the {job}" if taken else
-                   f"a {job} on {queue} was still waiting after {waited:.1f} s: no worker"
-                   " took it"), waited
+    if taken:
+        return taken, f"took the {job}", waited
+    detail = f"a {job} on {queue} was still waiting after {waited:.1f} s: no worker took it"
+    if isinstance(found := result.observed.get("no_worker"), Mapping):
+        detail += f"; {_no_worker_said(queue, found)}"
+    return taken, detail, waited
 
 
 def _canary_expected(queue: str, within_s: float) -> str:
     return f"a worker completes a {CANARY_JOB} job on {queue} within {within_s:g} s"
 
 
-def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float
-                ) -> ProbeResult:
-    """The canary job itself (``canary_round_trip``), asking only Redis."""
+def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float, *,
+                no_worker_after_s: float | None = None) -> ProbeResult:
+    """The canary job itself (``canary_round_trip``), asking only Redis.
+
+    With ``no_worker_after_s`` (shorter than ``within_s``), the wait ends then when nothing
+    in that time showed a worker able to take the job (``_no_worker_for``): a worker stopped
+    or hung does not hold the run for the whole allowance, while one that is busy, rate
+    limited or paused is still given all of it."""
     expected = _canary_expected(queue, within_s)
     url = target.require("REDIS_URL")
     job_id = f"{CANARY_ID_PREFIX}{uuid.uuid4().hex}"
@@ -402,7 +417,7 @@ def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float
         observed: dict[str, Any] = {"queue": queue, "job_id": job_id, "added": False,
                                     "removed": False}
         try:
-            verdict = await _canary(bull, observed)
+            verdict = await _canary(bull, connection, observed)
         except Exception as exc:  # recorded with the cleanup's outcome, not lost
             verdict = Verdict(False, expected, describe_error(exc),
                               {**observed, "error": type(exc).__name__}, advice="redis")
@@ -418,7 +433,7 @@ def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float
                            observed, advice=verdict.advice or "queues")
         return replace(verdict, observed=observed)
 
-    async def _canary(bull: Queue, observed: dict[str, Any]) -> Verdict:
+    async def _canary(bull: Queue, connection: Redis, observed: dict[str, Any]) -> Verdict:
         started = time.monotonic()
         try:
             await bull.add(CANARY_JOB, {"by": CLIENT_NAME}, {"jobId": job_id, "attempts": 1})
@@ -431,13 +446,25 @@ def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float
         async def job_state() -> str:
             return str(await bull.getJobState(job_id))
 
-        waited = await wait_until_async(job_state, deadline=started + within_s,
-                                        interval=POLL_INTERVAL_S,
-                                        accept=lambda s: s in ("completed", "failed"),
-                                        errors=())
+        no_worker: dict[str, Any] = {}
+        looking = None
+        if no_worker_after_s is not None and no_worker_after_s < within_s:
+            looking = asyncio.create_task(_no_worker_for(
+                bull, connection, queue, started + no_worker_after_s, no_worker))
+        try:
+            waited = await wait_until_async(job_state, deadline=started + within_s,
+                                            interval=POLL_INTERVAL_S,
+                                            accept=lambda s: s in ("completed", "failed"),
+                                            stop=lambda: bool(no_worker), errors=())
+        finally:
+            if looking is not None:
+                looking.cancel()
+                await asyncio.gather(looking, return_exceptions=True)
         state = waited.value or "unknown"
         elapsed = time.monotonic() - started
         observed.update(state=state, polls=waited.attempts, waited_ms=round(elapsed * 1000, 1))
+        if waited.stopped:
+            observed["no_worker"] = no_worker
         if state == "completed":
             observed["round_trip_ms"] = round(elapsed * 1000, 1)
         job = await bull.getJob(job_id)
@@ -458,8 +485,9 @@ def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float
                            advice="queues")
         if state != "completed":
             what = _STUCK.get(state, f"in state {state!r}")
+            why = f"; {_no_worker_said(queue, no_worker)}" if waited.stopped else ""
             return Verdict(False, expected, f"the canary job is {what} after"
-                           f" {elapsed:.1f} s", observed, advice="worker")
+                           f" {elapsed:.1f} s{why}", observed, advice="worker")
         if elapsed > within_s:
             return Verdict(False, expected, f"the canary job completed after {elapsed:.1f} s,"
                            f" over the {within_s:g} s allowed", observed, advice="worker")
@@ -477,6 +505,51 @@ def _canary_job(target: Target, timeouts: Timeouts, queue: str, within_s: float
 
 #: The states of a canary job no worker took.
 _UNTAKEN = frozenset({"waiting", "wait", "prioritized"})
+
+
+async def _no_worker_for(bull: Queue, connection: Redis, queue: str, until: float,
+                         found: dict[str, Any]) -> None:
+    """Looks at ``queue``'s workers every ``LOOK_INTERVAL_S`` until ``until`` (a
+    ``time.monotonic()`` instant) and fills ``found`` with what was seen when no look
+    showed a worker able to take a job: none of the connections named for the queue on the
+    target's database blocked waiting for one (BZPOPMIN, where an idle BullMQ worker always
+    is but for the instants between two), none of its jobs active, no rate limit and no
+    pause holding its workers back. Returns, leaving ``found`` empty, at the first look
+    showing any of these, or when this Redis does not allow CLIENT LIST: the canary's own
+    allowance then decides.
+
+    A job added to the queue wakes a worker blocked on it, stopped or not: a live one takes
+    it (it becomes active) or is blocked again within milliseconds; a stopped one is never
+    blocked again. A worker busy with its jobs is not blocked, but its jobs are active."""
+    db = str(connection.connection_pool.connection_kwargs.get("db", 0))
+    keys = {state: f"{PREFIX}:{queue}:{state}" for state in ("active", "limiter", "meta")}
+    looks = 0
+    while True:
+        await asyncio.sleep(LOOK_INTERVAL_S)
+        named = await bull.get_workers()
+        if len(named) == 1 and named[0].get("name") == "CLIENT LIST not supported":
+            return
+        mine = [c for c in named if str(c.get("db", db)) == db]
+        if any("b" in str(c.get("flags", "")) for c in mine):
+            return  # a worker waits for jobs: it will take the canary
+        if (await connection.llen(keys["active"]) or await connection.pttl(keys["limiter"]) > 0
+                or await connection.hexists(keys["meta"], "paused")):
+            return  # at work, held back by a rate limit, or paused: not gone
+        looks += 1
+        if time.monotonic() >= until:
+            found.update(looks=looks, connections=len(mine),
+                         last_commands=sorted({str(c.get("cmd", "")) for c in mine}),
+                         idle_s=sorted({_int(c.get("idle")) or 0 for c in mine}))
+            return
+
+
+def _no_worker_said(queue: str, found: Mapping[str, Any]) -> str:
+    """What ``_no_worker_for`` found, in one clause."""
+    if not found.get("connections"):
+        return f"no worker is connected for the {queue} queue (no Redis connection named for it)"
+    return (f"none of the {found['connections']} Redis connections named for the {queue}"
+            " queue waited for a job, and none of its jobs was being worked: a worker stopped"
+            " or hung")
 
 
 def answer_for_the_worker(target: Target, queue: str, result: ProbeResult, *, by: str,
