@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from runbook import runner
+from runbook import runner, shipped
 from runbook.cli import _home, _resolve
 from runbook.config import TARGET_VARIABLES
 from runbook.redact import Redactor
@@ -28,7 +29,7 @@ from runbook.targets import RunSpec
 from runbook.wait import wait_until
 from tests.conftest import RunningSandbox
 from tests.receiver import CLEAN
-from tests.test_watch import SCENARIOS
+from tests.test_watch import API, REDIS, SCENARIOS
 
 #: What differs between two runs of the same scenarios: durations, ids, the reports' path.
 _VARYING = re.compile(r"\d+\.\d+s|[0-9a-f]{32}|/[\w./-]+/(junit\.xml)")
@@ -122,6 +123,26 @@ def test_a_forked_round_prints_summarizes_and_exits_as_a_new_pytest_does(
     assert "2 passed" in "".join(second[1]) and "Warning" not in "".join(second[1])
     assert (tmp_path / "second" / "junit.xml").is_file()
     assert any((tmp_path / "second" / "allure-results").glob("*-result.json"))
+
+
+def test_a_round_reads_a_feature_file_changed_since_the_resident_parsed_it(
+    sandbox_run: RunSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resident parses the feature files once, ahead of its rounds; a file edited while
+    a watch runs is read afresh by the next round, as a new pytest process would."""
+    features = tmp_path / "features"
+    shutil.copytree(shipped.FEATURES, features)
+    monkeypatch.setenv("RUNBOOK_FEATURES", str(features))
+    [edited] = [p for p in features.glob("**/*.feature")
+                if f"Scenario: {REDIS}\n" in p.read_text(encoding="utf-8")]
+    with Resident() as resident:
+        _, _, before = execute(sandbox_run, tmp_path / "before", resident)
+        edited.write_text(edited.read_text(encoding="utf-8").replace(
+            f"Scenario: {REDIS}\n", f"Scenario: {REDIS} at once\n"), encoding="utf-8")
+        _, _, after = execute(sandbox_run, tmp_path / "after", resident)
+    assert before is not None and after is not None
+    assert sorted(s["name"] for s in before["scenarios"]) == sorted([API, REDIS])
+    assert sorted(s["name"] for s in after["scenarios"]) == sorted([API, f"{REDIS} at once"])
 
 
 def test_a_round_stopped_by_its_time_limit_ends_as_before(
@@ -259,12 +280,15 @@ def test_the_resident_imports_and_builds_ahead_no_module_pytest_rewrites_and_sta
          "names = resident.dependencies()\n"
          "imported = resident.preload(names)\n"
          "resident.warm_up()\n"
+         "parsed = resident.parse_features()\n"
+         "from pytest_bdd import feature\n"
          "from runbook import clients\n"
          "built = [clients._tls_context.cache_info().currsize,"
          " clients._session.cache_info().currsize,"
          " any(key[:3] == ('load_service_model', 's3', 'service-2')"
          " for key in clients._session()._loader._cache)]\n"
          "print(json.dumps({'names': names, 'imported': imported, 'built': built,"
+         " 'parsed': sorted(parsed), 'cached': sorted(feature.features),"
          " 'threads': threading.active_count(), 'modules': sorted(sys.modules)}))"],
         capture_output=True, text=True, timeout=120, check=True)
     found = json.loads(done.stdout)
@@ -273,6 +297,12 @@ def test_the_resident_imports_and_builds_ahead_no_module_pytest_rewrites_and_sta
     assert {"pytest", "runbook.probes.api"} <= set(found["imported"])
     assert {"httpx", "httpcore", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
             "runbook.drills.engine"} <= set(found["modules"])
+    # what pytest-bdd's plugin imports relatively (``from . import generation``), and so on
+    assert {"pytest_bdd.generation", "pytest_bdd.cucumber_json", "mako.lookup"} <= set(
+        found["modules"])
+    # every feature file parsed ahead, into pytest-bdd's own cache
+    files = sorted(str(p) for p in shipped.FEATURES.resolve().glob("**/*.feature"))
+    assert files and found["parsed"] == found["cached"] == files
     rewritten = [name for name in found["modules"]
                  if name in ("pytest_timeout", "pytest_bdd.plugin", "allure_pytest_bdd.plugin",
                              "conftest", "runbook.steps", "runbook.harness.plugin")

@@ -14,7 +14,8 @@ Only what pytest does not rewrite is imported ahead: the dependencies of the plu
 the harness and step modules, never those modules themselves (pytest rewrites their asserts
 on import, and warns about a module already imported). Each round's pytest imports them,
 with the test module and conftest, afresh in its child. What a round builds once on first
-use, the clients' TLS context and S3's models, is built ahead too (``warm_up``). A round
+use, the clients' TLS context and S3's models, is built ahead too (``warm_up``), and so are
+the parsed feature files (``parse_features``; a round parses again any file changed since). A round
 ends without the teardown of every module a new interpreter would do at exit (its threads,
 exit handlers and output are seen to). The resident ends when the socket closes, and with
 its parent (``PR_SET_PDEATHSIG``), even when the parent is killed.
@@ -57,8 +58,10 @@ def die_with_parent(signum: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
 
-def _imports(path: Path) -> set[str]:
-    """The absolute module names ``path`` imports (anywhere in it)."""
+def _imports(path: Path, package: str = "") -> set[str]:
+    """The absolute module names ``path`` imports (anywhere in it); its relative imports
+    resolved against ``package``, the package it is a module of (``from . import x`` in
+    ``pytest_bdd/plugin.py``: ``pytest_bdd.x``)."""
     try:
         tree = ast.parse(path.read_bytes())
     except (OSError, SyntaxError, ValueError):
@@ -67,11 +70,21 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                if not parts or node.level - 1 >= len(parts):
+                    continue
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            elif node.module:
+                module = node.module
+            else:
+                continue
+            names.add(module)
             # ``from package import module``: the submodules too (other names fail to import,
             # and are skipped).
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -91,16 +104,17 @@ def _rewritten(name: str) -> bool:
 def dependencies() -> list[str]:
     """What the plugins, the harness and the step modules import, less what pytest rewrites:
     the modules worth importing once, ahead of every round."""
-    sources: list[Path] = []
+    sources: list[tuple[Path, str]] = []
     for name in PLUGINS:
         if (path := _source(name)) is not None:
-            sources.append(path)
+            sources.append((path, name.rpartition(".")[0]))
     package = Path(__file__).resolve().parents[1]
     for part in ("harness", "steps"):
-        sources.extend(sorted((package / part).glob("*.py")))
+        sources.extend((path, f"runbook.{part}")
+                       for path in sorted((package / part).glob("*.py")))
     found: set[str] = {"pytest"}
-    for path in sources:
-        found.update(_imports(path))
+    for path, of in sources:
+        found.update(_imports(path, of))
     return sorted(name for name in found if not _rewritten(name))
 
 
@@ -128,6 +142,47 @@ def warm_up() -> None:
 
     with contextlib.suppress(Exception):
         clients.warm()
+
+
+#: A feature file's stamp: its size and modification time (ns).
+Stamp = tuple[int, int]
+
+
+def _stamp(path: str) -> Stamp | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns
+
+
+def parse_features() -> dict[str, Stamp]:
+    """Parse the feature files of the runs (``RUNBOOK_FEATURES``, else the package's) into
+    pytest-bdd's cache of parsed features, as a round's ``scenarios(".")`` would: once here,
+    not once per round. Their stamps, for each round to forget a file changed since
+    (``forget_changed``); nothing when they cannot be parsed (the rounds report it)."""
+    from pytest_bdd import feature
+
+    from runbook import shipped
+
+    directory = Path(os.environ.get("RUNBOOK_FEATURES") or shipped.FEATURES).resolve()
+    try:
+        feature.get_features([str(directory)])
+    except Exception:
+        feature.features.clear()
+        return {}
+    stamps = {path: _stamp(path) for path in feature.features}
+    return {path: stamp for path, stamp in stamps.items() if stamp is not None}
+
+
+def forget_changed(stamps: dict[str, Stamp]) -> None:
+    """In a round: drop from pytest-bdd's cache every feature parsed ahead whose file has
+    changed or gone since, so the round parses it afresh as it finds it."""
+    from pytest_bdd import feature
+
+    for path, stamp in stamps.items():
+        if _stamp(path) != stamp:
+            feature.features.pop(path, None)
 
 
 def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
@@ -159,7 +214,7 @@ def receive(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     return json.loads(data[_HEADER.size:_HEADER.size + length]), list(fds)
 
 
-def _round(request: dict[str, Any], output: int) -> int:
+def _round(request: dict[str, Any], output: int, parsed: dict[str, Stamp]) -> int:
     """In the forked child: become ``python -m pytest ARGS`` run with the request's
     environment and directory, its output on ``output``; pytest's exit code."""
     for stream in (sys.stdout, sys.stderr):
@@ -175,6 +230,7 @@ def _round(request: dict[str, Any], output: int) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A round outliving the resident stops as it would when the watch is stopped.
     die_with_parent(signal.SIGTERM)
+    forget_changed(parsed)
     import pytest
 
     sys.argv = [str(Path(pytest.__file__).with_name("__main__.py")), *request["args"]]
@@ -228,13 +284,14 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     imported = preload(dependencies())
     warm_up()
+    parsed = parse_features()
     # What was imported stays out of the rounds' garbage collections (and its pages shared).
     gc.freeze()
-    send(channel, {"ready": os.getpid(), "preloaded": len(imported)})
+    send(channel, {"ready": os.getpid(), "preloaded": len(imported), "parsed": len(parsed)})
     job = serve(channel)
     if job is None:
         return 0
-    _exit(_round(*job))
+    _exit(_round(*job, parsed))
     return 0  # not reached
 
 
