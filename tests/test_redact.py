@@ -65,3 +65,35 @@ def test_structures_are_redacted_throughout() -> None:
 def test_redact_url_keeps_what_helps_diagnosis() -> None:
     assert redact_url("redis://:pw@127.0.0.1:6379/0") == f"redis://:{MASK}@127.0.0.1:6379/0"
     assert redact_url("https://api.test/health") == "https://api.test/health"
+
+
+def test_a_pattern_skipped_for_lacking_its_needles_would_have_masked_nothing() -> None:
+    """Each credential pattern scans only text holding one of its needles (for ASCII text
+    looked for without a regular expression). On random text built from credential shapes
+    and their parts, in any case, with the characters a case-insensitive match takes for
+    ASCII letters (dotted capital I, dotless i, long s, the Kelvin sign) inside the needles,
+    the redactor masks exactly what every pattern applied to all text masks."""
+    import random
+
+    from runbook.redact import _PATTERNS
+
+    def every_pattern(text: str) -> str:
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    pieces = ["://", "bearer", "basic", "eyJ", "re_", "passw", "password", "secret", "token",
+              "api", "key", "_", "-", "=", ": ", " ", "\n", "x", "hunter22xyz", "@host",
+              "https://u:pw1234", "eyJabcdef.ghijkl.mnopqr", "re_abcdefghij", "12345",
+              "\u0130", "\u0131", "\u017f", "\u212a", "ba\u017fic", "\u017fecret",
+              "ba\u0131c", "bas\u0130c", "to\u212aen", "api\u212aey", "pa\u017fsword"]
+    chosen = random.Random(17)
+    redact = Redactor()
+    masked = 0
+    for _ in range(20_000):
+        text = "".join(chosen.choice(pieces) for _ in range(chosen.randint(0, 6)))
+        text = "".join(c.upper() if chosen.random() < 0.3 else c for c in text)
+        expected = every_pattern(text)
+        masked += expected != text
+        assert redact(text) == expected, text
+    assert masked > 1_000  # the text held credentials often enough to tell
