@@ -45,6 +45,8 @@ _NEEDLES: tuple[tuple[str, ...], ...] = (
     ("re_",),
     ("passw", "secret", "token", "apikey", "api_key", "api-key"),
 )
+#: Every pattern's needles in one expression, for ASCII text lowered: most text holds none.
+_ANY_NEEDLE = re.compile("|".join(re.escape(n) for needles in _NEEDLES for n in needles))
 #: The needles as case-insensitive expressions, for text that is not ASCII: there a
 #: case-insensitive match is more than a substring of the text in lower case (a long s
 #: matches ``s``, the Kelvin sign ``k``).
@@ -55,6 +57,8 @@ def _patterns_for(text: str) -> list[tuple[re.Pattern[str], str]]:
     """The ones of ``_PATTERNS`` that may match ``text``: those whose needles it holds."""
     if text.isascii():  # a case-insensitive match is then a substring of the text lowered
         lowered = text.lower()
+        if _ANY_NEEDLE.search(lowered) is None:
+            return []
         return [pattern for pattern, needles in zip(_PATTERNS, _NEEDLES, strict=True)
                 if any(needle in lowered for needle in needles)]
     return [pattern for pattern, needs in zip(_PATTERNS, _NEEDS, strict=True)
