@@ -80,6 +80,42 @@ def test_request_status_reads_the_three_request_line_shapes() -> None:
     assert request_status("worker: job completed queue=email") is None
 
 
+def test_the_plain_text_looked_for_first_never_turns_away_a_line_the_expressions_take(
+        ) -> None:
+    """A log line is searched by the classifying expressions only when it holds the text
+    each needs; on random lines built from the parts of every shape above, in any case,
+    with letters a case-insensitive match takes for ASCII ones (dotless i, the Kelvin
+    sign), the verdicts are those of the expressions asked of every line."""
+    import random
+
+    from runbook.platforms import base
+
+    def by_expressions(line: str) -> tuple[bool, int | None]:
+        status = next((int(m.group(1)) for p in base._REQUEST_STATUS
+                       if (m := p.search(line))), None)
+        error = bool(base._ERROR_WORD.search(line) or base._LEVEL_ERROR.search(line)
+                     or base._TRACEBACK.search(line)) or (status is not None and status >= 500)
+        return error, status
+
+    pieces = ["ERROR", "FATAL", "CRITICAL", "PANIC", "error", " ", "=", ":", '"', "level",
+              "severity", "@level:error", "Traceback (most recent call last):", "status",
+              "Status", "statusCode", "responseStatusCode", "status_code", "HTTP/1.1",
+              '"GET /x HTTP/1.1" ', "500", "200", "503", "x", "\n", "le\u212avel",
+              "\u0131", "\u212a", "sever\u0131ty", "level=error", "LEVEL = Fatal",
+              '"severity":"error"', '"level": "panic"', '"sever\u0131ty":"error"',
+              "le\u212avel=error", "status=503", "Status=500", "statusCode: 502",
+              '"responseStatusCode": 502', '"status_code":"504"', '"POST /a HTTP/2" 500']
+    chosen = random.Random(23)
+    errors = 0
+    for _ in range(20_000):
+        line = "".join(chosen.choice(pieces) for _ in range(chosen.randint(0, 6)))
+        line = "".join(c.upper() if chosen.random() < 0.2 else c for c in line)
+        expected = by_expressions(line)
+        errors += expected[0]
+        assert (is_error_line(line), request_status(line)) == expected, line
+    assert errors > 2_000  # the lines were errors often enough to tell
+
+
 def test_summary_counts_errors_and_the_5xx_rate_over_request_lines() -> None:
     lines = (
         "t INFO api: request method=GET path=/a status=200",
