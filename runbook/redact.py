@@ -119,15 +119,22 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), *, enabled: bool = True) -> None:
         self.enabled = enabled
         self._forms: list[str] = []
+        self._learnt: set[str] = set()
         self._shortest = 0
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        """Learn more secrets; shorter than 4 characters are ignored (they would mask noise)."""
+        """Learn more secrets; shorter than 4 characters are ignored (they would mask noise).
+        A secret learnt before is not worked out again (a run's every scenario adds the
+        target's)."""
+        new = {secret for secret in secrets
+               if secret and len(secret) >= 4 and secret not in self._learnt}
+        if not new:
+            return
+        self._learnt |= new
         forms = set(self._forms)
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                forms |= _forms(secret)
+        for secret in new:
+            forms |= _forms(secret)
         # Longest first, so a secret is masked before any of its substrings.
         self._forms = sorted(forms, key=len, reverse=True)
         self._shortest = len(self._forms[-1]) if self._forms else 0

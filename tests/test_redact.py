@@ -97,3 +97,14 @@ def test_a_pattern_skipped_for_lacking_its_needles_would_have_masked_nothing() -
         masked += expected != text
         assert redact(text) == expected, text
     assert masked > 1_000  # the text held credentials often enough to tell
+
+
+def test_secrets_learnt_again_or_later_are_all_masked() -> None:
+    """A run's every scenario adds the target's secrets again, and a drill may add new
+    ones: each is masked, in every form, however often it was added."""
+    redact = Redactor([SECRET])
+    redact.add([SECRET])
+    redact.add(["second-secret-value", SECRET])
+    text = redact(f"{SECRET} {quote(SECRET, safe='')} second-secret-value"
+                  f" {base64.b64encode(b'second-secret-value').decode()}")
+    assert text == " ".join([MASK] * 4)
