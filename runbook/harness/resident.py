@@ -163,6 +163,7 @@ def parse_features() -> dict[str, Stamp]:
     (``forget_changed``); nothing when they cannot be parsed (the rounds report it)."""
     from pytest_bdd import feature
 
+    # Imported here: this module is also read by the watch's side, which needs neither.
     from runbook import shipped
 
     directory = Path(os.environ.get("RUNBOOK_FEATURES") or shipped.FEATURES).resolve()

@@ -523,24 +523,32 @@ async def _no_worker_for(bull: Queue, connection: Redis, queue: str, until: floa
     blocked again. A worker busy with its jobs is not blocked, but its jobs are active."""
     db = str(connection.connection_pool.connection_kwargs.get("db", 0))
     keys = {state: f"{PREFIX}:{queue}:{state}" for state in ("active", "limiter", "meta")}
-    looks = 0
-    while True:
-        await asyncio.sleep(LOOK_INTERVAL_S)
+    seen: dict[str, Any] = {}
+
+    async def look() -> str:
+        """``none`` when nothing shows a worker able to take a job, else what does."""
         named = await bull.get_workers()
         if len(named) == 1 and named[0].get("name") == "CLIENT LIST not supported":
-            return
+            return "unseen"
         mine = [c for c in named if str(c.get("db", db)) == db]
+        seen.update(connections=len(mine),
+                    last_commands=sorted({str(c.get("cmd", "")) for c in mine}),
+                    idle_s=sorted({_int(c.get("idle")) or 0 for c in mine}))
         if any("b" in str(c.get("flags", "")) for c in mine):
-            return  # a worker waits for jobs: it will take the canary
-        if (await connection.llen(keys["active"]) or await connection.pttl(keys["limiter"]) > 0
-                or await connection.hexists(keys["meta"], "paused")):
-            return  # at work, held back by a rate limit, or paused: not gone
-        looks += 1
-        if time.monotonic() >= until:
-            found.update(looks=looks, connections=len(mine),
-                         last_commands=sorted({str(c.get("cmd", "")) for c in mine}),
-                         idle_s=sorted({_int(c.get("idle")) or 0 for c in mine}))
-            return
+            return "waiting"  # a worker waits for jobs: it will take the canary
+        if await connection.llen(keys["active"]):
+            return "working"
+        if await connection.pttl(keys["limiter"]) > 0:
+            return "rate limited"
+        if await connection.hexists(keys["meta"], "paused"):
+            return "paused"
+        return "none"
+
+    await asyncio.sleep(LOOK_INTERVAL_S)  # the job's own wake-up first
+    looked = await wait_until_async(look, deadline=until, interval=LOOK_INTERVAL_S,
+                                    accept=lambda state: state != "none", errors=())
+    if not looked.ok and looked.value == "none":
+        found.update(looks=looked.attempts, **seen)
 
 
 def _no_worker_said(queue: str, found: Mapping[str, Any]) -> str:
