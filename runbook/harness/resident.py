@@ -163,12 +163,12 @@ def parse_features() -> dict[str, Stamp]:
     (``forget_changed``); nothing when they cannot be parsed (the rounds report it)."""
     from pytest_bdd import feature
 
-    # Imported here: this module is also read by the watch's side, which needs neither.
-    from runbook import shipped
+    # Imported here, after ``preload`` has imported it: at the top it would load the runner
+    # into anything that reads the resident's protocol.
+    from runbook.runner import features_directory
 
-    directory = Path(os.environ.get("RUNBOOK_FEATURES") or shipped.FEATURES).resolve()
     try:
-        feature.get_features([str(directory)])
+        feature.get_features([str(features_directory())])
     except Exception:
         feature.features.clear()
         return {}

@@ -319,9 +319,9 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str,
     In a run that asks every queue's worker at once (``ask_workers``), the canary that
     asked this queue's worker is this check's result: one canary per queue and run."""
     gate = reachability.current()
+    # A check allowing longer than the run's asking of the workers is not judged by it.
+    judged = gate is not None and within_s <= CANARY_WITHIN_S
     if gate is not None:
-        # A check allowing longer than the asking did is not judged by it.
-        judged = within_s <= CANARY_WITHIN_S
         stopped = blocked("queues", f"{queue} canary", target,
                           expected=_canary_expected(queue, within_s),
                           needs=("redis", reachability.worker(queue)) if judged else ("redis",))
@@ -330,10 +330,10 @@ def canary_round_trip(target: Target, timeouts: Timeouts, queue: str,
             return asked
         if stopped is not None:
             return stopped
-    # In a run's synthetic checks a worker is asked as any component is: within the read
-    # timeout; elsewhere (a drill waiting for a restarted worker) only the allowance decides.
-    result = _canary_job(target, timeouts, queue, within_s, no_worker_after_s=(
-        timeouts.read if gate is not None and within_s <= CANARY_WITHIN_S else None))
+    # Judged in a run's synthetic checks, a worker is asked as any component is: within the
+    # read timeout; elsewhere (a drill waiting for a restarted worker) the allowance decides.
+    result = _canary_job(target, timeouts, queue, within_s,
+                         no_worker_after_s=timeouts.read if judged else None)
     answer_for_the_worker(target, queue, result, by=f"queues {queue} canary",
                           job="canary job")
     return result
