@@ -5,8 +5,11 @@ round forked from it, so a round costs about its probes, not a new interpreter.
 -m pytest`` it replaces (``stdout``, ``poll``, ``wait``, ``send_signal``, ``kill``), so the
 runner's redaction, time limits, signals and exit codes stay one code path. The resident
 (``runbook.harness.resident``) starts with a round's environment less the run's own
-variables; a round whose environment differs in anything else starts a new one, so what a
-module reads from the environment when imported is what a fresh process would read. When it
+variables, and configures pytest once for the round's command line in its directory; a round
+whose environment differs in anything else, or whose command line or directory differs,
+starts a new one, so what a module reads from the environment when imported is what a fresh
+process would read. So does a round after a module the resident imported through pytest has
+changed on disk (the resident says so and ends). When it
 has died, ``spawn`` raises ``ResidentUnavailable`` (the caller runs that round as a plain
 subprocess) and the next round starts a new one; when it cannot start, every round runs as a
 plain subprocess.
@@ -41,6 +44,10 @@ _PYTEST = [sys.executable, "-P", "-m", "pytest"]
 
 class ResidentUnavailable(RuntimeError):
     """The resident could not start, or has died: run the round as a plain subprocess."""
+
+
+class _Stale(Exception):
+    """The resident ended before a round: a module it imported has changed on disk."""
 
 
 class Round:
@@ -98,7 +105,8 @@ class Resident:
         self.broken = False
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
-        self._environment: dict[str, str] | None = None
+        #: What the running resident was started for: environment, arguments, directory.
+        self._key: tuple[dict[str, str], list[str], str] | None = None
         self._buffer = b""
         self._lock = threading.Lock()
         self.pid: int | None = None
@@ -113,19 +121,30 @@ class Resident:
             raise ResidentUnavailable(f"not a pytest command: {command[:4]}")
         if self.broken:
             raise ResidentUnavailable("the resident pytest could not start")
-        base = {k: v for k, v in env.items() if k not in RUN_VARIABLES}
-        if self._environment != base:
-            self.close()
+        key = ({k: v for k, v in env.items() if k not in RUN_VARIABLES}, list(command[4:]),
+               os.getcwd())
+        for _ in range(2):
+            if self._key != key:
+                self.close()
+                try:
+                    self._start(*key)
+                except ResidentUnavailable:
+                    self.broken = True
+                    raise
             try:
-                self._start(base)
-            except ResidentUnavailable:
-                self.broken = True
-                raise
+                return self._fork(key, dict(env))
+            except _Stale:
+                # A module it imported has changed: a new resident imports it afresh.
+                self.close()
+        raise ResidentUnavailable("the resident pytest found its modules changed twice")
+
+    def _fork(self, key: tuple[dict[str, str], list[str], str], env: dict[str, str]
+              ) -> Round:
         channel = self._channel
         assert channel is not None
         read, write = os.pipe()
         try:
-            request = {"args": list(command[4:]), "env": dict(env), "cwd": os.getcwd()}
+            request = {"args": key[1], "env": env, "cwd": key[2]}
             body = json.dumps(request).encode()
             data = _HEADER.pack(len(body)) + body
             sent = socket.send_fds(channel, [data], [write])
@@ -138,6 +157,9 @@ class Resident:
         finally:
             os.close(write)
         answer = self._message(None)
+        if answer is not None and "stale" in answer:
+            os.close(read)
+            raise _Stale(answer["stale"])
         if answer is None or "pid" not in answer:
             os.close(read)
             self.close()
@@ -153,7 +175,7 @@ class Resident:
             self._warn(f"{reason}; rounds run as plain pytest subprocesses while it is"
                        " unavailable")
 
-    def _start(self, env: dict[str, str]) -> None:
+    def _start(self, env: dict[str, str], args: list[str], cwd: str) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = subprocess.Popen(
@@ -166,13 +188,25 @@ class Resident:
         finally:
             theirs.close()
         self._process, self._channel, self._buffer = process, ours, b""
+        with contextlib.suppress(OSError):  # it ended at once: said below
+            self._send({"prepare": {"args": args, "cwd": cwd}})
         ready = self._message(START_TIMEOUT_S)
+        if ready is not None and "unprepared" in ready:
+            self.close()
+            raise ResidentUnavailable("the resident pytest could not configure the run"
+                                      f" ({ready['unprepared']})")
         if ready is None or "ready" not in ready:
             self.close()
             raise ResidentUnavailable("the resident pytest did not start (exit code"
                                       f" {process.poll()})")
-        self._environment = env
+        self._key = (env, args, cwd)
         self.pid = process.pid
+
+    def _send(self, message: dict[str, Any]) -> None:
+        channel = self._channel
+        assert channel is not None
+        body = json.dumps(message).encode()
+        channel.sendall(_HEADER.pack(len(body)) + body)
 
     def _message(self, timeout: float | None) -> dict[str, Any] | None:
         """The next message from the resident; ``None`` at end of file or after
@@ -236,7 +270,7 @@ class Resident:
     def close(self) -> None:
         """End the resident (closing its socket ends it) and reap it."""
         channel, process = self._channel, self._process
-        self._channel, self._process, self._environment, self.pid = None, None, None, None
+        self._channel, self._process, self._key, self.pid = None, None, None, None
         if channel is not None:
             channel.close()
         if process is not None:

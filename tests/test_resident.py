@@ -104,11 +104,16 @@ def test_a_forked_round_prints_summarizes_and_exits_as_a_new_pytest_does(
     warnings: list[str] = []
     with Resident(warn=warnings.append) as resident:
         plain = execute(sandbox_run, tmp_path / "plain", None)
-        first = execute(sandbox_run, tmp_path / "first", resident)
+        # A watch's rounds: one command line, the reports in one directory.
+        first = execute(sandbox_run, tmp_path / "forked", resident)
         pid = resident.pid
-        second = execute(sandbox_run, tmp_path / "second", resident)
+        second = execute(sandbox_run, tmp_path / "forked", resident)
         assert resident.pid == pid is not None and alive(pid)
         assert residents_of(os.getpid()) == [pid]
+        # Another command line (the reports elsewhere): a resident configured for it.
+        other = execute(sandbox_run, tmp_path / "other", resident)
+        assert resident.pid != pid and residents_of(os.getpid()) == [resident.pid]
+        assert other[0] == 0 and (tmp_path / "other" / "junit.xml").is_file()
     assert not alive(pid)
     assert warnings == []
     code, lines, summary = plain
@@ -121,8 +126,8 @@ def test_a_forked_round_prints_summarizes_and_exits_as_a_new_pytest_does(
         # could rewrite it), nothing missing.
         assert normalized(forked[1]) == normalized(lines)
     assert "2 passed" in "".join(second[1]) and "Warning" not in "".join(second[1])
-    assert (tmp_path / "second" / "junit.xml").is_file()
-    assert any((tmp_path / "second" / "allure-results").glob("*-result.json"))
+    assert (tmp_path / "forked" / "junit.xml").is_file()
+    assert any((tmp_path / "forked" / "allure-results").glob("*-result.json"))
 
 
 def test_a_round_reads_a_feature_file_changed_since_the_resident_parsed_it(
@@ -136,13 +141,95 @@ def test_a_round_reads_a_feature_file_changed_since_the_resident_parsed_it(
     [edited] = [p for p in features.glob("**/*.feature")
                 if f"Scenario: {REDIS}\n" in p.read_text(encoding="utf-8")]
     with Resident() as resident:
-        _, _, before = execute(sandbox_run, tmp_path / "before", resident)
+        _, _, before = execute(sandbox_run, tmp_path / "forked", resident)
         edited.write_text(edited.read_text(encoding="utf-8").replace(
             f"Scenario: {REDIS}\n", f"Scenario: {REDIS} at once\n"), encoding="utf-8")
-        _, _, after = execute(sandbox_run, tmp_path / "after", resident)
+        _, _, after = execute(sandbox_run, tmp_path / "forked", resident)
     assert before is not None and after is not None
     assert sorted(s["name"] for s in before["scenarios"]) == sorted([API, REDIS])
     assert sorted(s["name"] for s in after["scenarios"]) == sorted([API, f"{REDIS} at once"])
+
+
+_PLUGIN = """\
+import pathlib
+
+print("imported: {word}")
+
+
+def pytest_load_initial_conftests(early_config, parser, args):
+    print("while the conftest files load: {word}")
+
+
+def pytest_report_header(config):
+    return "the plugin says: {word}"
+
+
+def pytest_collectreport(report):
+    # What pytest captured around the collection of a file (with what it captured while
+    # loading the conftest files): shown only when the collection fails.
+    with open(pathlib.Path(__file__).with_name("sections.log"), "a") as log:
+        log.writelines(f"{{title}}: {{text}}" for title, text in report.sections)
+"""
+
+
+def sections(plugins: Path) -> str:
+    """What the plugin noted of the last run's collection reports (then forgotten)."""
+    log = plugins / "sections.log"
+    text = log.read_text(encoding="utf-8") if log.exists() else ""
+    log.unlink(missing_ok=True)
+    return text
+
+
+def test_a_round_shows_what_its_plugins_print_and_runs_them_as_they_are_on_disk(
+    sandbox_run: RunSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resident configures pytest once, importing the plugins: a round shows what that
+    printed, and what pytest captured meanwhile, as a new pytest process does; a plugin
+    edited while a watch runs is imported afresh for the next round (a new resident)."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    plugin = plugins / "team_plugin.py"
+    plugin.write_text(_PLUGIN.format(word="one"), encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(plugins))
+    monkeypatch.setenv("PYTEST_PLUGINS", "team_plugin")
+    warnings: list[str] = []
+    with Resident(warn=warnings.append) as resident:
+        code, lines, _ = execute(sandbox_run, tmp_path / "plain", None)
+        captured = [sections(plugins)]
+        first = execute(sandbox_run, tmp_path / "forked", resident)
+        captured.append(sections(plugins))
+        pid = resident.pid
+        plugin.write_text(_PLUGIN.format(word="two"), encoding="utf-8")
+        second = execute(sandbox_run, tmp_path / "forked", resident)
+        captured.append(sections(plugins))
+        assert resident.pid is not None and resident.pid != pid and alive(resident.pid)
+    assert warnings == []
+    assert code == first[0] == second[0] == 0
+    assert "imported: one\n" in lines and any("the plugin says: one" in x for x in lines)
+    assert normalized(first[1]) == normalized(lines)
+    assert normalized(second[1]) == [line.replace("one", "two")
+                                     for line in normalized(lines)]
+    assert captured[0] == "Captured stdout: while the conftest files load: one\n"
+    assert captured == [captured[0], captured[0], captured[0].replace("one", "two")]
+
+
+def test_a_run_the_resident_cannot_configure_runs_plain_and_fails_as_pytest_does(
+    sandbox_run: RunSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--no-such-option")
+    warnings: list[str] = []
+    with Resident(warn=warnings.append) as resident:
+        plain = execute(sandbox_run, tmp_path / "plain", None)
+        rounds = [execute(sandbox_run, tmp_path / "forked", resident) for _ in range(2)]
+        assert resident.broken and resident.pid is None
+    assert plain[0] != 0 and any("--no-such-option" in line for line in plain[1])
+    for forked in rounds:
+        assert forked[0] == plain[0] and normalized(forked[1]) == normalized(plain[1])
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("the resident pytest could not configure the run"
+                                  " (UsageError: ")
+    assert warnings[0].endswith("; rounds run as plain pytest subprocesses while it is"
+                                " unavailable")
 
 
 def test_a_round_stopped_by_its_time_limit_ends_as_before(
@@ -151,7 +238,7 @@ def test_a_round_stopped_by_its_time_limit_ends_as_before(
     with Resident() as resident:
         code, _, summary = execute(sandbox_run, tmp_path / "forked", resident, timeout_s=0.05)
         assert resident.pid is not None and alive(resident.pid)
-        after, _, again = execute(sandbox_run, tmp_path / "after", resident)
+        after, _, again = execute(sandbox_run, tmp_path / "forked", resident)
     plain, _, _ = execute(sandbox_run, tmp_path / "plain", None, timeout_s=0.05)
     assert code == plain == EXIT_FAILED and summary is None
     assert after == 0 and set(outcomes(again).values()) == {"passed"}
@@ -162,20 +249,20 @@ def test_a_dead_resident_costs_one_plain_round_said_once_then_is_replaced(
 ) -> None:
     warnings: list[str] = []
     with Resident(warn=warnings.append) as resident:
-        assert execute(sandbox_run, tmp_path / "1", resident)[0] == 0
+        assert execute(sandbox_run, tmp_path / "rounds", resident)[0] == 0
         first = resident.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
         assert wait_until(lambda: not alive(first), timeout=10).ok
-        code, _, summary = execute(sandbox_run, tmp_path / "2", resident)
+        code, _, summary = execute(sandbox_run, tmp_path / "rounds", resident)
         assert code == 0 and set(outcomes(summary).values()) == {"passed"}
         assert resident.pid is None  # that round ran as a plain subprocess
-        assert execute(sandbox_run, tmp_path / "3", resident)[0] == 0
+        assert execute(sandbox_run, tmp_path / "rounds", resident)[0] == 0
         second = resident.pid
         assert second is not None and second != first and alive(second)
         os.kill(second, signal.SIGKILL)
         assert wait_until(lambda: not alive(second), timeout=10).ok
-        assert execute(sandbox_run, tmp_path / "4", resident)[0] == 0
+        assert execute(sandbox_run, tmp_path / "rounds", resident)[0] == 0
     assert len(warnings) == 1, warnings
     # Broken pipe or end of file, whichever the dead resident's socket gives first.
     assert re.match(r"the resident pytest (is gone|did not fork the round) \(.+\); rounds run"
@@ -309,6 +396,40 @@ def test_the_resident_imports_and_builds_ahead_no_module_pytest_rewrites_and_sta
                  or name.startswith("runbook.steps.")
                  or (name.startswith("runbook.harness.") and name != "runbook.harness.resident")]
     assert rewritten == []
+
+
+def test_the_resident_configures_pytest_once_through_its_rewriting_and_starts_no_thread(
+    tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-P", "-c",
+         "import json, sys, threading\n"
+         "from runbook import runner\n"
+         "from runbook.harness import resident\n"
+         "resident.preload(resident.dependencies())\n"
+         "from pathlib import Path\n"
+         "args = runner.Selection(marks=runner.SYNTHETIC, reports=Path(sys.argv[1], 'reports'),"
+         " color=False).command()[4:]\n"
+         "prepared = resident.prepare(args, sys.argv[1])\n"
+         "plugin = sys.modules['runbook.harness.plugin']\n"
+         "print(json.dumps({'threads': threading.active_count(),"
+         " 'loader': type(plugin.__loader__).__name__,"
+         " 'configured': prepared.config._configured,"
+         " 'sources': sorted(prepared.sources),"
+         " 'changed': resident.changed(prepared.sources)}))",
+         str(tmp_path)],
+        env={**os.environ, **runner.AUTOLOAD_OFF}, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["threads"] == 1  # forking is safe
+    # imported as a round's pytest imports it, its asserts rewritten
+    assert found["loader"] == "AssertionRewritingHook"
+    assert found["configured"] is False  # each round configures (pytest_configure) itself
+    package = Path(runner.__file__).resolve().parent
+    assert {str(package / "harness" / "plugin.py"), str(package / "steps" / "conftest.py"),
+            str(package / "steps" / "service.py")} <= set(found["sources"])
+    assert found["changed"] is None
 
 
 def sigterm_after_first_round(home: Path, cwd: Path, *, interval: str, mid_round: bool

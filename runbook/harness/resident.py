@@ -10,15 +10,25 @@ pytest`` would (its output on the pipe, the environment replaced, default signal
 The resident answers the child's pid at once and its exit code and CPU time (user and system,
 the child's and what it waited for) when it ends, one round at a time.
 
-Only what pytest does not rewrite is imported ahead: the dependencies of the plugins and of
-the harness and step modules, never those modules themselves (pytest rewrites their asserts
-on import, and warns about a module already imported). Each round's pytest imports them,
-with the test module and conftest, afresh in its child. What a round builds once on first
-use, the clients' TLS context and S3's models, is built ahead too (``warm_up``), and so are
-the parsed feature files (``parse_features``; a round parses again any file changed since). A round
-ends without the teardown of every module a new interpreter would do at exit (its threads,
-exit handlers and output are seen to). The resident ends when the socket closes, and with
-its parent (``PR_SET_PDEATHSIG``), even when the parent is killed.
+The resident is started for one pytest command line in one directory (its first message,
+``{"prepare": {"args": ..., "cwd": ...}}``), and readies itself in two steps. First it imports
+what pytest does not rewrite: the dependencies of the plugins and of the harness and step
+modules. What a round builds once on first use, the clients' TLS context and S3's models, is
+built ahead too (``warm_up``), and so are the parsed feature files (``parse_features``; a
+round parses again any file changed since). Then it configures pytest for that command line
+as ``pytest.main`` would (``prepare``): the arguments parsed, the plugins, conftest, harness
+and step modules imported through pytest's assertion rewriting, with what that printed or
+captured kept for every round to show as its own. A round starts from that configuration:
+``pytest_cmdline_main``, as ``pytest.main`` goes on to, with the round's environment in place
+(the run's variables are read from ``pytest_configure`` on, never while preparing). A module
+whose file has changed since the resident imported it makes the resident end before the
+round (``{"stale": path}``): a new one imports it as a new process would. A configuration
+that fails ends the resident (``{"unprepared": why}``): the rounds then run as plain
+processes, which report it as ever.
+
+A round ends without the teardown of every module a new interpreter would do at exit (its
+threads, exit handlers and output are seen to). The resident ends when the socket closes, and
+with its parent (``PR_SET_PDEATHSIG``), even when the parent is killed.
 """
 
 from __future__ import annotations
@@ -36,8 +46,10 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +198,85 @@ def forget_changed(stamps: dict[str, Stamp]) -> None:
             feature.features.pop(path, None)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """pytest configured for a command line (``prepare``), for each round to start from."""
+
+    #: The ``pytest.Config``, its plugins registered and conftest loaded, not yet configured.
+    config: Any
+    #: What the preparation printed before pytest captured (a plugin printing as imported).
+    printed: bytes
+    #: What pytest captured while loading the conftest files: ``(out, err)``.
+    captured: tuple[str, str]
+    #: The files of the modules the preparation imported, stamped.
+    sources: dict[str, Stamp]
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+@contextlib.contextmanager
+def _printed_into(sink: int) -> Iterator[None]:
+    """Descriptors 1 and 2 on ``sink`` while inside."""
+    _flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    try:
+        yield
+    finally:
+        _flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def prepare(args: list[str], cwd: str) -> Prepared | None:
+    """Configure pytest for ``args`` in ``cwd`` as ``pytest.main(args)`` does before it runs
+    (``_pytest.config._prepareconfig``), once here, not once per round; ``None`` where there
+    is nothing to prepare (``--version``, which ``pytest.main`` answers at once). Its global
+    capture is stopped (each round starts its own, on its own output). Raises what pytest
+    raises for a configuration it cannot make."""
+    import pytest
+
+    if args.count("--version") + args.count("-V") == 1:
+        return None
+    # pytest's own first step, private: pinned in constraints.txt, and a round that starts
+    # from it is compared with ``pytest.main`` line for line by the tests.
+    from _pytest.config import _prepareconfig
+
+    os.chdir(cwd)
+    before = set(sys.modules)
+    with tempfile.TemporaryFile() as sink:
+        with _printed_into(sink.fileno()):
+            os.environ["PYTEST_VERSION"] = pytest.__version__  # as pytest.main sets it
+            try:
+                config = _prepareconfig(list(args), None, prog="pytest.main()")
+            finally:
+                os.environ.pop("PYTEST_VERSION", None)
+            captured = ("", "")
+            capture = config.pluginmanager.getplugin("capturemanager")
+            if capture is not None and capture._global_capturing is not None:
+                captured = tuple(capture.read_global_capture())
+                capture.stop_global_capturing()
+        sink.seek(0)
+        printed = sink.read()
+    sources = {}
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules[name], "__file__", None)
+        if path and (stamp := _stamp(path)) is not None:
+            sources[path] = stamp
+    return Prepared(config, printed, (captured[0], captured[1]), sources)
+
+
+def changed(stamps: dict[str, Stamp]) -> str | None:
+    """The first of the stamped files that has changed or gone since, if any."""
+    return next((path for path, stamp in stamps.items() if _stamp(path) != stamp), None)
+
+
 def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
     """One length-prefixed JSON message, with ``fds`` passed alongside."""
     body = json.dumps(message).encode()
@@ -215,12 +306,12 @@ def receive(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     return json.loads(data[_HEADER.size:_HEADER.size + length]), list(fds)
 
 
-def _round(request: dict[str, Any], output: int, parsed: dict[str, Stamp]) -> int:
+def _round(request: dict[str, Any], output: int, parsed: dict[str, Stamp],
+           prepared: Prepared | None) -> int:
     """In the forked child: become ``python -m pytest ARGS`` run with the request's
-    environment and directory, its output on ``output``; pytest's exit code."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    environment and directory, its output on ``output``, from ``prepared`` when given (made
+    for the same arguments and directory); pytest's exit code."""
+    _flush()
     os.dup2(output, 1)
     os.dup2(output, 2)
     os.close(output)
@@ -237,7 +328,7 @@ def _round(request: dict[str, Any], output: int, parsed: dict[str, Stamp]) -> in
     sys.argv = [str(Path(pytest.__file__).with_name("__main__.py")), *request["args"]]
     # What ``python -m pytest`` does (``pytest.console_main``, deprecated for this use).
     try:
-        code = int(pytest.main(request["args"]))
+        code = int(pytest.main(request["args"])) if prepared is None else _run(prepared)
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -245,9 +336,42 @@ def _round(request: dict[str, Any], output: int, parsed: dict[str, Stamp]) -> in
     return code
 
 
-def serve(channel: socket.socket) -> tuple[dict[str, Any], int] | None:
+def _run(prepared: Prepared) -> int:
+    """The rest of ``pytest.main`` from ``prepared``, in a round: what its preparation printed
+    and captured, shown as the round's own; its global capture started on this output;
+    ``pytest_cmdline_main``; the exit code, a usage error reported as pytest reports it."""
+    import pytest
+    from _pytest.config import print_usage_error
+
+    config = prepared.config
+    if prepared.printed:
+        sys.stdout.buffer.write(prepared.printed)
+        sys.stdout.flush()
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.start_global_capturing()
+        out, err = prepared.captured
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        capture.suspend_global_capture()
+    os.environ["PYTEST_VERSION"] = pytest.__version__
+    try:
+        try:
+            code = config.hook.pytest_cmdline_main(config=config)
+        finally:
+            config._ensure_unconfigure()
+    except pytest.UsageError as error:
+        print_usage_error(error, file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
+    return int(code)
+
+
+def serve(channel: socket.socket, prepared: Prepared | None = None
+          ) -> tuple[dict[str, Any], int] | None:
     """Answer requests until the socket closes (``None``); in a forked child, the round to
-    run (its request and output descriptor), for the caller to run outside this loop."""
+    run (its request and output descriptor), for the caller to run outside this loop. A
+    module ``prepared`` imported whose file has changed since ends the loop before its round
+    (the client starts a new resident)."""
     while True:
         try:
             got = receive(channel)
@@ -261,6 +385,11 @@ def serve(channel: socket.socket) -> tuple[dict[str, Any], int] | None:
                 os.close(fd)
             send(channel, {"error": "a round needs exactly one output descriptor"})
             continue
+        if prepared is not None and (stale := changed(prepared.sources)) is not None:
+            os.close(fds[0])
+            with contextlib.suppress(OSError):
+                send(channel, {"stale": stale})
+            return None
         pid = os.fork()
         if pid == 0:
             channel.close()
@@ -286,13 +415,27 @@ def main(argv: list[str]) -> int:
     imported = preload(dependencies())
     warm_up()
     parsed = parse_features()
+    try:
+        got = receive(channel)
+    except (OSError, ValueError):
+        return 0
+    if got is None or "prepare" not in got[0]:
+        return 0
+    ready = {"ready": os.getpid(), "preloaded": len(imported), "parsed": len(parsed)}
+    try:
+        prepared = prepare(got[0]["prepare"]["args"], got[0]["prepare"]["cwd"])
+    except BaseException as error:  # said to the client, which goes on plain
+        # Whatever it imported is half configured: no round starts from here.
+        why = (str(error).strip().splitlines() or [""])[0][:200]
+        send(channel, {**ready, "unprepared": f"{type(error).__name__}: {why}".rstrip(": ")})
+        return 0
     # What was imported stays out of the rounds' garbage collections (and its pages shared).
     gc.freeze()
-    send(channel, {"ready": os.getpid(), "preloaded": len(imported), "parsed": len(parsed)})
-    job = serve(channel)
+    send(channel, {**ready, "prepared": prepared is not None})
+    job = serve(channel, prepared)
     if job is None:
         return 0
-    _exit(_round(*job, parsed))
+    _exit(_round(*job, parsed, prepared))
     return 0  # not reached
 
 
@@ -303,9 +446,7 @@ def _exit(code: int) -> None:
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
     getattr(atexit, "_run_exitfuncs")()  # noqa: B009 - private, and not in typeshed
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    _flush()
     os._exit(code)
 
 
