@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from runbook import runner, shipped
@@ -406,11 +407,12 @@ def test_the_resident_configures_pytest_once_through_its_rewriting_and_starts_no
          "import json, sys, threading\n"
          "from runbook import runner\n"
          "from runbook.harness import resident\n"
+         "before = set(sys.modules)\n"
          "resident.preload(resident.dependencies())\n"
          "from pathlib import Path\n"
          "args = runner.Selection(marks=runner.SYNTHETIC, reports=Path(sys.argv[1], 'reports'),"
          " color=False).command()[4:]\n"
-         "prepared = resident.prepare(args, sys.argv[1])\n"
+         "prepared = resident.prepare(args, sys.argv[1], before)\n"
          "plugin = sys.modules['runbook.harness.plugin']\n"
          "print(json.dumps({'threads': threading.active_count(),"
          " 'loader': type(plugin.__loader__).__name__,"
@@ -427,8 +429,10 @@ def test_the_resident_configures_pytest_once_through_its_rewriting_and_starts_no
     assert found["loader"] == "AssertionRewritingHook"
     assert found["configured"] is False  # each round configures (pytest_configure) itself
     package = Path(runner.__file__).resolve().parent
+    # what it configured with, and what it imported ahead: a change to either is seen
     assert {str(package / "harness" / "plugin.py"), str(package / "steps" / "conftest.py"),
-            str(package / "steps" / "service.py")} <= set(found["sources"])
+            str(package / "steps" / "service.py"), str(package / "probes" / "api.py"),
+            str(Path(httpx.__file__).resolve())} <= set(found["sources"])
     assert found["changed"] is None
 
 

@@ -22,7 +22,9 @@ captured kept for every round to show as its own. A round starts from that confi
 ``pytest_cmdline_main``, as ``pytest.main`` goes on to, with the round's environment in place
 (the run's variables are read from ``pytest_configure`` on, never while preparing). A module
 whose file has changed since the resident imported it makes the resident end before the
-round (``{"stale": path}``): a new one imports it as a new process would. A configuration
+round (``{"stale": path}``), whether imported ahead or while configuring: a new one imports
+it as a new process would (a watch running while the package is upgraded runs the new code
+from its next round). A configuration
 that fails ends the resident (``{"unprepared": why}``): the rounds then run as plain
 processes, which report it as ever.
 
@@ -234,12 +236,15 @@ def _printed_into(sink: int) -> Iterator[None]:
             os.close(copy)
 
 
-def prepare(args: list[str], cwd: str) -> Prepared | None:
+def prepare(args: list[str], cwd: str, before: Iterable[str] | None = None
+            ) -> Prepared | None:
     """Configure pytest for ``args`` in ``cwd`` as ``pytest.main(args)`` does before it runs
     (``_pytest.config._prepareconfig``), once here, not once per round; ``None`` where there
     is nothing to prepare (``--version``, which ``pytest.main`` answers at once). Its global
-    capture is stopped (each round starts its own, on its own output). Raises what pytest
-    raises for a configuration it cannot make."""
+    capture is stopped (each round starts its own, on its own output). Its ``sources``: the
+    files of the modules imported since only ``before`` were (the resident's start: what it
+    imported ahead too), else during the preparation. Raises what pytest raises for a
+    configuration it cannot make."""
     import pytest
 
     if args.count("--version") + args.count("-V") == 1:
@@ -249,7 +254,7 @@ def prepare(args: list[str], cwd: str) -> Prepared | None:
     from _pytest.config import _prepareconfig
 
     os.chdir(cwd)
-    before = set(sys.modules)
+    before = set(sys.modules if before is None else before)
     with tempfile.TemporaryFile() as sink:
         with _printed_into(sink.fileno()):
             os.environ["PYTEST_VERSION"] = pytest.__version__  # as pytest.main sets it
@@ -412,6 +417,8 @@ def main(argv: list[str]) -> int:
         return 0
     # Ctrl-C reaches the whole process group: it stops the round, never the resident.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A module imported from here on whose file changes ends the resident before a round.
+    started_with = set(sys.modules)
     imported = preload(dependencies())
     warm_up()
     parsed = parse_features()
@@ -423,7 +430,7 @@ def main(argv: list[str]) -> int:
         return 0
     ready = {"ready": os.getpid(), "preloaded": len(imported), "parsed": len(parsed)}
     try:
-        prepared = prepare(got[0]["prepare"]["args"], got[0]["prepare"]["cwd"])
+        prepared = prepare(got[0]["prepare"]["args"], got[0]["prepare"]["cwd"], started_with)
     except BaseException as error:  # said to the client, which goes on plain
         # Whatever it imported is half configured: no round starts from here.
         why = (str(error).strip().splitlines() or [""])[0][:200]
