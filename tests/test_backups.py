@@ -28,7 +28,7 @@ from runbook.errors import SandboxError
 from runbook.figures import ORDERED_MD5, ROW_HASH_SUMS, Figures, TableFigure, compare, read_figures
 from runbook.platforms import platform_for
 from runbook.probes.backups import backup_freshness
-from runbook.sandbox import Sandbox
+from runbook.sandbox import Sandbox, backups
 from runbook.sandbox.backups import (
     DEFAULT_INTERVAL_S,
     DEFAULT_KEEP,
@@ -337,6 +337,24 @@ def test_a_dump_pg_restore_cannot_read_fails_the_restore_in_one_line(
         shown = json.dumps(failed.evidence())
         assert not [s for s in secrets if s in shown]
     finally:
+        again = restore_backup(unscheduled, good)
+    assert again.ok, again.problem
+
+
+def test_a_restore_past_its_time_limit_is_stopped_and_says_so(
+        unscheduled: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_restore is bounded like every other command of the drill: past the limit it is
+    killed, the restore fails saying so and compares nothing; a restore after it works."""
+    good = take_backup(unscheduled, keep=None)
+    monkeypatch.setattr(backups, "COMMAND_TIMEOUT_S", 0.01)
+    try:
+        stopped = restore_backup(unscheduled, good)
+        assert not stopped.ok
+        assert "timed out after 0.01 seconds" in stopped.problem, stopped.problem
+        assert stopped.integrity is None
+        assert [a.name for a in stopped.activities if a.error] == ["pg_restore"]
+    finally:
+        monkeypatch.undo()
         again = restore_backup(unscheduled, good)
     assert again.ok, again.problem
 

@@ -479,9 +479,16 @@ def _pg_restore(argv: Sequence[str], env: Mapping[str, str],
                 landed(done.group(1))
 
     reader = threading.Thread(target=read, name="pg_restore output", daemon=True)
+    deadline = time.monotonic() + COMMAND_TIMEOUT_S
     reader.start()
     try:
-        code = proc.wait(timeout=COMMAND_TIMEOUT_S)
+        # Its output ends as it does, and a thread's end wakes its joiner at once, where
+        # ``Popen.wait`` with a time limit polls and sees the end up to 50 ms late (a tenth
+        # of a small restore). Then the process itself, which is ending or has ended.
+        reader.join(COMMAND_TIMEOUT_S)
+        if reader.is_alive():
+            raise subprocess.TimeoutExpired(list(argv), COMMAND_TIMEOUT_S)
+        code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
