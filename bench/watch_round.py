@@ -1,7 +1,7 @@
 """A ``runbook watch`` round (after the first) against the raw floor of the same scenarios,
 in wall and CPU time, with the resident pytest and without it.
 
-    .venv/bin/python bench/watch_round.py [--rounds 5] [--history 20000] [--json]
+    .venv/bin/python bench/watch_round.py [--rounds 5] [--history 20000] [--phases] [--json]
 
 Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards), then measures:
 
@@ -22,6 +22,12 @@ Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards), then 
   process, forked by the resident or not, and of the watch's work for it). The rounds'
   figures together must stay under the whole watch's CPU as this process reaps it (the
   watch, its resident and their rounds), or the benchmark cannot measure.
+
+With ``--phases``, one more resident watch as long, with a plugin timing pytest's phases
+(``_round_phases.py``, through ``PYTEST_ADDOPTS``; its figures are not the judged ones):
+the median round's CPU split into its start to the end of collection, the scenarios' own
+calls (against the floor: what the round would cost with no pytest around them), their
+setup and teardown, and the rest (reports, Allure's results, the session's end).
 
 Every round must pass. Prints the figures with the
 load average and the ratios round / floor against the goal of 1.5x in wall and in CPU time;
@@ -67,7 +73,8 @@ GOAL_RATIO = 1.5
 
 
 def watch(home: Path, workdir: Path, rounds: int, *options: str,
-          history: list[str] | None = None) -> dict[str, Any]:
+          history: list[str] | None = None, env: dict[str, str] | None = None
+          ) -> dict[str, Any]:
     """Run ``runbook watch --rounds ROUNDS --interval 0 --json OPTIONS`` in ``workdir``,
     its reports directory new but for ``history`` (the lines of its ``history.jsonl``):
     its rounds' documents, the wall seconds of each (start to next start; the last, its
@@ -82,7 +89,7 @@ def watch(home: Path, workdir: Path, rounds: int, *options: str,
     command = [*runbook_command(), "watch", "--rounds", str(rounds), "--interval", "0",
                "--json", "--reports", str(reports), *options]
     load = load_1min()
-    process = subprocess.Popen(command, cwd=workdir, env=check_env(home),
+    process = subprocess.Popen(command, cwd=workdir, env={**check_env(home), **(env or {})},
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, errors="replace")
     try:
@@ -167,7 +174,34 @@ def measured_floor(box: Sandbox, rounds: int, scenarios: list[str]) -> dict[str,
             "cpu_s": round(statistics.median(cpus), 3), "load_1min": round(load, 2)}
 
 
-def bench(box: Sandbox, rounds: int, workdir: Path, history: int) -> dict[str, Any]:
+def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
+                    history: list[str]) -> dict[str, float]:
+    """The median round after the first of a resident watch whose pytest runs time their
+    phases (``_round_phases.py``): CPU seconds to the end of collection, in the scenarios'
+    calls, in their setup and teardown, and the rest."""
+    bench_dir = str(Path(__file__).resolve().parent)
+    figures = workdir / "phases.jsonl"
+    figures.unlink(missing_ok=True)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [bench_dir,
+                                                       os.environ.get("PYTHONPATH")])),
+           "PYTEST_ADDOPTS": " ".join(filter(None, [os.environ.get("PYTEST_ADDOPTS"),
+                                                    "-p _round_phases"])),
+           "RUNBOOK_BENCH_PHASES": str(figures)}
+    watch(home, workdir, rounds + 1, *options, history=history, env=env)
+    runs = [json.loads(line) for line in figures.read_text(encoding="utf-8").splitlines()]
+    if len(runs) != rounds + 1:
+        raise BenchError(f"--phases: {len(runs)} rounds timed their phases, not {rounds + 1}")
+    runs = sorted(runs[1:], key=lambda run: float(run["total"]))
+    median = runs[len(runs) // 2]
+    parts = {key: round(float(median[key]), 3)
+             for key in ("collected", "calls", "setup_teardown", "total")}
+    parts["rest"] = round(parts["total"] - parts["collected"] - parts["calls"]
+                          - parts["setup_teardown"], 3)
+    return parts
+
+
+def bench(box: Sandbox, rounds: int, workdir: Path, history: int, phases: bool = False
+          ) -> dict[str, Any]:
     # The synthetic scenarios the floor mirrors (a scenario it does not is left out of the
     # rounds, and named).
     mirrored = "-k", " or ".join(sorted({name.split("[", 1)[0] for name in FLOOR}))
@@ -181,6 +215,10 @@ def bench(box: Sandbox, rounds: int, workdir: Path, history: int) -> dict[str, A
     if resident["ran"] != plain["ran"]:
         raise BenchError("the watch ran other scenarios with --no-resident")
     floor = measured_floor(box, rounds, resident["ran"])
+    split = None
+    if phases:
+        split = measured_phases(box.home, workdir, rounds, *mirrored, history=seed)
+        split["calls_per_floor"] = round(split["calls"] / floor["cpu_s"], 2)
     ratios = {which: {"wall": round(result["wall_s"] / floor["wall_s"], 2),
                       "cpu": round(result["cpu_s"] / floor["cpu_s"], 2)}
               for which, result in (("resident", resident), ("plain", plain))}
@@ -196,6 +234,7 @@ def bench(box: Sandbox, rounds: int, workdir: Path, history: int) -> dict[str, A
         "ratios": ratios,
         "goal_ratio": GOAL_RATIO,
         "goal_met": max(ratios["resident"].values()) <= GOAL_RATIO,
+        "phases": split,
         "machine": machine(),
     }
 
@@ -230,6 +269,12 @@ def report(result: dict[str, Any]) -> None:
           + " ".join(f"{c:.2f}" for c in resident["cpu_runs_s"]) + "; --no-resident "
           + " ".join(f"{c:.2f}" for c in plain["cpu_runs_s"])
           + f" (whole watches: {resident['cpu_watch_s']:.2f} s and {plain['cpu_watch_s']:.2f} s)")
+    if (split := result.get("phases")) is not None:
+        print(f"a resident round's CPU by pytest's phases (--phases, its median round of"
+              f" {split['total']:.2f} s): to the end of collection {split['collected']:.3f} s;"
+              f" the scenarios' calls {split['calls']:.3f} s ({split['calls_per_floor']:.2f}x"
+              f" the floor); their setup and teardown {split['setup_teardown']:.3f} s; the"
+              f" rest {split['rest']:.3f} s")
     verdict = "met" if result["goal_met"] else "MISSED"
     print(f"goal: a round after the first within {result['goal_ratio']:g}x the raw floor,"
           f" wall and CPU: {verdict}")
@@ -243,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="entries in the reports' history before each watch (default:"
                              " its limit, as a watch's after a day; 0: a new reports"
                              " directory)")
+    parser.add_argument("--phases", action="store_true",
+                        help="one more resident watch, its rounds' CPU split by pytest's"
+                             " phases (not judged)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.history < 0:
@@ -251,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     def measure() -> dict[str, Any]:
         with fresh_sandbox() as box, tempfile.TemporaryDirectory(
                 prefix="runbook-bench-") as work:
-            return bench(box, max(2, args.rounds), Path(work), args.history)
+            return bench(box, max(2, args.rounds), Path(work), args.history, args.phases)
 
     return conclude(measure, report, as_json=args.json)
 

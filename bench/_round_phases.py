@@ -1,0 +1,64 @@
+"""A pytest plugin for ``bench/watch_round.py --phases``: where a run's CPU goes, by pytest's
+phases, appended as one JSON line to the file ``RUNBOOK_BENCH_PHASES`` names when the run
+ends. Figures are this process's CPU seconds (user and system, every thread's), so a round
+forked from the resident counts from its fork:
+
+* ``collected``: from the start to the end of collection (configuration, the session's
+  start, collecting and selecting the scenarios);
+* ``calls``: the scenarios' own calls, summed (their steps: the probes, the evidence);
+* ``setup_teardown``: their fixtures' setup and teardown, summed;
+* ``total``: from the start to the end of the run (``pytest_unconfigure``).
+
+Passed as ``-p _round_phases`` with this directory on ``PYTHONPATH``; not shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+_FIGURES: dict[str, float] = {"collected": 0.0, "calls": 0.0, "setup_teardown": 0.0}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _FIGURES["collected"] = _cpu()
+
+
+def _timed(key: str) -> Generator[None, Any, Any]:
+    started = _cpu()
+    try:
+        return (yield)
+    finally:
+        _FIGURES[key] += _cpu() - started
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _timed("setup_teardown"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _timed("calls"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _timed("setup_teardown"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path = os.environ.get("RUNBOOK_BENCH_PHASES")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({**_FIGURES, "total": _cpu()}) + "\n")
