@@ -8,8 +8,8 @@ runner's redaction, time limits, signals and exit codes stay one code path. The 
 variables, and configures pytest once for the round's command line in its directory; a round
 whose environment differs in anything else, or whose command line or directory differs,
 starts a new one, so what a module reads from the environment when imported is what a fresh
-process would read. So does a round after a module the resident imported through pytest has
-changed on disk (the resident says so and ends). When it
+process would read. So does a round after a module the resident imported (ahead, or while
+configuring pytest) has changed on disk: the resident says so and ends. When it
 has died, ``spawn`` raises ``ResidentUnavailable`` (the caller runs that round as a plain
 subprocess) and the next round starts a new one; when it cannot start, every round runs as a
 plain subprocess.
