@@ -142,10 +142,7 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if not self.enabled or not text:
             return text
-        if len(text) >= self._shortest:  # a shorter text holds none
-            for form in self._forms:
-                if form in text:
-                    text = text.replace(form, MASK)
+        text = self.known(text)
         for pattern, replacement in _patterns_for(text):
             text = pattern.sub(replacement, text)
         return text
@@ -154,7 +151,7 @@ class Redactor:
         """Only the known secrets masked, not credential-shaped text: for a document written
         by people and kept in the repository (the runbook), whose ``API_KEY: `command```
         lines the patterns would take for credentials."""
-        if not self.enabled or not text:
+        if not self.enabled or len(text) < max(self._shortest, 1):  # a shorter text holds none
             return text
         for form in self._forms:
             if form in text:

@@ -144,12 +144,7 @@ class Resident:
         assert channel is not None
         read, write = os.pipe()
         try:
-            request = {"args": key[1], "env": env, "cwd": key[2]}
-            body = json.dumps(request).encode()
-            data = _HEADER.pack(len(body)) + body
-            sent = socket.send_fds(channel, [data], [write])
-            if sent < len(data):
-                channel.sendall(data[sent:])
+            self._send({"args": key[1], "env": env, "cwd": key[2]}, fds=[write])
         except OSError as exc:
             os.close(read)
             self.close()
@@ -202,11 +197,15 @@ class Resident:
         self._key = (env, args, cwd)
         self.pid = process.pid
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
+        """One length-prefixed JSON message, with ``fds`` passed alongside."""
         channel = self._channel
         assert channel is not None
         body = json.dumps(message).encode()
-        channel.sendall(_HEADER.pack(len(body)) + body)
+        data = _HEADER.pack(len(body)) + body
+        sent = socket.send_fds(channel, [data], list(fds))
+        if sent < len(data):
+            channel.sendall(data[sent:])
 
     def _message(self, timeout: float | None) -> dict[str, Any] | None:
         """The next message from the resident; ``None`` at end of file or after

@@ -170,6 +170,16 @@ def _stamp(path: str) -> Stamp | None:
     return found.st_size, found.st_mtime_ns
 
 
+def _stamped(paths: Iterable[str]) -> dict[str, Stamp]:
+    """The stamps of ``paths``, less those that cannot be read."""
+    return {path: stamp for path in paths if (stamp := _stamp(path)) is not None}
+
+
+def _changed(stamps: dict[str, Stamp]) -> Iterator[str]:
+    """The stamped files that have changed or gone since."""
+    return (path for path, stamp in stamps.items() if _stamp(path) != stamp)
+
+
 def parse_features() -> dict[str, Stamp]:
     """Parse the feature files of the runs (``RUNBOOK_FEATURES``, else the package's) into
     pytest-bdd's cache of parsed features, as a round's ``scenarios(".")`` would: once here,
@@ -186,8 +196,7 @@ def parse_features() -> dict[str, Stamp]:
     except Exception:
         feature.features.clear()
         return {}
-    stamps = {path: _stamp(path) for path in feature.features}
-    return {path: stamp for path, stamp in stamps.items() if stamp is not None}
+    return _stamped(feature.features)
 
 
 def forget_changed(stamps: dict[str, Stamp]) -> None:
@@ -195,9 +204,8 @@ def forget_changed(stamps: dict[str, Stamp]) -> None:
     changed or gone since, so the round parses it afresh as it finds it."""
     from pytest_bdd import feature
 
-    for path, stamp in stamps.items():
-        if _stamp(path) != stamp:
-            feature.features.pop(path, None)
+    for path in list(_changed(stamps)):
+        feature.features.pop(path, None)
 
 
 @dataclass(frozen=True)
@@ -210,7 +218,8 @@ class Prepared:
     printed: bytes
     #: What pytest captured while loading the conftest files: ``(out, err)``.
     captured: tuple[str, str]
-    #: The files of the modules the preparation imported, stamped.
+    #: The files of the modules imported since the resident started (or the preparation
+    #: did, without a start given), stamped.
     sources: dict[str, Stamp]
 
 
@@ -269,17 +278,13 @@ def prepare(args: list[str], cwd: str, before: Iterable[str] | None = None
                 capture.stop_global_capturing()
         sink.seek(0)
         printed = sink.read()
-    sources = {}
-    for name in set(sys.modules) - before:
-        path = getattr(sys.modules[name], "__file__", None)
-        if path and (stamp := _stamp(path)) is not None:
-            sources[path] = stamp
-    return Prepared(config, printed, (captured[0], captured[1]), sources)
+    files = (getattr(sys.modules[name], "__file__", None) for name in set(sys.modules) - before)
+    return Prepared(config, printed, (captured[0], captured[1]), _stamped(filter(None, files)))
 
 
 def changed(stamps: dict[str, Stamp]) -> str | None:
     """The first of the stamped files that has changed or gone since, if any."""
-    return next((path for path, stamp in stamps.items() if _stamp(path) != stamp), None)
+    return next(_changed(stamps), None)
 
 
 def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
