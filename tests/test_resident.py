@@ -374,14 +374,15 @@ def test_the_resident_imports_and_builds_ahead_no_module_pytest_rewrites_and_sta
          "built = [clients._tls_context.cache_info().currsize,"
          " clients._session.cache_info().currsize,"
          " any(key[:3] == ('load_service_model', 's3', 'service-2')"
-         " for key in clients._session()._loader._cache)]\n"
+         " for key in clients._session()._loader._cache),"
+         " clients._driver.cache_info().currsize]\n"
          "print(json.dumps({'names': names, 'imported': imported, 'built': built,"
          " 'parsed': sorted(parsed), 'cached': sorted(feature.features),"
          " 'threads': threading.active_count(), 'modules': sorted(sys.modules)}))"],
         capture_output=True, text=True, timeout=120, check=True)
     found = json.loads(done.stdout)
     assert found["threads"] == 1  # forking is safe
-    assert found["built"] == [1, 1, True]  # the rounds inherit them
+    assert found["built"] == [1, 1, True, 1]  # the rounds inherit them
     assert {"pytest", "runbook.probes.api"} <= set(found["imported"])
     assert {"httpx", "httpcore", "psycopg", "redis", "pytest_bdd.scenario", "allure_commons",
             "runbook.drills.engine"} <= set(found["modules"])
@@ -413,8 +414,18 @@ def test_the_resident_configures_pytest_once_through_its_rewriting_and_starts_no
          "args = runner.Selection(marks=runner.SYNTHETIC, reports=Path(sys.argv[1], 'reports'),"
          " color=False).command()[4:]\n"
          "prepared = resident.prepare(args, sys.argv[1], before)\n"
+         "resident.warm_prepared()\n"
+         "import re\n"
+         "from pytest_bdd.steps import step_function_context_registry as steps\n"
+         "parsers = [c.parser.parser for c in steps.values() if hasattr(c.parser, 'parser')]\n"
+         "from _pytest.junitxml import bin_xml_escape\n"
+         "cached = len(re._cache)\n"
+         "bin_xml_escape('x')\n"
          "plugin = sys.modules['runbook.harness.plugin']\n"
          "print(json.dumps({'threads': threading.active_count(),"
+         " 'parsers': len(parsers),"
+         " 'uncompiled': sum(p._Parser__match_re is None for p in parsers),"
+         " 'compiled_in_round': len(re._cache) - cached,"
          " 'loader': type(plugin.__loader__).__name__,"
          " 'configured': prepared.config._configured,"
          " 'sources': sorted(prepared.sources),"
@@ -428,6 +439,9 @@ def test_the_resident_configures_pytest_once_through_its_rewriting_and_starts_no
     # imported as a round's pytest imports it, its asserts rewritten
     assert found["loader"] == "AssertionRewritingHook"
     assert found["configured"] is False  # each round configures (pytest_configure) itself
+    # built for the rounds to inherit: every step parser's expression, junit.xml's escaping
+    assert found["parsers"] > 20 and found["uncompiled"] == 0
+    assert found["compiled_in_round"] == 0
     package = Path(runner.__file__).resolve().parent
     # what it configured with, and what it imported ahead: a change to either is seen
     assert {str(package / "harness" / "plugin.py"), str(package / "steps" / "conftest.py"),
