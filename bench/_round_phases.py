@@ -7,7 +7,9 @@ forked from the resident counts from its fork:
   start, collecting and selecting the scenarios);
 * ``calls``: the scenarios' own calls, summed (their steps: the probes, the evidence);
 * ``setup_teardown``: their fixtures' setup and teardown, summed;
-* ``total``: from the start to the end of the run (``pytest_unconfigure``).
+* ``total``: from the start to the end of the run (``pytest_unconfigure``);
+* ``scenarios``: each scenario's whole protocol (setup, call, teardown, its reports), by its
+  node id less the file (the first holds the run's own setup of its session fixtures).
 
 Passed as ``-p _round_phases`` with this directory on ``PYTHONPATH``; not shipped.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 
 _FIGURES: dict[str, float] = {"collected": 0.0, "calls": 0.0, "setup_teardown": 0.0}
+_SCENARIOS: dict[str, float] = {}
 
 
 def _cpu() -> float:
@@ -40,6 +43,16 @@ def _timed(key: str) -> Generator[None, Any, Any]:
         return (yield)
     finally:
         _FIGURES[key] += _cpu() - started
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, Any, Any]:
+    started = _cpu()
+    try:
+        return (yield)
+    finally:
+        _SCENARIOS[item.nodeid.split("::", 1)[-1]] = _cpu() - started
 
 
 @pytest.hookimpl(wrapper=True)
@@ -61,4 +74,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     path = os.environ.get("RUNBOOK_BENCH_PHASES")
     if path:
         with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({**_FIGURES, "total": _cpu()}) + "\n")
+            out.write(json.dumps({**_FIGURES, "total": _cpu(), "scenarios": _SCENARIOS}) + "\n")

@@ -562,25 +562,27 @@ FLOOR: dict[str, Callable[[Floor], None]] = {
 }
 
 
-def run_floor(floor: Floor, names: list[str] | None = None) -> dict[str, float]:
+def run_floor(floor: Floor, names: list[str] | None = None,
+              clock: Callable[[], float] = time.monotonic) -> dict[str, float]:
     """Seconds of each scenario's protocol calls (``names``, in ``FLOOR``'s order; all of
-    them by default), made one scenario after the other. Each component is asked once per
-    run; the run's canary user is removed at its end, counted with the scenario that made it
-    (the suite removes it after its last scenario)."""
+    them by default), made one scenario after the other, by ``clock`` (wall time; this
+    process's CPU time with ``time.process_time``). Each component is asked once per run;
+    the run's canary user is removed at its end, counted with the scenario that made it (the
+    suite removes it after its last scenario)."""
     seconds: dict[str, float] = {}
     floor.asked.clear()
     made_by = ""
     for name, call in FLOOR.items():
         if names is not None and name not in names:
             continue
-        started = time.monotonic()
+        started = clock()
         call(floor)
-        seconds[name] = time.monotonic() - started
+        seconds[name] = clock() - started
         made_by = made_by or (name if floor.user is not None else "")
     if made_by:
-        started = time.monotonic()
+        started = clock()
         floor.remove_canary()
-        seconds[made_by] += time.monotonic() - started
+        seconds[made_by] += clock() - started
     return seconds
 
 

@@ -27,7 +27,9 @@ With ``--phases``, one more resident watch as long, with a plugin timing pytest'
 (``_round_phases.py``, through ``PYTEST_ADDOPTS``; its figures are not the judged ones):
 the median round's CPU split into its start to the end of collection, the scenarios' own
 calls (against the floor: what the round would cost with no pytest around them), their
-setup and teardown, and the rest (reports, Allure's results, the session's end).
+setup and teardown, and the rest (reports, Allure's results, the session's end); and each
+scenario's CPU (its whole protocol) over the floor's CPU for its calls, the median of the
+rounds: the quartiles, the most (the first scenario also sets the run up) and the sum.
 
 Every round must pass. Prints the figures with the
 load average and the ratios round / floor against the goal of 1.5x in wall and in CPU time;
@@ -157,28 +159,33 @@ def measured_floor(box: Sandbox, rounds: int, scenarios: list[str]) -> dict[str,
     floor = Floor(box.env(), box.home)
     walls: list[float] = []
     cpus: list[float] = []
+    each: dict[str, list[float]] = {name: [] for name in scenarios}
     load = load_1min()
     try:
         for run in range(rounds + 1):
             cpu, started = time.process_time(), time.monotonic()
             # What a round (a run) does once, the floor does once per round too: each
             # component asked, a canary user made (bcrypt, cost 12) and removed.
-            run_floor(floor, scenarios)
+            seconds = run_floor(floor, scenarios, clock=time.process_time)
             if run:
                 walls.append(time.monotonic() - started)
                 cpus.append(time.process_time() - cpu)
+                for name, cpu_s in seconds.items():
+                    each[name].append(cpu_s)
     finally:
         floor.close()
     return {"wall_s": round(statistics.median(walls), 3), "wall_runs_s": [round(w, 3)
                                                                           for w in walls],
-            "cpu_s": round(statistics.median(cpus), 3), "load_1min": round(load, 2)}
+            "cpu_s": round(statistics.median(cpus), 3), "load_1min": round(load, 2),
+            "scenario_cpu_s": {name: statistics.median(runs) for name, runs in each.items()}}
 
 
 def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
-                    history: list[str]) -> dict[str, float]:
+                    history: list[str]) -> dict[str, Any]:
     """The median round after the first of a resident watch whose pytest runs time their
     phases (``_round_phases.py``): CPU seconds to the end of collection, in the scenarios'
-    calls, in their setup and teardown, and the rest."""
+    calls, in their setup and teardown, and the rest; and each scenario's CPU seconds (its
+    whole protocol), the median of the rounds after the first."""
     bench_dir = str(Path(__file__).resolve().parent)
     figures = workdir / "phases.jsonl"
     figures.unlink(missing_ok=True)
@@ -193,11 +200,27 @@ def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
         raise BenchError(f"--phases: {len(runs)} rounds timed their phases, not {rounds + 1}")
     runs = sorted(runs[1:], key=lambda run: float(run["total"]))
     median = runs[len(runs) // 2]
-    parts = {key: round(float(median[key]), 3)
-             for key in ("collected", "calls", "setup_teardown", "total")}
+    parts: dict[str, Any] = {key: round(float(median[key]), 3)
+                             for key in ("collected", "calls", "setup_teardown", "total")}
     parts["rest"] = round(parts["total"] - parts["collected"] - parts["calls"]
                           - parts["setup_teardown"], 3)
+    parts["scenario_cpu_s"] = {name: statistics.median(float(run["scenarios"][name])
+                                                       for run in runs)
+                               for name in median["scenarios"]}
     return parts
+
+
+def over_floor(round_s: dict[str, float], floor_s: dict[str, float]) -> dict[str, Any]:
+    """Each scenario's CPU in a round over its floor's, in ms: the quartiles, the most (the
+    first scenario also sets the run up) and the sum over the scenarios."""
+    gaps = sorted((1000 * (round_s[name] - floor_s[name]), name)
+                  for name in round_s if name in floor_s)
+    if len(gaps) < 2:
+        raise BenchError("--phases: fewer than two scenarios of the rounds are in the floor")
+    quartiles = statistics.quantiles([gap for gap, _ in gaps], n=4)
+    return {"quartiles_ms": [round(q, 1) for q in quartiles], "most_ms": round(gaps[-1][0], 1),
+            "most": gaps[-1][1], "sum_ms": round(sum(gap for gap, _ in gaps), 1),
+            "scenarios": len(gaps)}
 
 
 def bench(box: Sandbox, rounds: int, workdir: Path, history: int, phases: bool = False
@@ -219,6 +242,9 @@ def bench(box: Sandbox, rounds: int, workdir: Path, history: int, phases: bool =
     if phases:
         split = measured_phases(box.home, workdir, rounds, *mirrored, history=seed)
         split["calls_per_floor"] = round(split["calls"] / floor["cpu_s"], 2)
+        split["over_floor"] = over_floor(split.pop("scenario_cpu_s"),
+                                         floor["scenario_cpu_s"])
+    floor.pop("scenario_cpu_s")
     ratios = {which: {"wall": round(result["wall_s"] / floor["wall_s"], 2),
                       "cpu": round(result["cpu_s"] / floor["cpu_s"], 2)}
               for which, result in (("resident", resident), ("plain", plain))}
@@ -275,6 +301,12 @@ def report(result: dict[str, Any]) -> None:
               f" the scenarios' calls {split['calls']:.3f} s ({split['calls_per_floor']:.2f}x"
               f" the floor); their setup and teardown {split['setup_teardown']:.3f} s; the"
               f" rest {split['rest']:.3f} s")
+        gap = split["over_floor"]
+        q1, median, q3 = gap["quartiles_ms"]
+        print(f"a scenario's CPU in that round over its floor's (setup, call, teardown and"
+              f" reports; {gap['scenarios']} scenarios, median of the rounds): quartiles"
+              f" {q1:.1f}, {median:.1f}, {q3:.1f} ms; most {gap['most_ms']:.1f} ms"
+              f" ({gap['most']}); {gap['sum_ms'] / 1000:.3f} s in all")
     verdict = "met" if result["goal_met"] else "MISSED"
     print(f"goal: a round after the first within {result['goal_ratio']:g}x the raw floor,"
           f" wall and CPU: {verdict}")
