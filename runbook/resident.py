@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
 #: Variables that change every round (the run's id and its resolved target): the resident
@@ -36,10 +36,20 @@ from typing import IO, Any
 RUN_VARIABLES = frozenset({"RUNBOOK_RUN", "RUNBOOK_RUN_ID"})
 #: How long the resident may take to import what a run needs, seconds.
 START_TIMEOUT_S = 60.0
-_HEADER = struct.Struct("!I")
+#: A message's length before it (its JSON), in the protocol both sides speak.
+HEADER = struct.Struct("!I")
 _MODULE = "runbook.harness.resident"
 #: How the runner starts pytest: the resident runs what follows it.
 _PYTEST = [sys.executable, "-P", "-m", "pytest"]
+
+
+def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
+    """One length-prefixed JSON message, with ``fds`` passed alongside."""
+    body = json.dumps(message).encode()
+    data = HEADER.pack(len(body)) + body
+    sent = socket.send_fds(channel, [data], list(fds))
+    if sent < len(data):
+        channel.sendall(data[sent:])
 
 
 class ResidentUnavailable(RuntimeError):
@@ -198,14 +208,8 @@ class Resident:
         self.pid = process.pid
 
     def _send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
-        """One length-prefixed JSON message, with ``fds`` passed alongside."""
-        channel = self._channel
-        assert channel is not None
-        body = json.dumps(message).encode()
-        data = _HEADER.pack(len(body)) + body
-        sent = socket.send_fds(channel, [data], list(fds))
-        if sent < len(data):
-            channel.sendall(data[sent:])
+        assert self._channel is not None
+        send(self._channel, message, fds)
 
     def _message(self, timeout: float | None) -> dict[str, Any] | None:
         """The next message from the resident; ``None`` at end of file or after
@@ -215,11 +219,11 @@ class Resident:
             return None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if len(self._buffer) >= _HEADER.size:
-                (length,) = _HEADER.unpack_from(self._buffer)
-                end = _HEADER.size + length
+            if len(self._buffer) >= HEADER.size:
+                (length,) = HEADER.unpack_from(self._buffer)
+                end = HEADER.size + length
                 if len(self._buffer) >= end:
-                    message: dict[str, Any] = json.loads(self._buffer[_HEADER.size:end])
+                    message: dict[str, Any] = json.loads(self._buffer[HEADER.size:end])
                     self._buffer = self._buffer[end:]
                     return message
             left = None if deadline is None else max(0.0, deadline - time.monotonic())

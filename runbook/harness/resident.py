@@ -46,7 +46,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import threading
@@ -55,12 +54,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbook.resident import HEADER, send
+
 #: The plugins a run may load by name (``runner.Selection.plugins``): pytest rewrites them.
 PLUGINS = ("pytest_bdd.plugin", "pytest_timeout", "allure_pytest_bdd.plugin",
            "pytest_rerunfailures", "xdist.plugin")
 #: The packages whose modules pytest imports as plugins, conftest or tests (rewritten).
 REWRITTEN = ("runbook.harness", "runbook.steps")
-_HEADER = struct.Struct("!I")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -301,33 +301,24 @@ def changed(stamps: dict[str, Stamp]) -> str | None:
     return next(_changed(stamps), None)
 
 
-def send(channel: socket.socket, message: dict[str, Any], fds: Iterable[int] = ()) -> None:
-    """One length-prefixed JSON message, with ``fds`` passed alongside."""
-    body = json.dumps(message).encode()
-    data = _HEADER.pack(len(body)) + body
-    sent = socket.send_fds(channel, [data], list(fds))
-    if sent < len(data):
-        channel.sendall(data[sent:])
-
-
 def receive(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
     """The next message and the descriptors passed with it; ``None`` when the other end has
     closed."""
     data, fds, _, _ = socket.recv_fds(channel, 65536, 4)
     if not data:
         return None
-    while len(data) < _HEADER.size:
+    while len(data) < HEADER.size:
         more = channel.recv(65536)
         if not more:
             return None
         data += more
-    (length,) = _HEADER.unpack_from(data)
-    while len(data) < _HEADER.size + length:
+    (length,) = HEADER.unpack_from(data)
+    while len(data) < HEADER.size + length:
         more = channel.recv(max(65536, length))
         if not more:
             return None
         data += more
-    return json.loads(data[_HEADER.size:_HEADER.size + length]), list(fds)
+    return json.loads(data[HEADER.size:HEADER.size + length]), list(fds)
 
 
 def _round(request: dict[str, Any], output: int, parsed: dict[str, Stamp],
