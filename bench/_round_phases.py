@@ -8,6 +8,10 @@ forked from the resident counts from its fork:
 * ``calls``: the scenarios' own calls, summed (their steps: the probes, the evidence);
 * ``setup_teardown``: their fixtures' setup and teardown, summed;
 * ``total``: from the start to the end of the run (``pytest_unconfigure``);
+* ``main_thread``: the part of ``total`` the main thread spent (pytest, the steps, Allure,
+  the evidence); the rest went in other threads, ended by then: the probes, each run in its
+  own under its deadline (``timeouts.call_with_deadline``), and the components asked ahead.
+  A round forked from the resident starts its main thread's count at the fork, as its own;
 * ``scenarios``: each scenario's whole protocol (setup, call, teardown, its reports), by its
   node id less the file (the first holds the run's own setup of its session fixtures).
 
@@ -28,8 +32,8 @@ _FIGURES: dict[str, float] = {"collected": 0.0, "calls": 0.0, "setup_teardown": 
 _SCENARIOS: dict[str, float] = {}
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -74,4 +78,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     path = os.environ.get("RUNBOOK_BENCH_PHASES")
     if path:
         with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({**_FIGURES, "total": _cpu(), "scenarios": _SCENARIOS}) + "\n")
+            out.write(json.dumps({**_FIGURES, "total": _cpu(),
+                                  "main_thread": _cpu(resource.RUSAGE_THREAD),
+                                  "scenarios": _SCENARIOS}) + "\n")

@@ -27,9 +27,12 @@ With ``--phases``, one more resident watch as long, with a plugin timing pytest'
 (``_round_phases.py``, through ``PYTEST_ADDOPTS``; its figures are not the judged ones):
 the median round's CPU split into its start to the end of collection, the scenarios' own
 calls (against the floor: what the round would cost with no pytest around them), their
-setup and teardown, and the rest (reports, Allure's results, the session's end); and each
-scenario's CPU (its whole protocol) over the floor's CPU for its calls, the median of the
-rounds: the quartiles, the most (the first scenario also sets the run up) and the sum.
+setup and teardown, and the rest (reports, Allure's results, the session's end); the same
+CPU split by thread, the main thread's (pytest, the steps, Allure, the evidence) and the
+others' (the probes, each run in its own thread under its deadline, and the components asked
+ahead; against the floor: the protocol calls as the round makes them); and each scenario's
+CPU (its whole protocol) over the floor's CPU for its calls, the median of the rounds: the
+quartiles, the most (the first scenario also sets the run up) and the sum.
 
 Every round must pass. Prints the figures with the
 load average and the ratios round / floor against the goal of 1.5x in wall and in CPU time;
@@ -184,8 +187,9 @@ def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
                     history: list[str]) -> dict[str, Any]:
     """The median round after the first of a resident watch whose pytest runs time their
     phases (``_round_phases.py``): CPU seconds to the end of collection, in the scenarios'
-    calls, in their setup and teardown, and the rest; and each scenario's CPU seconds (its
-    whole protocol), the median of the rounds after the first."""
+    calls, in their setup and teardown, and the rest; in its main thread and in the others;
+    and each scenario's CPU seconds (its whole protocol), the median of the rounds after the
+    first."""
     bench_dir = str(Path(__file__).resolve().parent)
     figures = workdir / "phases.jsonl"
     figures.unlink(missing_ok=True)
@@ -200,8 +204,9 @@ def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
         raise BenchError(f"--phases: {len(runs)} rounds timed their phases, not {rounds + 1}")
     runs = sorted(runs[1:], key=lambda run: float(run["total"]))
     median = runs[len(runs) // 2]
-    parts: dict[str, Any] = {key: round(float(median[key]), 3)
-                             for key in ("collected", "calls", "setup_teardown", "total")}
+    parts: dict[str, Any] = {key: round(float(median[key]), 3) for key in (
+        "collected", "calls", "setup_teardown", "total", "main_thread")}
+    parts["other_threads"] = round(parts["total"] - parts["main_thread"], 3)
     parts["rest"] = round(parts["total"] - parts["collected"] - parts["calls"]
                           - parts["setup_teardown"], 3)
     parts["scenario_cpu_s"] = {name: statistics.median(float(run["scenarios"][name])
@@ -242,6 +247,7 @@ def bench(box: Sandbox, rounds: int, workdir: Path, history: int, phases: bool =
     if phases:
         split = measured_phases(box.home, workdir, rounds, *mirrored, history=seed)
         split["calls_per_floor"] = round(split["calls"] / floor["cpu_s"], 2)
+        split["threads_per_floor"] = round(split["other_threads"] / floor["cpu_s"], 2)
         split["over_floor"] = over_floor(split.pop("scenario_cpu_s"),
                                          floor["scenario_cpu_s"])
     floor.pop("scenario_cpu_s")
@@ -301,6 +307,10 @@ def report(result: dict[str, Any]) -> None:
               f" the scenarios' calls {split['calls']:.3f} s ({split['calls_per_floor']:.2f}x"
               f" the floor); their setup and teardown {split['setup_teardown']:.3f} s; the"
               f" rest {split['rest']:.3f} s")
+        print(f"the same round by thread: the main thread (pytest, the steps, Allure, the"
+              f" evidence) {split['main_thread']:.3f} s; the others (the probes, each in its"
+              f" own under its deadline, and the components asked ahead)"
+              f" {split['other_threads']:.3f} s ({split['threads_per_floor']:.2f}x the floor)")
         gap = split["over_floor"]
         q1, median, q3 = gap["quartiles_ms"]
         print(f"a scenario's CPU in that round over its floor's (setup, call, teardown and"
