@@ -1,6 +1,6 @@
 """The disaster recovery restore against a plain ``pg_restore`` of the same dump.
 
-    .venv/bin/python bench/restore_drill.py [--runs 5] [--rows 100000] [--deferred] [--json]
+    .venv/bin/python bench/restore_drill.py [--runs 21] [--rows 100000] [--deferred] [--json]
 
 bench/backup_roundtrip.py measures the Database Backup operation (dump, restore into a
 scratch database, compare, drop). The DR drills restore differently: the database-failure
@@ -161,6 +161,8 @@ def bench(box: Sandbox, runs: int, rows: int, deferred: bool = False) -> dict[st
         "drill_phase_median_s": {k: round(statistics.median(v), 3) for k, v in phases.items()},
         "ratio_runs": [round(r, 2) for r in ratios],
         "ratio": round(ratio, 2),
+        # Judged unrounded: 1.2004 is shown as 1.20x in the table and misses.
+        "ratio_exact": round(ratio, 4),
         "ratio_without_compare": round(statistics.median(unproved), 2),
         "goal_ratio": GOAL_RATIO,
         "goal_met": ratio <= GOAL_RATIO,
@@ -192,12 +194,15 @@ def report(result: dict[str, Any]) -> None:
                      f"{deferred['load_1min']:.2f}"))
     print_table(rows)
     verdict = "met" if result["goal_met"] else "MISSED"
-    print(f"goal: restore within {result['goal_ratio']:g}x of plain pg_restore: {verdict}")
+    print(f"goal: restore within {result['goal_ratio']:g}x of plain pg_restore: {verdict}"
+          f" (drill / plain {result['ratio_exact']:.4f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="measured runs (after a warm-up)")
+    parser.add_argument("--runs", type=int, default=21,
+                        help="measured runs (after a warm-up; each run's ratio spreads about"
+                             " 0.9-1.5x on two busy cores, so the median needs many)")
     parser.add_argument("--rows", type=int, default=100_000,
                         help="rows to add to the sandbox's database first (0: the seed only)")
     parser.add_argument("--deferred", action="store_true",

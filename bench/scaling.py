@@ -1,7 +1,7 @@
 """How the synthetic suite scales: two workers against one, and ten times the scenarios
 against one time.
 
-    .venv/bin/python bench/scaling.py [--runs 3] [--json]
+    .venv/bin/python bench/scaling.py [--runs 5] [--json]
 
 Starts a fresh sandbox in a temporary RUNBOOK_HOME (destroyed afterwards) and writes two
 features directories: ``x1`` holds the @synthetic scenarios without a cadence (what
@@ -194,7 +194,7 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="measured runs (after a warm-up)")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs (after a warm-up)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
