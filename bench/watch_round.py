@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                              " directory)")
     parser.add_argument("--phases", action="store_true",
                         help="one more resident watch, its rounds' CPU split by pytest's"
-                             " phases (not judged)")
+                             " phases and by thread, and by scenario over the floor (not"
+                             " judged)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.history < 0:

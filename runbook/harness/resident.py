@@ -204,7 +204,7 @@ def forget_changed(stamps: dict[str, Stamp]) -> None:
     changed or gone since, so the round parses it afresh as it finds it."""
     from pytest_bdd import feature
 
-    for path in list(_changed(stamps)):
+    for path in _changed(stamps):  # stamps, not the cache it pops from
         feature.features.pop(path, None)
 
 
