@@ -318,13 +318,14 @@ def test_a_watch_rounds_and_history_are_the_same_with_the_resident_and_without(
                       and "timestamp" not in line)
 
     assert samples(forked[2]) == samples(plain[2])
-    # Each round's CPU counts its pytest process, forked or not (0.37 s for these two
-    # scenarios, forked, on a 2-core machine under load), not only the watch's own
-    # bookkeeping (0.0-0.01 s); all of them less than the whole watch took (the watch, its
-    # resident and their rounds, as this process reaped them).
+    # Each round's CPU counts its pytest process, forked or not (0.10-0.37 s for these two
+    # scenarios, forked, on 2-core machines), not only the watch's own bookkeeping
+    # (0.0-0.01 s): the line between them is 0.03 s, three times the bookkeeping and a
+    # third of the fastest forked round seen. All of them less than the whole watch took
+    # (the watch, its resident and their rounds, as this process reaped them).
     for name, (rounds, _, _) in seen.items():
         figures = [r["cpu_s"] for r in rounds]
-        assert all(f > 0.1 for f in figures), (name, figures)
+        assert all(f > 0.03 for f in figures), (name, figures)
         assert sum(figures) < cpu[name], (name, figures, cpu[name])
 
 
