@@ -136,13 +136,14 @@ class CheckRun:
 
 
 def runbook_check(home: Path, args: Sequence[str], workdir: Path, *,
-                  features: Path | None = None, kept: bool = False,
+                  features: Path | None = None, kept: str = "",
                   variables: Mapping[str, str] | None = None) -> CheckRun:
     """Run ``runbook check ARGS --reports <dir>`` in ``workdir`` against the sandbox of
     ``home`` and time it from start to exit. The reports directory is emptied first, unless
-    ``kept`` (then it is ``reports-kept``, holding the earlier runs' history, as a user's).
-    ``variables`` go into its environment (a ``--target env`` run's target)."""
-    reports = workdir / ("reports-kept" if kept else "reports")
+    ``kept`` names it (then it is ``reports-<kept>``, holding the earlier runs of that name
+    and their history, as a user's). ``variables`` go into its environment (a ``--target
+    env`` run's target)."""
+    reports = workdir / (f"reports-{kept}" if kept else "reports")
     if not kept:
         shutil.rmtree(reports, ignore_errors=True)
     command = [*runbook_command(), "check", *args, "--reports", str(reports)]

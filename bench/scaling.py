@@ -10,9 +10,10 @@ ten such copies of each, renamed "(copy 1)" to "(copy 10)". Each run measures, i
 rotating order, with ``RUNBOOK_FEATURES`` naming the directory:
 
 * ``runbook check --workers 1`` and ``--workers 2 --always-parallel`` on ``x1``;
-* ``runbook check --workers 2`` on ``x1`` with the reports directory kept from run to run,
-  as a user's is (its history lets ``--workers`` run in one process where two would be
-  slower: ``runbook.parallelism``);
+* ``runbook check --workers 2`` and ``--workers 1`` on ``x1``, each with its own reports
+  directory kept from run to run, as a user's is (its history lets ``--workers`` run in one
+  process where two would be slower: ``runbook.parallelism``; and every run with a history
+  reads and appends to it, whatever its workers);
 * ``runbook check`` on ``x10``;
 * the start-up of each (the same command with ``-k <nothing>``: no scenario runs).
 
@@ -20,9 +21,11 @@ One warm-up run is discarded. Prints the medians and the ratios, each with its i
 two workers against one (ideal: the start-up plus half the scenario time, on a machine
 with two idle cores), ten times the scenarios against one time (ideal: the start-up of
 ``x10`` plus ten times the scenario time of ``x1``). The goal (issue 17): ``--workers 2``
-as a user runs it at least as fast as one process: the median of the pairwise ratios at
-most 1.05 (5% for the noise of two runs of a few seconds on a shared machine); exit 1 when
-missed, 2 when the benchmark cannot measure.
+as a user runs it at least as fast as one process run the same way (both with their
+history kept): the median of the pairwise ratios at most 1.05 (5% for the noise of two runs
+of a few seconds on a shared machine); exit 1 when missed, 2 when the benchmark cannot
+measure. The same against one process with a new reports directory each run is shown, not
+judged: it also holds what keeping a history costs any run.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ MEASUREMENTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "w1": ("x1", ("--workers", "1"), False),
     "w2": ("x1", ("--workers", "2", "--always-parallel"), False),
     "w2_user": ("x1", ("--workers", "2"), False),
+    "w1_user": ("x1", ("--workers", "1"), False),
     "x10": ("x10", ("--workers", "1"), False),
     "w1_startup": ("x1", ("--workers", "1", "-k", NO_SCENARIO), True),
     "w2_startup": ("x1", ("--workers", "2", "--always-parallel", "-k", NO_SCENARIO), True),
@@ -125,7 +129,7 @@ def bench(box: Sandbox, runs: int, workdir: Path) -> dict[str, Any]:
             directory, args, startup_only = MEASUREMENTS[name]
             load = load_1min()
             done = runbook_check(box.home, args, workdir, features=features[directory],
-                                 kept=name == "w2_user")
+                                 kept=name if name.endswith("_user") else "")
             if startup_only:
                 require_nothing_ran(done, f"{name} (runbook check {' '.join(args)})")
             else:
@@ -135,26 +139,30 @@ def bench(box: Sandbox, runs: int, workdir: Path) -> dict[str, Any]:
                 series[name].add(done.seconds, load)
                 seconds[name].append(done.seconds)
     if (scenarios["x10"] != 10 * scenarios["w1"] or scenarios["w2"] != scenarios["w1"]
-            or scenarios["w2_user"] != scenarios["w1"]):
+            or scenarios["w2_user"] != scenarios["w1"]
+            or scenarios["w1_user"] != scenarios["w1"]):
         raise BenchError(f"unexpected scenario counts: {scenarios}")
     m = {name: s.median for name, s in series.items()}
     part = {k: m[k] - m[f"{k}_startup"] for k in ("w1", "w2", "x10")}
+
+    def pairwise(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(seconds[a], seconds[b], strict=True))
+
     return {
         "runs": runs,
         "cpus": os.cpu_count(),
         "scenarios": scenarios,
         **{name: s.to_json() for name, s in series.items()},
         "workers_2_vs_1": round(m["w2"] / m["w1"], 3),
-        "workers_2_user_vs_1": round(statistics.median(
-            a / b for a, b in zip(seconds["w2_user"], seconds["w1"], strict=True)), 3),
+        "workers_2_user_vs_1_user": round(pairwise("w2_user", "w1_user"), 3),
+        "workers_2_user_vs_1": round(pairwise("w2_user", "w1"), 3),
         "workers_2_vs_1_ideal": round((m["w2_startup"] + part["w1"] / 2) / m["w1"], 3),
         "workers_2_vs_1_scenarios": round(part["w2"] / part["w1"], 3),
         "x10_vs_x1": round(m["x10"] / m["w1"], 3),
         "x10_vs_x1_ideal": round((m["x10_startup"] + 10 * part["w1"]) / m["w1"], 3),
         "x10_vs_x1_scenarios": round(part["x10"] / part["w1"], 3),
         "goal": GOAL,
-        "goal_met": statistics.median(
-            a / b for a, b in zip(seconds["w2_user"], seconds["w1"], strict=True)) <= GOAL,
+        "goal_met": pairwise("w2_user", "w1_user") <= GOAL,
         "per_scenario_ms": {k: round(1000 * part[k] / scenarios[k], 1)
                             for k in ("w1", "w2", "x10")},
     }
@@ -169,6 +177,7 @@ def report(result: dict[str, Any]) -> None:
                         ("w2", "x1, --workers 2 --always-parallel"),
                         ("w2_startup", "  its start-up"),
                         ("w2_user", "x1, --workers 2 (history kept)"),
+                        ("w1_user", "x1, --workers 1 (history kept)"),
                         ("x10", "x10, --workers 1"), ("x10_startup", "  its start-up")):
         figure = result[name]
         rows.append((label, f"{figure['median_s']:.3f} s", f"{figure['load_1min']:.2f}"))
@@ -176,8 +185,10 @@ def report(result: dict[str, Any]) -> None:
     rows += [
         ("per scenario (less start-up): 1, 2 workers, x10",
          f"{per['w1']:.0f} / {per['w2']:.0f} / {per['x10']:.0f} ms", ""),
-        ("--workers 2 (history kept) / --workers 1, wall",
-         f"{result['workers_2_user_vs_1']:.2f}x", f"goal {GOAL:.2f}x"),
+        ("--workers 2 / --workers 1, both with history kept, wall",
+         f"{result['workers_2_user_vs_1_user']:.2f}x", f"goal {GOAL:.2f}x"),
+        ("--workers 2 (history kept) / --workers 1 (new reports), wall",
+         f"{result['workers_2_user_vs_1']:.2f}x", "not judged"),
         ("--workers 2 --always-parallel / --workers 1, wall", f"{result['workers_2_vs_1']:.2f}x",
          f"ideal {result['workers_2_vs_1_ideal']:.2f}x"),
         ("  scenario time only", f"{result['workers_2_vs_1_scenarios']:.2f}x", "ideal 0.50x"),
@@ -186,8 +197,9 @@ def report(result: dict[str, Any]) -> None:
         ("  scenario time only", f"{result['x10_vs_x1_scenarios']:.2f}x", "ideal 10.00x"),
     ]
     print_table(rows, head=("figure", "median", "load (1 min) / ideal"))
-    met = result["workers_2_user_vs_1"] <= GOAL
-    print(f"--workers 2 as a user runs it: {result['workers_2_user_vs_1']:.2f}x one process,"
+    met = result["goal_met"]
+    print(f"--workers 2 as a user runs it: {result['workers_2_user_vs_1_user']:.2f}x one"
+          f" process run the same way,"
           f" goal at most {GOAL:.2f}x: {'met' if met else 'MISSED'}; the other ideals are what"
           " linear scaling would give (no goal)")
 
