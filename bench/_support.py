@@ -9,8 +9,10 @@ printed with every figure so a reader can tell a quiet run from a busy one.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -160,12 +162,35 @@ def runbook_check(home: Path, args: Sequence[str], workdir: Path, *,
     return CheckRun(seconds, done.returncode, done.stdout, summary)
 
 
+#: A scenario's line in ``runbook check``'s output that failed or errored (``FAIL``, ``ERR``:
+#: ``runbook.reporting.summary``'s marks).
+_NOT_PASSED = re.compile(r"^\s+(FAIL|ERR)\s")
+#: A line of a scenario's details (its reason, its evidence), below the scenario's line.
+_DETAIL = re.compile(r"^\s{5,}\S")
+
+
+def not_passed(output: str, details: int = 3) -> list[str]:
+    """The lines of ``output`` naming a scenario that failed or errored, each with up to
+    ``details`` of the detail lines below it."""
+    lines = output.splitlines()
+    found: list[str] = []
+    for at, line in enumerate(lines):
+        if _NOT_PASSED.match(line):
+            found.append(line)
+            found.extend(itertools.takewhile(_DETAIL.match, lines[at + 1:at + 1 + details]))
+    return found
+
+
 def require_passed(run: CheckRun, what: str) -> CheckRun:
-    """``run`` when every scenario passed; else ``BenchError`` with the tail of its output
-    (a benchmark of a failing suite measures the failure, not the suite)."""
+    """``run`` when every scenario passed; else ``BenchError`` with the scenarios that did
+    not pass and the tail of its output (a benchmark of a failing suite measures the
+    failure, not the suite)."""
     if run.code != 0 or not run.scenarios:
         tail = "\n".join(run.output.strip().splitlines()[-15:])
-        raise BenchError(f"{what} exited {run.code} ({run.outcomes()}); its output ends:\n{tail}")
+        failures = "\n".join(not_passed(run.output)[:40])
+        raise BenchError(f"{what} exited {run.code} ({run.outcomes()})"
+                         + (f"; the scenarios that did not pass:\n{failures}\n" if failures
+                            else "") + f"; its output ends:\n{tail}")
     return run
 
 
