@@ -105,16 +105,18 @@ def write_features(directory: Path, copies: int) -> Path:
     return directory
 
 
-#: Each measurement: (features directory, extra arguments, whether it only starts up).
-MEASUREMENTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
-    "w1": ("x1", ("--workers", "1"), False),
-    "w2": ("x1", ("--workers", "2", "--always-parallel"), False),
-    "w2_user": ("x1", ("--workers", "2"), False),
-    "w1_user": ("x1", ("--workers", "1"), False),
-    "x10": ("x10", ("--workers", "1"), False),
-    "w1_startup": ("x1", ("--workers", "1", "-k", NO_SCENARIO), True),
-    "w2_startup": ("x1", ("--workers", "2", "--always-parallel", "-k", NO_SCENARIO), True),
-    "x10_startup": ("x10", ("--workers", "1", "-k", NO_SCENARIO), True),
+#: Each measurement: (features directory, extra arguments, whether it only starts up,
+#: whether its reports directory (``reports-<name>``) is kept from run to run, as a user's).
+MEASUREMENTS: dict[str, tuple[str, tuple[str, ...], bool, bool]] = {
+    "w1": ("x1", ("--workers", "1"), False, False),
+    "w2": ("x1", ("--workers", "2", "--always-parallel"), False, False),
+    "w2_user": ("x1", ("--workers", "2"), False, True),
+    "w1_user": ("x1", ("--workers", "1"), False, True),
+    "x10": ("x10", ("--workers", "1"), False, False),
+    "w1_startup": ("x1", ("--workers", "1", "-k", NO_SCENARIO), True, False),
+    "w2_startup": ("x1", ("--workers", "2", "--always-parallel", "-k", NO_SCENARIO), True,
+                   False),
+    "x10_startup": ("x10", ("--workers", "1", "-k", NO_SCENARIO), True, False),
 }
 
 
@@ -126,10 +128,10 @@ def bench(box: Sandbox, runs: int, workdir: Path) -> dict[str, Any]:
     names = list(MEASUREMENTS)
     for run in range(runs + 1):
         for name in names[run % len(names):] + names[:run % len(names)]:
-            directory, args, startup_only = MEASUREMENTS[name]
+            directory, args, startup_only, kept = MEASUREMENTS[name]
             load = load_1min()
             done = runbook_check(box.home, args, workdir, features=features[directory],
-                                 kept=name if name.endswith("_user") else "")
+                                 kept=name if kept else "")
             if startup_only:
                 require_nothing_ran(done, f"{name} (runbook check {' '.join(args)})")
             else:
