@@ -604,9 +604,11 @@ def test_a_prometheus_server_gives_the_users_error_rate_over_the_window(
     assert 2.0 <= result.observed["error_rate_percent"] <= 25.0, result.observed
     excluded = result.observed["runbook_requests_excluded"]
     assert excluded > 0 and excluded >= requests / 5, (excluded, requests)  # half, expected
-    assert check(result, "error_rate_percent", 5, "%") is not None
+    # The warning tier's 1%, under the 2% held above: the critical 5% sat inside that range,
+    # and a loaded machine's 4.3% passed it.
+    assert check(result, "error_rate_percent", 1, "%") is not None
     assert check(replace(result, observed={**result.observed, "error_rate_percent": 0.0}),
-                 "error_rate_percent", 5, "%") is None
+                 "error_rate_percent", 1, "%") is None
 
 
 def test_an_unreachable_prometheus_is_unmeasurable(quiet_api: str, tmp_path: Path) -> None:
