@@ -242,8 +242,9 @@ def test_an_interrupted_game_day_leaves_the_sandbox_healthy(
     ledgers = tmp_path / "guard"
     env = {**os.environ, "RUNBOOK_HOME": str(healthy_sandbox.home)}
     env.pop("API_URL", None)
-    drill = subprocess.Popen([sys.executable, "-c", DRILL, str(healthy_sandbox.home),
-                              str(ledgers), name, str(out)], env=env, stdout=subprocess.PIPE,
+    drill = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", DRILL,
+                              str(healthy_sandbox.home), str(ledgers), name, str(out)],
+                             env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         assert drill.stdout is not None and drill.stderr is not None
@@ -253,7 +254,13 @@ def test_an_interrupted_game_day_leaves_the_sandbox_healthy(
             pytest.fail(f"the drill did not get the fault in: {line}{drill.stderr.read()}")
         started = time.monotonic()
         drill.send_signal(signum)
-        _, err = drill.communicate(timeout=60)
+        try:
+            _, err = drill.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Where it hung: faulthandler (-X faulthandler) prints every thread's stack.
+            drill.send_signal(signal.SIGABRT)
+            _, err = drill.communicate(timeout=10)
+            pytest.fail(f"the drill did not end within 60 s of {signum.name}:\n{err[-6000:]}")
     finally:
         if drill.poll() is None:
             drill.kill()
