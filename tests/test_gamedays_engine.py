@@ -204,6 +204,9 @@ DRILL = textwrap.dedent("""
     from runbook.actions import journeys
 
     home, ledgers, name, out = sys.argv[1:5]
+    # Every thread's stack every 10 s on stderr: shown only when the drill overruns.
+    import faulthandler
+    faulthandler.dump_traceback_later(10, repeat=True)
     spec = RunSpec.sandbox(Path(home))
     context = context_for(spec)
 
@@ -257,10 +260,15 @@ def test_an_interrupted_game_day_leaves_the_sandbox_healthy(
         try:
             _, err = drill.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            # Where it hung: faulthandler (-X faulthandler) prints every thread's stack.
+            # Where it was every 10 s, and where it is now: faulthandler (-X faulthandler)
+            # prints every thread's stack; the logs' ends say what the sandbox did.
             drill.send_signal(signal.SIGABRT)
             _, err = drill.communicate(timeout=10)
-            pytest.fail(f"the drill did not end within 60 s of {signum.name}:\n{err[-6000:]}")
+            logs = healthy_sandbox.sandbox.layout.logs
+            ends = "".join(f"\n{log.name}:\n" + "\n".join(log.read_text().splitlines()[-10:])
+                           for log in sorted(logs.glob("*.log")))
+            pytest.fail(f"the drill did not end within 60 s of {signum.name}:\n{err[-20000:]}"
+                        f"\nthe sandbox's logs, their last lines:{ends}")
     finally:
         if drill.poll() is None:
             drill.kill()
