@@ -13,7 +13,8 @@ forked from the resident counts from its fork:
   own under its deadline (``timeouts.call_with_deadline``), and the components asked ahead.
   A round forked from the resident starts its main thread's count at the fork, as its own;
 * ``scenarios``: each scenario's whole protocol (setup, call, teardown, its reports), by its
-  node id less the file (the first holds the run's own setup of its session fixtures).
+  node id less the file (the first holds the run's own setup of its session fixtures);
+* ``scenarios_main``: the same, the main thread's part alone.
 
 Passed as ``-p _round_phases`` with this directory on ``PYTHONPATH``; not shipped.
 """
@@ -30,6 +31,7 @@ import pytest
 
 _FIGURES: dict[str, float] = {"collected": 0.0, "calls": 0.0, "setup_teardown": 0.0}
 _SCENARIOS: dict[str, float] = {}
+_SCENARIOS_MAIN: dict[str, float] = {}
 
 
 def _cpu(who: int = resource.RUSAGE_SELF) -> float:
@@ -52,11 +54,13 @@ def _timed(key: str) -> Generator[None, Any, Any]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, Any, Any]:
-    started = _cpu()
+    started, main = _cpu(), _cpu(resource.RUSAGE_THREAD)
     try:
         return (yield)
     finally:
-        _SCENARIOS[item.nodeid.split("::", 1)[-1]] = _cpu() - started
+        name = item.nodeid.split("::", 1)[-1]
+        _SCENARIOS[name] = _cpu() - started
+        _SCENARIOS_MAIN[name] = _cpu(resource.RUSAGE_THREAD) - main
 
 
 @pytest.hookimpl(wrapper=True)
@@ -80,4 +84,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps({**_FIGURES, "total": _cpu(),
                                   "main_thread": _cpu(resource.RUSAGE_THREAD),
-                                  "scenarios": _SCENARIOS}) + "\n")
+                                  "scenarios": _SCENARIOS,
+                                  "scenarios_main": _SCENARIOS_MAIN}) + "\n")

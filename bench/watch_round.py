@@ -30,9 +30,11 @@ calls (against the floor: what the round would cost with no pytest around them),
 setup and teardown, and the rest (reports, Allure's results, the session's end); the same
 CPU split by thread, the main thread's (pytest, the steps, Allure, the evidence) and the
 others' (the probes, each run in its own thread under its deadline, and the components asked
-ahead; against the floor: the protocol calls as the round makes them); and each scenario's
+ahead; against the floor: the protocol calls as the round makes them); each scenario's
 CPU (its whole protocol) over the floor's CPU for its calls, the median of the rounds: the
-quartiles, the most (the first scenario also sets the run up) and the sum.
+quartiles, the most (the first scenario also sets the run up) and the sum; and each
+scenario's main-thread CPU alone (what pytest, the steps, Allure and the evidence cost it,
+apart from its probes), the median of the rounds: the quartiles and the sum.
 
 Every round must pass. Prints the figures with the
 load average and the ratios round / floor against the goal of 1.5x in wall and in CPU time;
@@ -212,6 +214,14 @@ def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
     parts["scenario_cpu_s"] = {name: statistics.median(float(run["scenarios"][name])
                                                        for run in runs)
                                for name in median["scenarios"]}
+    # The main thread's share of each scenario: what pytest, the steps, Allure and the
+    # evidence cost it, whatever it probes (the median of the rounds, then the quartiles).
+    main_ms = [1000 * statistics.median(float(run["scenarios_main"][name]) for run in runs)
+               for name in median["scenarios_main"]]
+    if len(main_ms) < 2:
+        raise BenchError("--phases: fewer than two scenarios timed their main thread")
+    parts["scenario_main_ms"] = [round(q, 1) for q in statistics.quantiles(main_ms, n=4)]
+    parts["scenario_main_sum"] = round(sum(main_ms) / 1000, 3)
     return parts
 
 
@@ -311,6 +321,10 @@ def report(result: dict[str, Any]) -> None:
               f" evidence) {split['main_thread']:.3f} s; the others (the probes, each in its"
               f" own under its deadline, and the components asked ahead)"
               f" {split['other_threads']:.3f} s ({split['threads_per_floor']:.2f}x the floor)")
+        q1, median, q3 = split["scenario_main_ms"]
+        print(f"a scenario's main thread in that round (setup, call, teardown and reports, not"
+              f" its probes): quartiles {q1:.1f}, {median:.1f}, {q3:.1f} ms;"
+              f" {split['scenario_main_sum']:.3f} s in all")
         gap = split["over_floor"]
         q1, median, q3 = gap["quartiles_ms"]
         print(f"a scenario's CPU in that round over its floor's (setup, call, teardown and"
