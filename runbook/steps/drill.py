@@ -7,17 +7,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pytest_bdd import given, parsers, then, when
 
 from runbook.actions import users
 from runbook.checks import require_ok, require_phase, require_verdict
 from runbook.config import Target
-from runbook.drills import engine
-from runbook.drills.catalog import DRILLS
 from runbook.drills.faults import DrillContext
 from runbook.drills.guard import Guard
-from runbook.drills.incidents.disaster import seeded_check
 from runbook.drills.record import DrillRecord, PhaseListener
 from runbook.errors import CheckFailed
 from runbook.harness.evidence import Evidence
@@ -27,6 +25,22 @@ from runbook.results import ProbeResult
 from runbook.sections import next_steps
 from runbook.steps.support import skip_if_unavailable
 from runbook.timeouts import Timeouts
+
+if TYPE_CHECKING:
+    from runbook.drills import engine
+
+
+def _run(name: str, drill_context: DrillContext, detect_s: float, rto_s: float,
+         rpo_s: float | None, steady: engine.Check | None, **options: Any) -> DrillRecord:
+    """Run drill ``name`` within its limits (``rpo_s``: a DR drill's, else ``None``);
+    without ``steady``, against the sandbox's seeded data (a DR drill's own check)."""
+    # imported when a drill runs: every other run starts without importing the drills'
+    # engine and catalog (every incident's module)
+    from runbook.drills import catalog, engine
+    from runbook.drills.incidents import disaster  # as they are: a DR drill's seeded check
+    return engine.run(catalog.DRILLS[name], drill_context,
+                      limits=engine.Limits(detect_s, rto_s, rpo_s),
+                      steady=disaster.seeded_check() if steady is None else steady, **options)
 
 
 @given("a canary user for the end-to-end check", target_fixture="steady")
@@ -51,9 +65,9 @@ def _(target: Target, timeouts: Timeouts) -> Iterator[engine.Check]:
 def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto_s: float,
       steady: engine.Check, record_drill: Callable[[DrillRecord], None],
       drill_progress: Callable[[str], PhaseListener], drill_evidence: Path) -> DrillRecord:
-    return engine.run(DRILLS[name], drill_context, limits=engine.Limits(detect_s, rto_s),
-                      guard=guard, steady=steady, on_record=record_drill,
-                      on_phase=drill_progress(name), evidence_dir=drill_evidence)
+    return _run(name, drill_context, detect_s, rto_s, None, steady, guard=guard,
+                on_record=record_drill, on_phase=drill_progress(name),
+                evidence_dir=drill_evidence)
 
 
 @when(parsers.parse('the on-call engineer runs the "{name}" disaster recovery drill, allowing'
@@ -62,10 +76,9 @@ def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto
 def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto_s: float,
       rpo_s: float, record_drill: Callable[[DrillRecord], None],
       drill_progress: Callable[[str], PhaseListener], drill_evidence: Path) -> DrillRecord:
-    return engine.run(DRILLS[name], drill_context,
-                      limits=engine.Limits(detect_s, rto_s, rpo_s), guard=guard,
-                      steady=seeded_check(), on_record=record_drill,
-                      on_phase=drill_progress(name), evidence_dir=drill_evidence)
+    return _run(name, drill_context, detect_s, rto_s, rpo_s, None, guard=guard,
+                on_record=record_drill, on_phase=drill_progress(name),
+                evidence_dir=drill_evidence)
 
 
 @when(parsers.parse('the on-call engineer runs the "{name}" disaster recovery drill through the'
@@ -77,9 +90,9 @@ def _(drill_context: DrillContext, guard: Guard, name: str, detect_s: float, rto
     """A DR drill on a real target's platform: its steady state and recovery are the
     scenario's end-to-end check as its canary user (not the sandbox's seeded one); no RPO is
     judged (nothing is written but the check's logins)."""
-    return engine.run(DRILLS[name], drill_context, limits=engine.Limits(detect_s, rto_s),
-                      guard=guard, steady=steady, on_record=record_drill,
-                      on_phase=drill_progress(name), evidence_dir=drill_evidence)
+    return _run(name, drill_context, detect_s, rto_s, None, steady, guard=guard,
+                on_record=record_drill, on_phase=drill_progress(name),
+                evidence_dir=drill_evidence)
 
 
 @then(parsers.parse('the scheduled checks detected it, naming the runbook\'s "{section}"'))
