@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_bdd import given, parsers, then, when
 
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 
 def _run(name: str, drill_context: DrillContext, detect_s: float, rto_s: float,
-         rpo_s: float | None, steady: engine.Check | None, **options: Any) -> DrillRecord:
+         rpo_s: float | None, steady: engine.Check | None, *, guard: Guard,
+         on_record: Callable[[DrillRecord], None], on_phase: PhaseListener,
+         evidence_dir: Path) -> DrillRecord:
     """Run drill ``name`` within its limits (``rpo_s``: a DR drill's, else ``None``);
     without ``steady``, against the sandbox's seeded data (a DR drill's own check)."""
     # imported when a drill runs: every other run starts without importing the drills'
@@ -40,7 +42,8 @@ def _run(name: str, drill_context: DrillContext, detect_s: float, rto_s: float,
     from runbook.drills.incidents import disaster  # as they are: a DR drill's seeded check
     return engine.run(catalog.DRILLS[name], drill_context,
                       limits=engine.Limits(detect_s, rto_s, rpo_s),
-                      steady=disaster.seeded_check() if steady is None else steady, **options)
+                      guard=guard, steady=disaster.seeded_check() if steady is None else steady,
+                      on_record=on_record, on_phase=on_phase, evidence_dir=evidence_dir)
 
 
 @given("a canary user for the end-to-end check", target_fixture="steady")
