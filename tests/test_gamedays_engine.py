@@ -30,6 +30,7 @@ from runbook.drills.catalog import DRILLS, GAME_DAYS
 from runbook.drills.faults import DrillContext
 from runbook.drills.incidents import data_breach, slow_query, upload_failures
 from runbook.probes import postgres
+from runbook.sandbox.layout import COMPONENTS
 from runbook.sandbox.procs import is_alive
 from runbook.sections import next_steps
 from runbook.wait import wait_until
@@ -261,12 +262,12 @@ def test_an_interrupted_game_day_leaves_the_sandbox_healthy(
             _, err = drill.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             # Where it was every 10 s, and where it is now: faulthandler (-X faulthandler)
-            # prints every thread's stack; the logs' ends say what the sandbox did.
+            # prints every thread's stack; the logs' ends (secrets masked) say what the sandbox did.
             drill.send_signal(signal.SIGABRT)
             _, err = drill.communicate(timeout=10)
-            logs = healthy_sandbox.sandbox.layout.logs
-            ends = "".join(f"\n{log.name}:\n" + "\n".join(log.read_text().splitlines()[-10:])
-                           for log in sorted(logs.glob("*.log")))
+            box = healthy_sandbox.sandbox
+            ends = "".join(f"\n{name}.log:\n{box.logs(name, 10)}"
+                           for name in (*COMPONENTS, "supervisor"))
             pytest.fail(f"the drill did not end within 60 s of {signum.name}:\n{err[-20000:]}"
                         f"\nthe sandbox's logs, their last lines:{ends}")
     finally:
