@@ -14,7 +14,10 @@ forked from the resident counts from its fork:
   A round forked from the resident starts its main thread's count at the fork, as its own;
 * ``scenarios``: each scenario's whole protocol (setup, call, teardown, its reports), by its
   node id less the file (the first holds the run's own setup of its session fixtures);
-* ``scenarios_main``: the same, the main thread's part alone.
+* ``scenarios_main``: the same, the main thread's part alone;
+* ``system``: the part of ``total`` spent in the kernel (a forked round's pages copied on
+  first write, its sockets, its threads), and ``minor_faults``, the pages it faulted in
+  without reading a file, both counted from the fork.
 
 Passed as ``-p _round_phases`` with this directory on ``PYTHONPATH``; not shipped.
 """
@@ -82,7 +85,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     path = os.environ.get("RUNBOOK_BENCH_PHASES")
     if path:
         with open(path, "a", encoding="utf-8") as out:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             out.write(json.dumps({**_FIGURES, "total": _cpu(),
+                                  "system": usage.ru_stime,
+                                  "minor_faults": usage.ru_minflt,
                                   "main_thread": _cpu(resource.RUSAGE_THREAD),
                                   "scenarios": _SCENARIOS,
                                   "scenarios_main": _SCENARIOS_MAIN}) + "\n")

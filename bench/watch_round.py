@@ -34,7 +34,10 @@ ahead; against the floor: the protocol calls as the round makes them); each scen
 CPU (its whole protocol) over the floor's CPU for its calls, the median of the rounds: the
 quartiles, the most (the first scenario also sets the run up) and the sum; and each
 scenario's main-thread CPU alone (what pytest, the steps, Allure and the evidence cost it,
-apart from its probes), the median of the rounds: the quartiles and the sum.
+apart from its probes), the median of the rounds: the quartiles and the sum; and the
+round's system CPU and minor page faults from its fork, against the floor's system CPU, with
+the round's user CPU alone over the floor's whole (what a round would cost with its kernel
+work, the fork's copied pages among it, gone).
 
 Every round must pass. Prints the figures with the
 load average and the ratios round / floor against the goal of 1.5x in wall and in CPU time;
@@ -47,6 +50,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -164,17 +168,20 @@ def measured_floor(box: Sandbox, rounds: int, scenarios: list[str]) -> dict[str,
     floor = Floor(box.env(), box.home)
     walls: list[float] = []
     cpus: list[float] = []
+    systems: list[float] = []
     each: dict[str, list[float]] = {name: [] for name in scenarios}
     load = load_1min()
     try:
         for run in range(rounds + 1):
             cpu, started = time.process_time(), time.monotonic()
+            system = resource.getrusage(resource.RUSAGE_SELF).ru_stime
             # What a round (a run) does once, the floor does once per round too: each
             # component asked, a canary user made (bcrypt, cost 12) and removed.
             seconds = run_floor(floor, scenarios, clock=time.process_time)
             if run:
                 walls.append(time.monotonic() - started)
                 cpus.append(time.process_time() - cpu)
+                systems.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - system)
                 for name, cpu_s in seconds.items():
                     each[name].append(cpu_s)
     finally:
@@ -182,6 +189,7 @@ def measured_floor(box: Sandbox, rounds: int, scenarios: list[str]) -> dict[str,
     return {"wall_s": round(statistics.median(walls), 3), "wall_runs_s": [round(w, 3)
                                                                           for w in walls],
             "cpu_s": round(statistics.median(cpus), 3), "load_1min": round(load, 2),
+            "system_s": round(statistics.median(systems), 3),
             "scenario_cpu_s": {name: statistics.median(runs) for name, runs in each.items()}}
 
 
@@ -207,7 +215,8 @@ def measured_phases(home: Path, workdir: Path, rounds: int, *options: str,
     runs = sorted(runs[1:], key=lambda run: float(run["total"]))
     median = runs[len(runs) // 2]
     parts: dict[str, Any] = {key: round(float(median[key]), 3) for key in (
-        "collected", "calls", "setup_teardown", "total", "main_thread")}
+        "collected", "calls", "setup_teardown", "total", "main_thread", "system")}
+    parts["minor_faults"] = int(median["minor_faults"])
     parts["other_threads"] = round(parts["total"] - parts["main_thread"], 3)
     parts["rest"] = round(parts["total"] - parts["collected"] - parts["calls"]
                           - parts["setup_teardown"], 3)
@@ -258,6 +267,7 @@ def bench(box: Sandbox, rounds: int, workdir: Path, history: int, phases: bool =
         split = measured_phases(box.home, workdir, rounds, *mirrored, history=seed)
         split["calls_per_floor"] = round(split["calls"] / floor["cpu_s"], 2)
         split["threads_per_floor"] = round(split["other_threads"] / floor["cpu_s"], 2)
+        split["user_per_floor"] = round((split["total"] - split["system"]) / floor["cpu_s"], 2)
         split["over_floor"] = over_floor(split.pop("scenario_cpu_s"),
                                          floor["scenario_cpu_s"])
     floor.pop("scenario_cpu_s")
@@ -321,6 +331,10 @@ def report(result: dict[str, Any]) -> None:
               f" evidence) {split['main_thread']:.3f} s; the others (the probes, each in its"
               f" own under its deadline, and the components asked ahead)"
               f" {split['other_threads']:.3f} s ({split['threads_per_floor']:.2f}x the floor)")
+        print(f"the same round in the kernel: {split['system']:.3f} s of system CPU (the"
+              f" floor's: {floor['system_s']:.3f} s), {split['minor_faults']:,} minor page"
+              f" faults from its fork; its user CPU alone {split['user_per_floor']:.2f}x the"
+              f" floor's whole CPU")
         q1, median, q3 = split["scenario_main_ms"]
         print(f"a scenario's main thread in that round (setup, call, teardown and reports, not"
               f" its probes): quartiles {q1:.1f}, {median:.1f}, {q3:.1f} ms;"
